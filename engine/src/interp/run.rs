@@ -1,0 +1,2178 @@
+//! One interpreter step: the state-by-state logic behind [`super::Execution::apply`].
+//!
+//! Invariants: every event goes through [`Run::emit`] (ids are dense and increasing); a frame
+//! is either running a state, waiting on exactly one thing (task, timer, children) or gone;
+//! timers and tasks are registered in the execution's tables before a command for them is
+//! emitted, and removed before they are acted on, so a second delivery finds nothing.
+
+use super::{
+    Command, Context, Execution, ExecutionStatus, Input, Step, TaskDispatch, PAYLOAD_LIMIT_BYTES,
+};
+use crate::asl::choice::{compare, ChoiceRule, Op, Operand};
+use crate::asl::template::Template;
+use crate::asl::{
+    Definition, MapMode, MapSpec, NumberSource, OptionalPath, QueryLanguage, State, StateKind,
+    Transition, WaitSpec,
+};
+use crate::dataflow::{next_random, Scope};
+use crate::error::{names, Failure};
+use crate::history::{EventKind, HistoryEvent};
+use crate::{task_token, timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A broken invariant inside the interpreter (never an ASL failure).
+#[derive(Debug, thiserror::Error)]
+pub enum InterpError {
+    #[error("internal interpreter error: {0}")]
+    Invariant(String),
+}
+
+fn invariant(msg: impl Into<String>) -> InterpError {
+    InterpError::Invariant(msg.into())
+}
+
+/// An ASL failure whose fields may be absent (a Fail state without Error/Cause).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Fault {
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+impl Fault {
+    fn error_name(&self) -> &str {
+        self.error.as_deref().unwrap_or("")
+    }
+
+    fn output(&self) -> Value {
+        let mut m = Map::new();
+        if let Some(e) = &self.error {
+            m.insert("Error".into(), Value::String(e.clone()));
+        }
+        if let Some(c) = &self.cause {
+            m.insert("Cause".into(), Value::String(c.clone()));
+        }
+        Value::Object(m)
+    }
+}
+
+impl From<Failure> for Fault {
+    fn from(f: Failure) -> Fault {
+        Fault {
+            error: Some(f.error),
+            cause: Some(f.cause),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Frame {
+    parent: Option<(u64, usize)>,
+    machine: usize,
+    state: usize,
+    input: Value,
+    phase: Phase,
+    pub(crate) vars: Map<String, Value>,
+    last_event: u64,
+    entered_event: u64,
+    entered_ms: i64,
+    retry_counts: Vec<u32>,
+    retry_total: u32,
+    /// Events of distributed-map item executions are not part of the parent's history.
+    silent: bool,
+    map_item: Option<(usize, Value)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Phase {
+    Idle,
+    Task {
+        task: u64,
+        resource: String,
+        activity: bool,
+        timeout_timer: Option<u64>,
+        heartbeat_timer: Option<u64>,
+        heartbeat_seconds: Option<u64>,
+    },
+    RetryWait {
+        timer: u64,
+    },
+    Waiting {
+        timer: u64,
+        effective: Value,
+    },
+    Parallel(Children),
+    Map(Box<MapRun>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Children {
+    results: Vec<Option<Value>>,
+    running: BTreeSet<u64>,
+    failure: Option<Fault>,
+    launching: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct MapRun {
+    items: Vec<Value>,
+    next: usize,
+    max: usize,
+    results: Vec<Option<Value>>,
+    /// child frame → item index.
+    running: BTreeMap<u64, usize>,
+    failures: usize,
+    tolerated_count: Option<u64>,
+    tolerated_pct: Option<f64>,
+    failure: Option<Fault>,
+    launching: bool,
+    effective: Value,
+    distributed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Timer {
+    Wait { frame: u64 },
+    Retry { frame: u64 },
+    TaskTimeout { frame: u64, task: u64 },
+    Heartbeat { frame: u64, task: u64 },
+    ExecutionTimeout,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// The frame moved to a new state that must now be entered.
+    Continue,
+    /// The frame waits for a task, a timer or children.
+    Blocked,
+    /// The frame ended (or the execution did).
+    Done,
+}
+
+/// Extra context-object members for the current evaluation.
+#[derive(Default, Clone)]
+struct CtxExtra {
+    token: Option<String>,
+    map_item: Option<(usize, Value)>,
+}
+
+pub(crate) struct Run<'a> {
+    ex: &'a mut Execution,
+    def: &'a Definition,
+    ctx: &'a Context,
+    events: Vec<HistoryEvent>,
+    commands: Vec<Command>,
+}
+
+type R<T> = Result<T, InterpError>;
+
+fn payload_size(v: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Counter(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
+fn is_task_like(kind: &StateKind) -> bool {
+    matches!(
+        kind,
+        StateKind::Task(_) | StateKind::Parallel { .. } | StateKind::Map(_)
+    )
+}
+
+/// AWS's ErrorEquals matching.
+fn error_matches(error_equals: &[String], error: &str, in_task: bool) -> bool {
+    if error == names::RUNTIME || error == names::DATA_LIMIT_EXCEEDED {
+        return false;
+    }
+    error_equals.iter().any(|e| {
+        e == error
+            || e == names::ALL
+            || (e == names::TIMEOUT && error == names::HEARTBEAT_TIMEOUT)
+            || (e == names::TASK_FAILED
+                && in_task
+                && error != names::TIMEOUT
+                && error != names::HEARTBEAT_TIMEOUT)
+    })
+}
+
+fn json_display(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => crate::history::json_text(other),
+    }
+}
+
+fn build_context(
+    ex: &super::ExecutionInfo,
+    state: &State,
+    entered_ms: i64,
+    retry: u32,
+    extra: &CtxExtra,
+) -> Value {
+    let mut execution = Map::new();
+    execution.insert("Id".into(), Value::String(ex.execution_arn.clone()));
+    execution.insert("Input".into(), ex.input.clone());
+    execution.insert(
+        "StartTime".into(),
+        Value::String(timestamp::format_millis(ex.start_ms)),
+    );
+    execution.insert("Name".into(), Value::String(ex.execution_name.clone()));
+    execution.insert("RoleArn".into(), Value::String(ex.role_arn.clone()));
+    execution.insert("RedriveCount".into(), json!(ex.redrive_count));
+    let mut st = Map::new();
+    st.insert("Name".into(), Value::String(state.name.clone()));
+    st.insert(
+        "EnteredTime".into(),
+        Value::String(timestamp::format_millis(entered_ms)),
+    );
+    if is_task_like(&state.kind) {
+        st.insert("RetryCount".into(), json!(retry));
+    }
+    let mut m = Map::new();
+    m.insert("Execution".into(), Value::Object(execution));
+    m.insert(
+        "StateMachine".into(),
+        json!({"Id": ex.state_machine_arn, "Name": ex.state_machine_name}),
+    );
+    m.insert("State".into(), Value::Object(st));
+    if let Some(t) = &extra.token {
+        m.insert("Task".into(), json!({ "Token": t }));
+    }
+    if let Some((i, v)) = &extra.map_item {
+        m.insert("Map".into(), json!({"Item": {"Index": i, "Value": v}}));
+    }
+    Value::Object(m)
+}
+
+impl<'a> Run<'a> {
+    pub(crate) fn new(ex: &'a mut Execution, def: &'a Definition, ctx: &'a Context) -> Run<'a> {
+        Run {
+            ex,
+            def,
+            ctx,
+            events: Vec::new(),
+            commands: Vec::new(),
+        }
+    }
+
+    pub(crate) fn finish(self) -> Step {
+        Step {
+            events: self.events,
+            commands: self.commands,
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.ctx.now_ms
+    }
+
+    fn frame(&self, fid: u64) -> R<&Frame> {
+        self.ex
+            .frames
+            .get(&fid)
+            .ok_or_else(|| invariant(format!("frame {fid} missing")))
+    }
+
+    fn frame_mut(&mut self, fid: u64) -> R<&mut Frame> {
+        self.ex
+            .frames
+            .get_mut(&fid)
+            .ok_or_else(|| invariant(format!("frame {fid} missing")))
+    }
+
+    fn state_of(&self, fid: u64) -> R<&'a State> {
+        let f = self.frame(fid)?;
+        Ok(self.def.state(f.machine, f.state))
+    }
+
+    /// Appends an event in `fid`'s chain (or the execution's when `None`).
+    fn emit(&mut self, fid: Option<u64>, kind: EventKind) -> u64 {
+        let mut prev = self.ex.last_event_id;
+        if let Some(fid) = fid {
+            if let Some(f) = self.ex.frames.get(&fid) {
+                if f.silent {
+                    return 0;
+                }
+                prev = f.last_event;
+            }
+        }
+        self.ex.last_event_id += 1;
+        let id = self.ex.last_event_id;
+        self.events.push(HistoryEvent {
+            id,
+            previous_event_id: prev,
+            timestamp_ms: self.ctx.now_ms,
+            kind,
+        });
+        if let Some(fid) = fid {
+            if let Some(f) = self.ex.frames.get_mut(&fid) {
+                f.last_event = id;
+            }
+        }
+        id
+    }
+
+    fn schedule_timer(&mut self, fire_at_ms: i64, timer: Timer) -> u64 {
+        let id = self.ex.next_timer;
+        self.ex.next_timer += 1;
+        self.ex.timers.insert(id, timer);
+        self.commands.push(Command::ScheduleTimer {
+            timer: id,
+            fire_at_ms,
+        });
+        id
+    }
+
+    fn cancel_timer(&mut self, id: Option<u64>) {
+        if let Some(id) = id {
+            if self.ex.timers.remove(&id).is_some() {
+                self.commands.push(Command::CancelTimer { timer: id });
+            }
+        }
+    }
+
+    /// Wraps a failure raised while running a state with AWS's standard prefix.
+    fn in_state(&self, fid: u64, f: Failure) -> Fault {
+        let prefixed = if f.error == names::RUNTIME || f.error == names::QUERY_EVALUATION_ERROR {
+            match (self.frame(fid), self.state_of(fid)) {
+                (Ok(fr), Ok(st)) => format!(
+                    "An error occurred while executing the state '{}' (entered at the event id #{}). {}",
+                    st.name, fr.entered_event, f.cause
+                ),
+                _ => f.cause,
+            }
+        } else {
+            f.cause
+        };
+        Fault {
+            error: Some(f.error),
+            cause: Some(prefixed),
+        }
+    }
+
+    /// Evaluates `f` in a [`Scope`] over `doc` for frame `fid`.
+    fn scoped<T>(
+        &mut self,
+        fid: u64,
+        doc: &Value,
+        extra: &CtxExtra,
+        states: (Option<&Value>, Option<&Value>),
+        f: impl FnOnce(&mut Scope) -> Result<T, Failure>,
+    ) -> R<Result<T, Failure>> {
+        let mut rng = self.ex.rng;
+        let out = {
+            let frame = self
+                .ex
+                .frames
+                .get(&fid)
+                .ok_or_else(|| invariant("frame missing"))?;
+            let state = self.def.state(frame.machine, frame.state);
+            let info = &self.ex.info;
+            let (entered, retry) = (frame.entered_ms, frame.retry_total);
+            let mut ex2 = extra.clone();
+            if ex2.map_item.is_none() {
+                ex2.map_item = None;
+            }
+            let ctxf = move || build_context(info, state, entered, retry, &ex2);
+            let mut scope = Scope::new(doc, &ctxf, &frame.vars, &mut rng);
+            scope.states_result = states.0;
+            scope.states_error_output = states.1;
+            f(&mut scope)
+        };
+        self.ex.rng = rng;
+        Ok(out)
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Inputs
+
+    pub(crate) fn apply(&mut self, input: &Input) -> R<()> {
+        if self.ex.is_finished() {
+            return Ok(());
+        }
+        match input {
+            Input::Start => {
+                if self.ex.started {
+                    return Ok(());
+                }
+                self.ex.started = true;
+                let info_input = self.ex.info.input.clone();
+                let role = self.ex.info.role_arn.clone();
+                self.emit(
+                    None,
+                    EventKind::ExecutionStarted {
+                        input: info_input.clone(),
+                        role_arn: role,
+                    },
+                );
+                if payload_size(&info_input) > PAYLOAD_LIMIT_BYTES {
+                    return self.end_execution(
+                        ExecutionStatus::Failed,
+                        None,
+                        Some(Fault {
+                            error: Some(names::DATA_LIMIT_EXCEEDED.into()),
+                            cause: Some("The execution input exceeds the maximum number of bytes service limit.".into()),
+                        }),
+                    );
+                }
+                if let Some(t) = self.def.timeout_seconds {
+                    let at = self.now() + (t as i64) * 1000;
+                    self.schedule_timer(at, Timer::ExecutionTimeout);
+                }
+                let root = self.def.root();
+                self.ex.frames.insert(
+                    0,
+                    Frame {
+                        parent: None,
+                        machine: 0,
+                        state: root.start_at,
+                        input: info_input,
+                        phase: Phase::Idle,
+                        vars: Map::new(),
+                        last_event: self.ex.last_event_id,
+                        entered_event: 0,
+                        entered_ms: self.now(),
+                        retry_counts: Vec::new(),
+                        retry_total: 0,
+                        silent: false,
+                        map_item: None,
+                    },
+                );
+                self.ex.next_frame = 1;
+                self.run_frame(0)
+            }
+            Input::TaskStarted { task, worker_name } => {
+                let Some(&fid) = self.ex.tasks.get(task) else {
+                    return Ok(());
+                };
+                let (activity, resource, hb_timer, hb) = match &self.frame(fid)?.phase {
+                    Phase::Task {
+                        activity,
+                        resource,
+                        heartbeat_timer,
+                        heartbeat_seconds,
+                        ..
+                    } => (*activity, resource.clone(), *heartbeat_timer, *heartbeat_seconds),
+                    _ => return Ok(()),
+                };
+                let kind = if activity {
+                    EventKind::ActivityStarted {
+                        worker_name: worker_name.clone(),
+                    }
+                } else {
+                    EventKind::TaskStarted {
+                        resource_type: resource_type(&resource),
+                        resource: resource_name(&resource),
+                    }
+                };
+                self.emit(Some(fid), kind);
+                if hb.is_some() {
+                    self.restart_heartbeat(fid, *task, hb_timer, hb)?;
+                }
+                Ok(())
+            }
+            Input::TaskHeartbeat { task } => {
+                let Some(&fid) = self.ex.tasks.get(task) else {
+                    return Ok(());
+                };
+                if let Phase::Task {
+                    heartbeat_timer,
+                    heartbeat_seconds,
+                    ..
+                } = &self.frame(fid)?.phase
+                {
+                    let (t, h) = (*heartbeat_timer, *heartbeat_seconds);
+                    if h.is_some() {
+                        self.restart_heartbeat(fid, *task, t, h)?;
+                    }
+                }
+                Ok(())
+            }
+            Input::TaskSucceeded { task, output } => {
+                let Some(fid) = self.take_task(*task)? else {
+                    return Ok(());
+                };
+                let (activity, resource) = self.task_meta(fid)?;
+                let kind = if activity {
+                    EventKind::ActivitySucceeded {
+                        output: output.clone(),
+                    }
+                } else {
+                    EventKind::TaskSucceeded {
+                        resource_type: resource_type(&resource),
+                        resource: resource_name(&resource),
+                        output: output.clone(),
+                    }
+                };
+                self.emit(Some(fid), kind);
+                self.frame_mut(fid)?.phase = Phase::Idle;
+                let flow = self.complete_with_result(fid, output.clone())?;
+                self.drive(fid, flow)
+            }
+            Input::TaskFailed { task, error, cause } => {
+                let Some(fid) = self.take_task(*task)? else {
+                    return Ok(());
+                };
+                let (activity, resource) = self.task_meta(fid)?;
+                let kind = if activity {
+                    EventKind::ActivityFailed {
+                        error: error.clone(),
+                        cause: cause.clone(),
+                    }
+                } else {
+                    EventKind::TaskFailed {
+                        resource_type: resource_type(&resource),
+                        resource: resource_name(&resource),
+                        error: error.clone(),
+                        cause: cause.clone(),
+                    }
+                };
+                self.emit(Some(fid), kind);
+                self.frame_mut(fid)?.phase = Phase::Idle;
+                let fault = Fault {
+                    error: Some(error.clone().unwrap_or_else(|| names::TASK_FAILED.into())),
+                    cause: cause.clone(),
+                };
+                let flow = self.state_failed(fid, fault)?;
+                self.drive(fid, flow)
+            }
+            Input::TimerFired { timer } => {
+                let Some(t) = self.ex.timers.remove(timer) else {
+                    return Ok(());
+                };
+                self.timer_fired(*timer, t)
+            }
+            Input::Stop { error, cause } => {
+                let fault = Fault {
+                    error: error.clone(),
+                    cause: cause.clone(),
+                };
+                self.end_execution(ExecutionStatus::Aborted, None, Some(fault))
+            }
+        }
+    }
+
+    fn restart_heartbeat(
+        &mut self,
+        fid: u64,
+        task: u64,
+        old: Option<u64>,
+        seconds: Option<u64>,
+    ) -> R<()> {
+        self.cancel_timer(old);
+        let Some(s) = seconds else { return Ok(()) };
+        let at = self.now() + (s as i64) * 1000;
+        let new = self.schedule_timer(at, Timer::Heartbeat { frame: fid, task });
+        if let Phase::Task {
+            heartbeat_timer, ..
+        } = &mut self.frame_mut(fid)?.phase
+        {
+            *heartbeat_timer = Some(new);
+        }
+        Ok(())
+    }
+
+    /// Removes an open task and its timers; `None` if the task is unknown (stale input).
+    fn take_task(&mut self, task: u64) -> R<Option<u64>> {
+        let Some(fid) = self.ex.tasks.remove(&task) else {
+            return Ok(None);
+        };
+        let (t1, t2) = match &self.frame(fid)?.phase {
+            Phase::Task {
+                timeout_timer,
+                heartbeat_timer,
+                ..
+            } => (*timeout_timer, *heartbeat_timer),
+            _ => return Ok(None),
+        };
+        self.cancel_timer(t1);
+        self.cancel_timer(t2);
+        Ok(Some(fid))
+    }
+
+    fn task_meta(&self, fid: u64) -> R<(bool, String)> {
+        match &self.frame(fid)?.phase {
+            Phase::Task {
+                activity, resource, ..
+            } => Ok((*activity, resource.clone())),
+            _ => Err(invariant("task frame without task phase")),
+        }
+    }
+
+    fn timer_fired(&mut self, _id: u64, t: Timer) -> R<()> {
+        match t {
+            Timer::ExecutionTimeout => self.end_execution(
+                ExecutionStatus::TimedOut,
+                None,
+                Some(Fault {
+                    error: None,
+                    cause: None,
+                }),
+            ),
+            Timer::Wait { frame } => {
+                let effective = match &self.frame(frame)?.phase {
+                    Phase::Waiting { effective, .. } => effective.clone(),
+                    _ => return Ok(()),
+                };
+                self.frame_mut(frame)?.phase = Phase::Idle;
+                let flow = self.finish_simple(frame, effective)?;
+                self.drive(frame, flow)
+            }
+            Timer::Retry { frame } => {
+                if !matches!(self.frame(frame)?.phase, Phase::RetryWait { .. }) {
+                    return Ok(());
+                }
+                self.frame_mut(frame)?.phase = Phase::Idle;
+                let flow = self.execute_state(frame)?;
+                self.drive(frame, flow)
+            }
+            Timer::TaskTimeout { frame, task } | Timer::Heartbeat { frame, task } => {
+                let heartbeat = matches!(t, Timer::Heartbeat { .. });
+                if self.take_task(task)?.is_none() {
+                    return Ok(());
+                }
+                let (activity, resource) = self.task_meta(frame)?;
+                let error = if heartbeat {
+                    names::HEARTBEAT_TIMEOUT
+                } else {
+                    names::TIMEOUT
+                };
+                let kind = if activity {
+                    EventKind::ActivityTimedOut {
+                        error: Some(error.into()),
+                        cause: None,
+                    }
+                } else {
+                    EventKind::TaskTimedOut {
+                        resource_type: resource_type(&resource),
+                        resource: resource_name(&resource),
+                        error: Some(error.into()),
+                        cause: None,
+                    }
+                };
+                self.emit(Some(frame), kind);
+                self.commands.push(Command::CancelTask { task });
+                self.frame_mut(frame)?.phase = Phase::Idle;
+                let flow = self.state_failed(
+                    frame,
+                    Fault {
+                        error: Some(error.into()),
+                        cause: None,
+                    },
+                )?;
+                self.drive(frame, flow)
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Frames
+
+    fn drive(&mut self, fid: u64, flow: Flow) -> R<()> {
+        if flow == Flow::Continue {
+            self.run_frame(fid)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn run_frame(&mut self, fid: u64) -> R<()> {
+        loop {
+            if self.ex.is_finished() || !self.ex.frames.contains_key(&fid) {
+                return Ok(());
+            }
+            match self.enter_state(fid)? {
+                Flow::Continue => continue,
+                Flow::Blocked | Flow::Done => return Ok(()),
+            }
+        }
+    }
+
+    fn enter_state(&mut self, fid: u64) -> R<Flow> {
+        let state = self.state_of(fid)?;
+        let input = self.frame(fid)?.input.clone();
+        let now = self.now();
+        let id = self.emit(
+            Some(fid),
+            EventKind::StateEntered {
+                state_type: state.kind.type_name().into(),
+                name: state.name.clone(),
+                input,
+            },
+        );
+        let f = self.frame_mut(fid)?;
+        f.entered_event = id;
+        f.entered_ms = now;
+        f.retry_counts.clear();
+        f.retry_counts.resize(state.retry.len(), 0);
+        f.retry_total = 0;
+        self.execute_state(fid)
+    }
+
+    /// Runs the body of the current state (also used for retries, without a new Entered).
+    fn execute_state(&mut self, fid: u64) -> R<Flow> {
+        let state = self.state_of(fid)?;
+        let result = match &state.kind {
+            StateKind::Pass { result } => self.exec_pass(fid, state, result.as_ref()),
+            StateKind::Succeed => {
+                let raw = self.frame(fid)?.input.clone();
+                match self.input_path(fid, state, &raw)? {
+                    Ok(eff) => self.finish_simple(fid, eff).map(Ok),
+                    Err(f) => Ok(Err(f)),
+                }
+            }
+            StateKind::Fail(spec) => {
+                let raw = self.frame(fid)?.input.clone();
+                let ev = |run: &mut Self,
+                          t: &Option<Template>,
+                          p: &Option<crate::jsonpath::Path>,
+                          field: &str|
+                 -> R<Result<Option<String>, Failure>> {
+                    if let Some(t) = t {
+                        let v = run.scoped(fid, &raw, &CtxExtra::default(), (None, None), |s| s.eval(t, field))?;
+                        return Ok(v.map(|v| Some(json_display(&v))));
+                    }
+                    if let Some(p) = p {
+                        let v = run.scoped(fid, &raw, &CtxExtra::default(), (None, None), |s| s.lookup(p))?;
+                        return Ok(match v {
+                            Ok(Some(v)) => Ok(Some(json_display(&v))),
+                            Ok(None) => Err(Failure::runtime(format!(
+                                "The JSONPath '{}' specified for the field '{field}' could not be found in the input '{}'",
+                                p.source(),
+                                crate::history::json_text(&raw)
+                            ))),
+                            Err(e) => Err(e),
+                        });
+                    }
+                    Ok(Ok(None))
+                };
+                let error = ev(self, &spec.error, &spec.error_path, "ErrorPath")?;
+                let cause = ev(self, &spec.cause, &spec.cause_path, "CausePath")?;
+                match (error, cause) {
+                    (Ok(error), Ok(cause)) => {
+                        return self.frame_failed(fid, Fault { error, cause });
+                    }
+                    (Err(f), _) | (_, Err(f)) => Ok(Err(f)),
+                }
+            }
+            StateKind::Choice { choices, default } => {
+                self.exec_choice(fid, state, choices, *default)
+            }
+            StateKind::Wait(spec) => self.exec_wait(fid, state, spec),
+            StateKind::Task(_) => self.exec_task(fid, state),
+            StateKind::Parallel { branches } => self.exec_parallel(fid, state, branches),
+            StateKind::Map(spec) => self.exec_map(fid, state, spec),
+        }?;
+        match result {
+            Ok(flow) => Ok(flow),
+            Err(failure) => {
+                let fault = self.in_state(fid, failure);
+                if fault.error.as_deref() == Some(names::QUERY_EVALUATION_ERROR) {
+                    let location = fault.cause.as_deref().and_then(|c| {
+                        let start = c.find("for the field '")? + "for the field '".len();
+                        let end = c[start..].find('\'')?;
+                        Some(c[start..start + end].to_string())
+                    });
+                    self.emit(
+                        Some(fid),
+                        EventKind::EvaluationFailed {
+                            error: names::QUERY_EVALUATION_ERROR.into(),
+                            cause: fault.cause.clone().unwrap_or_default(),
+                            location,
+                            state: state.name.clone(),
+                        },
+                    );
+                    if let StateKind::Map(_) = state.kind {
+                        self.emit(
+                            Some(fid),
+                            EventKind::Plain {
+                                event_type: "MapStateFailed".into(),
+                            },
+                        );
+                    }
+                }
+                self.state_failed(fid, fault)
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Data flow helpers
+
+    fn input_path(&mut self, fid: u64, state: &State, raw: &Value) -> R<Result<Value, Failure>> {
+        if state.query_language == QueryLanguage::JSONata {
+            return Ok(Ok(raw.clone()));
+        }
+        match &state.io.input_path {
+            OptionalPath::Default => Ok(Ok(raw.clone())),
+            OptionalPath::Null => Ok(Ok(json!({}))),
+            OptionalPath::Path(p) => {
+                self.scoped(fid, raw, &CtxExtra::default(), (None, None), |s| s.select(p))
+            }
+        }
+    }
+
+    fn output_path(&mut self, fid: u64, state: &State, v: Value) -> R<Result<Value, Failure>> {
+        match &state.io.output_path {
+            OptionalPath::Default => Ok(Ok(v)),
+            OptionalPath::Null => Ok(Ok(json!({}))),
+            OptionalPath::Path(p) => {
+                self.scoped(fid, &v, &CtxExtra::default(), (None, None), |s| s.select(p))
+            }
+        }
+    }
+
+    fn result_path(&self, rp: &OptionalPath, raw: &Value, result: Value) -> Result<Value, Failure> {
+        match rp {
+            OptionalPath::Default => Ok(result),
+            OptionalPath::Null => Ok(raw.clone()),
+            OptionalPath::Path(p) => {
+                if p.is_root() {
+                    return Ok(result);
+                }
+                let mut doc = raw.clone();
+                p.set(&mut doc, result).map_err(|e| {
+                    Failure::new(names::RESULT_PATH_MATCH_FAILURE, e.0)
+                })?;
+                Ok(doc)
+            }
+        }
+    }
+
+    fn eval_assign(
+        &mut self,
+        fid: u64,
+        assign: Option<&Template>,
+        doc: &Value,
+        result: Option<&Value>,
+        error_output: Option<&Value>,
+    ) -> R<Result<Option<Map<String, Value>>, Failure>> {
+        let Some(t) = assign else { return Ok(Ok(None)) };
+        let v = self.scoped(
+            fid,
+            doc,
+            &CtxExtra::default(),
+            (result, error_output),
+            |s| s.eval(t, "Assign"),
+        )?;
+        Ok(v.map(|v| match v {
+            Value::Object(m) => Some(m),
+            _ => Some(Map::new()),
+        }))
+    }
+
+    /// JSONata `Output` (or the default) for a state.
+    fn jsonata_output(
+        &mut self,
+        fid: u64,
+        output: Option<&Template>,
+        raw: &Value,
+        result: Option<&Value>,
+        error_output: Option<&Value>,
+        default: Value,
+    ) -> R<Result<Value, Failure>> {
+        let Some(t) = output else { return Ok(Ok(default)) };
+        self.scoped(
+            fid,
+            raw,
+            &CtxExtra::default(),
+            (result, error_output),
+            |s| s.eval(t, "Output"),
+        )
+    }
+
+    /// Emits `…StateExited`, applies assigned variables and follows the transition.
+    fn exit_state(
+        &mut self,
+        fid: u64,
+        state: &State,
+        output: Value,
+        assigned: Option<Map<String, Value>>,
+        next: Option<usize>,
+    ) -> R<Flow> {
+        if payload_size(&output) > PAYLOAD_LIMIT_BYTES {
+            let fault = Fault {
+                error: Some(names::DATA_LIMIT_EXCEEDED.into()),
+                cause: Some(format!(
+                    "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
+                    state.name
+                )),
+            };
+            return self.frame_failed(fid, fault);
+        }
+        self.emit(
+            Some(fid),
+            EventKind::StateExited {
+                state_type: state.kind.type_name().into(),
+                name: state.name.clone(),
+                output: output.clone(),
+                assigned: assigned.clone(),
+            },
+        );
+        let f = self.frame_mut(fid)?;
+        if let Some(a) = assigned {
+            f.vars.extend(a);
+        }
+        let next = match next {
+            Some(n) => Some(n),
+            None => match state.transition {
+                Transition::Next(n) => Some(n),
+                _ => None,
+            },
+        };
+        match next {
+            Some(n) => {
+                f.state = n;
+                f.input = output;
+                f.phase = Phase::Idle;
+                Ok(Flow::Continue)
+            }
+            None => self.finish_frame(fid, Ok(output)),
+        }
+    }
+
+    /// Output step for states without a result (Succeed, Wait): OutputPath / JSONata Output.
+    fn finish_simple(&mut self, fid: u64, effective: Value) -> R<Flow> {
+        let state = self.state_of(fid)?;
+        let raw = self.frame(fid)?.input.clone();
+        let (output, assigned) = if state.query_language == QueryLanguage::JSONata {
+            let assigned = match self.eval_assign(fid, state.assign.as_ref(), &raw, None, None)? {
+                Ok(a) => a,
+                Err(f) => return self.fail_in_state(fid, f),
+            };
+            let out = match self.jsonata_output(fid, state.io.output.as_ref(), &raw, None, None, raw.clone())? {
+                Ok(o) => o,
+                Err(f) => return self.fail_in_state(fid, f),
+            };
+            (out, assigned)
+        } else {
+            let assigned = match self.eval_assign(fid, state.assign.as_ref(), &effective, None, None)? {
+                Ok(a) => a,
+                Err(f) => return self.fail_in_state(fid, f),
+            };
+            match self.output_path(fid, state, effective)? {
+                Ok(o) => (o, assigned),
+                Err(f) => return self.fail_in_state(fid, f),
+            }
+        };
+        if matches!(state.kind, StateKind::Succeed) {
+            if payload_size(&output) > PAYLOAD_LIMIT_BYTES {
+                return self.exit_state(fid, state, output, assigned, None);
+            }
+            self.emit(
+                Some(fid),
+                EventKind::StateExited {
+                    state_type: "Succeed".into(),
+                    name: state.name.clone(),
+                    output: output.clone(),
+                    assigned,
+                },
+            );
+            return self.finish_frame(fid, Ok(output));
+        }
+        self.exit_state(fid, state, output, assigned, None)
+    }
+
+    fn fail_in_state(&mut self, fid: u64, f: Failure) -> R<Flow> {
+        let fault = self.in_state(fid, f);
+        if fault.error.as_deref() == Some(names::QUERY_EVALUATION_ERROR) {
+            let state = self.state_of(fid)?;
+            let location = fault.cause.as_deref().and_then(|c| {
+                let start = c.find("for the field '")? + "for the field '".len();
+                let end = c[start..].find('\'')?;
+                Some(c[start..start + end].to_string())
+            });
+            self.emit(
+                Some(fid),
+                EventKind::EvaluationFailed {
+                    error: names::QUERY_EVALUATION_ERROR.into(),
+                    cause: fault.cause.clone().unwrap_or_default(),
+                    location,
+                    state: state.name.clone(),
+                },
+            );
+        }
+        self.state_failed(fid, fault)
+    }
+
+    // ----------------------------------------------------------------------------------
+    // States
+
+    fn exec_pass(&mut self, fid: u64, state: &State, result: Option<&Value>) -> R<Result<Flow, Failure>> {
+        let raw = self.frame(fid)?.input.clone();
+        if state.query_language == QueryLanguage::JSONata {
+            let assigned = match self.eval_assign(fid, state.assign.as_ref(), &raw, None, None)? {
+                Ok(a) => a,
+                Err(f) => return Ok(Err(f)),
+            };
+            let default = result.cloned().unwrap_or_else(|| raw.clone());
+            let out = match self.jsonata_output(fid, state.io.output.as_ref(), &raw, None, None, default)? {
+                Ok(o) => o,
+                Err(f) => return Ok(Err(f)),
+            };
+            return self.exit_state(fid, state, out, assigned, None).map(Ok);
+        }
+        let eff = match self.input_path(fid, state, &raw)? {
+            Ok(v) => v,
+            Err(f) => return Ok(Err(f)),
+        };
+        let res = if let Some(p) = &state.io.parameters {
+            match self.scoped(fid, &eff, &CtxExtra::default(), (None, None), |s| s.eval(p, "Parameters"))? {
+                Ok(v) => v,
+                Err(f) => return Ok(Err(f)),
+            }
+        } else if let Some(r) = result {
+            r.clone()
+        } else {
+            eff
+        };
+        let assigned = match self.eval_assign(fid, state.assign.as_ref(), &res, None, None)? {
+            Ok(a) => a,
+            Err(f) => return Ok(Err(f)),
+        };
+        let merged = match self.result_path(&state.io.result_path, &raw, res) {
+            Ok(v) => v,
+            Err(f) => return Ok(Err(f)),
+        };
+        let out = match self.output_path(fid, state, merged)? {
+            Ok(v) => v,
+            Err(f) => return Ok(Err(f)),
+        };
+        self.exit_state(fid, state, out, assigned, None).map(Ok)
+    }
+
+    fn eval_rule(&mut self, fid: u64, rule: &ChoiceRule, doc: &Value) -> R<Result<bool, Failure>> {
+        match rule {
+            ChoiceRule::Literal(b) => Ok(Ok(*b)),
+            ChoiceRule::And(rs) => {
+                for r in rs {
+                    match self.eval_rule(fid, r, doc)? {
+                        Ok(true) => {}
+                        other => return Ok(other),
+                    }
+                }
+                Ok(Ok(true))
+            }
+            ChoiceRule::Or(rs) => {
+                for r in rs {
+                    match self.eval_rule(fid, r, doc)? {
+                        Ok(false) => {}
+                        other => return Ok(other),
+                    }
+                }
+                Ok(Ok(false))
+            }
+            ChoiceRule::Not(r) => Ok(self.eval_rule(fid, r, doc)?.map(|b| !b)),
+            ChoiceRule::Condition(t) => {
+                let v = self.scoped(fid, doc, &CtxExtra::default(), (None, None), |s| s.eval(t, "Condition"))?;
+                Ok(match v {
+                    Ok(Value::Bool(b)) => Ok(b),
+                    Ok(other) => Err(Failure::query_evaluation(format!(
+                        "The Condition field evaluated to a non-boolean value: {}",
+                        json_display(&other)
+                    ))),
+                    Err(e) => Err(e),
+                })
+            }
+            ChoiceRule::Compare {
+                variable,
+                op,
+                operand,
+            } => {
+                let extra = CtxExtra::default();
+                let var = match self.scoped(fid, doc, &extra, (None, None), |s| s.lookup(variable))? {
+                    Ok(v) => v,
+                    Err(e) => return Ok(Err(e)),
+                };
+                if *op == Op::IsPresent {
+                    let want = matches!(operand, Operand::Literal(Value::Bool(true)));
+                    return Ok(Ok(var.is_some() == want));
+                }
+                let Some(var) = var else {
+                    return Ok(Err(Failure::runtime(format!(
+                        "Invalid path '{}': The choice state's condition path references an invalid value.",
+                        variable.source()
+                    ))));
+                };
+                let rhs = match operand {
+                    Operand::Literal(v) => v.clone(),
+                    Operand::Path(p) => {
+                        match self.scoped(fid, doc, &extra, (None, None), |s| s.lookup(p))? {
+                            Ok(Some(v)) => v,
+                            Ok(None) => {
+                                return Ok(Err(Failure::runtime(format!(
+                                    "Invalid path '{}': The choice state's condition path references an invalid value.",
+                                    p.source()
+                                ))))
+                            }
+                            Err(e) => return Ok(Err(e)),
+                        }
+                    }
+                };
+                Ok(Ok(compare(*op, &var, &rhs)))
+            }
+        }
+    }
+
+    fn exec_choice(
+        &mut self,
+        fid: u64,
+        state: &State,
+        choices: &[crate::asl::ChoiceBranch],
+        default: Option<usize>,
+    ) -> R<Result<Flow, Failure>> {
+        let raw = self.frame(fid)?.input.clone();
+        let eff = match self.input_path(fid, state, &raw)? {
+            Ok(v) => v,
+            Err(f) => return Ok(Err(f)),
+        };
+        let mut chosen: Option<(usize, Option<&Template>, Option<&Template>)> = None;
+        for c in choices {
+            match self.eval_rule(fid, &c.rule, &eff)? {
+                Ok(true) => {
+                    chosen = Some((
+                        c.next,
+                        c.assign.as_ref().or(state.assign.as_ref()),
+                        c.output.as_ref().or(state.io.output.as_ref()),
+                    ));
+                    break;
+                }
+                Ok(false) => {}
+                Err(f) => return Ok(Err(f)),
+            }
+        }
+        let (next, assign, output) = match chosen {
+            Some(c) => c,
+            None => match default {
+                Some(d) => (d, state.assign.as_ref(), state.io.output.as_ref()),
+                None => {
+                    return Ok(Err(Failure::new(
+                        names::NO_CHOICE_MATCHED,
+                        "No Matches!",
+                    )))
+                }
+            },
+        };
+        let assigned = match self.eval_assign(fid, assign, &eff, None, None)? {
+            Ok(a) => a,
+            Err(f) => return Ok(Err(f)),
+        };
+        let out = if state.query_language == QueryLanguage::JSONata {
+            match self.jsonata_output(fid, output, &raw, None, None, raw.clone())? {
+                Ok(o) => o,
+                Err(f) => return Ok(Err(f)),
+            }
+        } else {
+            match self.output_path(fid, state, eff)? {
+                Ok(o) => o,
+                Err(f) => return Ok(Err(f)),
+            }
+        };
+        self.exit_state(fid, state, out, assigned, Some(next)).map(Ok)
+    }
+
+    fn exec_wait(&mut self, fid: u64, state: &State, spec: &WaitSpec) -> R<Result<Flow, Failure>> {
+        let raw = self.frame(fid)?.input.clone();
+        let eff = match self.input_path(fid, state, &raw)? {
+            Ok(v) => v,
+            Err(f) => return Ok(Err(f)),
+        };
+        let extra = CtxExtra::default();
+        let fire_at: i64 = match spec {
+            WaitSpec::Seconds(n) => {
+                let v = match self.number(fid, n, &eff, "Seconds")? {
+                    Ok(v) => v,
+                    Err(f) => return Ok(Err(f)),
+                };
+                match v.as_i64() {
+                    Some(s) if s >= 0 => self.now() + s * 1000,
+                    _ => {
+                        return Ok(Err(Failure::runtime(format!(
+                            "The Seconds field must be a non-negative integer: {}",
+                            json_display(&v)
+                        ))))
+                    }
+                }
+            }
+            WaitSpec::SecondsPath(p) => {
+                let v = match self.scoped(fid, &eff, &extra, (None, None), |s| s.select(p))? {
+                    Ok(v) => v,
+                    Err(f) => return Ok(Err(f)),
+                };
+                match v.as_i64().or_else(|| v.as_u64().map(|u| u as i64)) {
+                    Some(s) if s >= 0 => self.now() + s * 1000,
+                    Some(_) => {
+                        return Ok(Err(Failure::runtime(format!(
+                            "The SecondsPath parameter references a negative value: {} == {}",
+                            p.source(),
+                            json_display(&v)
+                        ))))
+                    }
+                    None => {
+                        return Ok(Err(Failure::runtime(format!(
+                            "The SecondsPath parameter cannot be parsed as a long value: {} == {}",
+                            p.source(),
+                            json_display(&v)
+                        ))))
+                    }
+                }
+            }
+            WaitSpec::Timestamp(t) => {
+                let v = match self.scoped(fid, &eff, &extra, (None, None), |s| s.eval(t, "Timestamp"))? {
+                    Ok(v) => v,
+                    Err(f) => return Ok(Err(f)),
+                };
+                match v.as_str().and_then(timestamp::parse) {
+                    Some(ns) => (ns / 1_000_000) as i64,
+                    None => {
+                        return Ok(Err(Failure::query_evaluation(format!(
+                            "The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time format string: {}",
+                            json_display(&v)
+                        ))))
+                    }
+                }
+            }
+            WaitSpec::TimestampPath(p) => {
+                let v = match self.scoped(fid, &eff, &extra, (None, None), |s| s.select(p))? {
+                    Ok(v) => v,
+                    Err(f) => return Ok(Err(f)),
+                };
+                match v.as_str().and_then(timestamp::parse) {
+                    Some(ns) => (ns / 1_000_000) as i64,
+                    None => {
+                        return Ok(Err(Failure::runtime(format!(
+                            "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {} == {}",
+                            p.source(),
+                            json_display(&v)
+                        ))))
+                    }
+                }
+            }
+        };
+        if fire_at <= self.now() {
+            return self.finish_simple(fid, eff).map(Ok);
+        }
+        let timer = self.schedule_timer(fire_at, Timer::Wait { frame: fid });
+        self.frame_mut(fid)?.phase = Phase::Waiting {
+            timer,
+            effective: eff,
+        };
+        Ok(Ok(Flow::Blocked))
+    }
+
+    /// Resolves a number field (literal, `…Path`, JSONata).
+    fn number(&mut self, fid: u64, n: &NumberSource, doc: &Value, field: &str) -> R<Result<Value, Failure>> {
+        let extra = CtxExtra::default();
+        match n {
+            NumberSource::Literal(v) => Ok(Ok(v.clone())),
+            NumberSource::Path(p) => self.scoped(fid, doc, &extra, (None, None), |s| s.select(p)),
+            NumberSource::Expr(t) => self.scoped(fid, doc, &extra, (None, None), |s| s.eval(t, field)),
+        }
+    }
+
+    /// An integer-valued field: numbers and numeric strings are accepted.
+    fn integer(
+        &mut self,
+        fid: u64,
+        n: Option<&NumberSource>,
+        doc: &Value,
+        field: &str,
+    ) -> R<Result<Option<f64>, Failure>> {
+        let Some(n) = n else { return Ok(Ok(None)) };
+        let v = match self.number(fid, n, doc, field)? {
+            Ok(v) => v,
+            Err(f) => return Ok(Err(f)),
+        };
+        let parsed = match &v {
+            Value::Number(x) => x.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        match parsed {
+            Some(x) => Ok(Ok(Some(x))),
+            None => {
+                let shown = match &v {
+                    Value::String(s) => s.clone(),
+                    o => crate::history::json_text(o),
+                };
+                let src = match n {
+                    NumberSource::Path(p) => p.source().to_string(),
+                    _ => String::new(),
+                };
+                Ok(Err(Failure::runtime(format!(
+                    "The {field}Path field refers to value \"{shown}\" which is not a valid integer: {src}"
+                ))))
+            }
+        }
+    }
+
+    fn exec_task(&mut self, fid: u64, state: &State) -> R<Result<Flow, Failure>> {
+        let StateKind::Task(spec) = &state.kind else {
+            return Err(invariant("exec_task on non-task"));
+        };
+        let raw = self.frame(fid)?.input.clone();
+        if let Some(known) = &self.ctx.activities {
+            if spec.is_activity() && !known.contains(&spec.resource) {
+                return Ok(Err(Failure::runtime(format!(
+                    "The activity {} does not exist.",
+                    spec.resource
+                ))));
+            }
+        }
+        let task = self.ex.next_task;
+        self.ex.next_task += 1;
+        let token = task_token::mint(&self.ctx.token_key, &self.ex.info.execution_arn, task);
+        let extra = CtxExtra {
+            token: Some(token.clone()),
+            map_item: None,
+        };
+        let params = if state.query_language == QueryLanguage::JSONata {
+            match &state.io.parameters {
+                Some(t) => match self.scoped(fid, &raw, &extra, (None, None), |s| s.eval(t, "Arguments"))? {
+                    Ok(v) => v,
+                    Err(f) => return Ok(Err(f)),
+                },
+                None => raw.clone(),
+            }
+        } else {
+            let eff = match self.input_path(fid, state, &raw)? {
+                Ok(v) => v,
+                Err(f) => return Ok(Err(f)),
+            };
+            match &state.io.parameters {
+                Some(t) => match self.scoped(fid, &eff, &extra, (None, None), |s| s.eval(t, "Parameters"))? {
+                    Ok(v) => v,
+                    Err(f) => return Ok(Err(f)),
+                },
+                None => eff,
+            }
+        };
+        let timeout = match self.integer(fid, spec.timeout.as_ref(), &raw, "TimeoutSeconds")? {
+            Ok(v) => v.map(|x| x.max(1.0) as u64),
+            Err(f) => return Ok(Err(f)),
+        };
+        let heartbeat = match self.integer(fid, spec.heartbeat.as_ref(), &raw, "HeartbeatSeconds")? {
+            Ok(v) => v.map(|x| x.max(1.0) as u64),
+            Err(f) => return Ok(Err(f)),
+        };
+        let activity = spec.is_activity();
+        let kind = if activity {
+            EventKind::ActivityScheduled {
+                resource: spec.resource.clone(),
+                input: params.clone(),
+                timeout_seconds: timeout,
+                heartbeat_seconds: heartbeat,
+            }
+        } else {
+            EventKind::TaskScheduled {
+                resource_type: resource_type(&spec.resource),
+                resource: resource_name(&spec.resource),
+                region: self.ex.info.region.clone(),
+                parameters: params.clone(),
+                timeout_seconds: timeout,
+                heartbeat_seconds: heartbeat,
+            }
+        };
+        self.emit(Some(fid), kind);
+        let now = self.now();
+        let timeout_timer = timeout.map(|t| {
+            self.schedule_timer(now + t as i64 * 1000, Timer::TaskTimeout { frame: fid, task })
+        });
+        let heartbeat_timer = heartbeat.map(|h| {
+            self.schedule_timer(now + h as i64 * 1000, Timer::Heartbeat { frame: fid, task })
+        });
+        let attempt = self.frame(fid)?.retry_total + 1;
+        self.ex.tasks.insert(task, fid);
+        self.frame_mut(fid)?.phase = Phase::Task {
+            task,
+            resource: spec.resource.clone(),
+            activity,
+            timeout_timer,
+            heartbeat_timer,
+            heartbeat_seconds: heartbeat,
+        };
+        self.commands.push(Command::DispatchTask(TaskDispatch {
+            task,
+            token,
+            resource: spec.resource.clone(),
+            state_name: state.name.clone(),
+            input: params,
+            attempt,
+            timeout_seconds: timeout,
+            heartbeat_seconds: heartbeat,
+            callback: spec.is_callback(),
+        }));
+        Ok(Ok(Flow::Blocked))
+    }
+
+    /// Result processing for Task, Parallel and Map, then exit.
+    fn complete_with_result(&mut self, fid: u64, result: Value) -> R<Flow> {
+        let state = self.state_of(fid)?;
+        let raw = self.frame(fid)?.input.clone();
+        if payload_size(&result) > PAYLOAD_LIMIT_BYTES {
+            return self.frame_failed(
+                fid,
+                Fault {
+                    error: Some(names::DATA_LIMIT_EXCEEDED.into()),
+                    cause: Some(format!(
+                        "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
+                        state.name
+                    )),
+                },
+            );
+        }
+        if state.query_language == QueryLanguage::JSONata {
+            let assigned = match self.eval_assign(fid, state.assign.as_ref(), &raw, Some(&result), None)? {
+                Ok(a) => a,
+                Err(f) => return self.fail_in_state(fid, f),
+            };
+            let out = match self.jsonata_output(fid, state.io.output.as_ref(), &raw, Some(&result), None, result.clone())? {
+                Ok(o) => o,
+                Err(f) => return self.fail_in_state(fid, f),
+            };
+            return self.exit_state(fid, state, out, assigned, None);
+        }
+        let selected = match &state.io.result_selector {
+            Some(t) => match self.scoped(fid, &result, &CtxExtra::default(), (None, None), |s| s.eval(t, "ResultSelector"))? {
+                Ok(v) => v,
+                Err(f) => return self.fail_in_state(fid, f),
+            },
+            None => result,
+        };
+        let assigned = match self.eval_assign(fid, state.assign.as_ref(), &selected, None, None)? {
+            Ok(a) => a,
+            Err(f) => return self.fail_in_state(fid, f),
+        };
+        let merged = match self.result_path(&state.io.result_path, &raw, selected) {
+            Ok(v) => v,
+            Err(f) => return self.fail_in_state(fid, f),
+        };
+        let out = match self.output_path(fid, state, merged)? {
+            Ok(v) => v,
+            Err(f) => return self.fail_in_state(fid, f),
+        };
+        self.exit_state(fid, state, out, assigned, None)
+    }
+
+    fn new_child(&mut self, parent: u64, slot: usize, machine: usize, input: Value, map_item: Option<(usize, Value)>, silent: bool) -> R<u64> {
+        let (vars, last, parent_silent) = {
+            let p = self.frame(parent)?;
+            (p.vars.clone(), p.last_event, p.silent)
+        };
+        let id = self.ex.next_frame;
+        self.ex.next_frame += 1;
+        let start = self.def.machines[machine].start_at;
+        self.ex.frames.insert(
+            id,
+            Frame {
+                parent: Some((parent, slot)),
+                machine,
+                state: start,
+                input,
+                phase: Phase::Idle,
+                vars,
+                last_event: last,
+                entered_event: 0,
+                entered_ms: self.now(),
+                retry_counts: Vec::new(),
+                retry_total: 0,
+                silent: silent || parent_silent,
+                map_item,
+            },
+        );
+        Ok(id)
+    }
+
+    fn exec_parallel(&mut self, fid: u64, state: &State, branches: &[usize]) -> R<Result<Flow, Failure>> {
+        let raw = self.frame(fid)?.input.clone();
+        let branch_input = if state.query_language == QueryLanguage::JSONata {
+            match &state.io.parameters {
+                Some(t) => match self.scoped(fid, &raw, &CtxExtra::default(), (None, None), |s| s.eval(t, "Arguments"))? {
+                    Ok(v) => v,
+                    Err(f) => return Ok(Err(f)),
+                },
+                None => raw.clone(),
+            }
+        } else {
+            let eff = match self.input_path(fid, state, &raw)? {
+                Ok(v) => v,
+                Err(f) => return Ok(Err(f)),
+            };
+            match &state.io.parameters {
+                Some(t) => match self.scoped(fid, &eff, &CtxExtra::default(), (None, None), |s| s.eval(t, "Parameters"))? {
+                    Ok(v) => v,
+                    Err(f) => return Ok(Err(f)),
+                },
+                None => eff,
+            }
+        };
+        self.emit(
+            Some(fid),
+            EventKind::Plain {
+                event_type: "ParallelStateStarted".into(),
+            },
+        );
+        self.frame_mut(fid)?.phase = Phase::Parallel(Children {
+            results: vec![None; branches.len()],
+            running: BTreeSet::new(),
+            failure: None,
+            launching: true,
+        });
+        for (slot, &machine) in branches.iter().enumerate() {
+            if self.ex.is_finished() {
+                return Ok(Ok(Flow::Done));
+            }
+            if let Phase::Parallel(ch) = &self.frame(fid)?.phase {
+                if ch.failure.is_some() {
+                    break;
+                }
+            }
+            let child = self.new_child(fid, slot, machine, branch_input.clone(), None, false)?;
+            if let Phase::Parallel(ch) = &mut self.frame_mut(fid)?.phase {
+                ch.running.insert(child);
+            }
+            self.run_frame(child)?;
+        }
+        if self.ex.is_finished() || !self.ex.frames.contains_key(&fid) {
+            return Ok(Ok(Flow::Done));
+        }
+        if let Phase::Parallel(ch) = &mut self.frame_mut(fid)?.phase {
+            ch.launching = false;
+        }
+        self.parallel_settle(fid).map(Ok)
+    }
+
+    fn parallel_settle(&mut self, fid: u64) -> R<Flow> {
+        let (done, failure) = match &self.frame(fid)?.phase {
+            Phase::Parallel(ch) => (ch.running.is_empty(), ch.failure.clone()),
+            _ => return Ok(Flow::Blocked),
+        };
+        if let Some(f) = failure {
+            self.abort_children(fid)?;
+            self.emit(Some(fid), EventKind::Plain { event_type: "ParallelStateFailed".into() });
+            self.frame_mut(fid)?.phase = Phase::Idle;
+            return self.state_failed(fid, f);
+        }
+        if !done {
+            return Ok(Flow::Blocked);
+        }
+        let results = match std::mem::replace(&mut self.frame_mut(fid)?.phase, Phase::Idle) {
+            Phase::Parallel(ch) => ch.results,
+            _ => return Err(invariant("parallel phase vanished")),
+        };
+        self.emit(Some(fid), EventKind::Plain { event_type: "ParallelStateSucceeded".into() });
+        let arr = Value::Array(results.into_iter().map(|r| r.unwrap_or(Value::Null)).collect());
+        self.complete_with_result(fid, arr)
+    }
+
+    fn exec_map(&mut self, fid: u64, state: &State, spec: &MapSpec) -> R<Result<Flow, Failure>> {
+        let raw = self.frame(fid)?.input.clone();
+        let jsonata = state.query_language == QueryLanguage::JSONata;
+        let eff = match self.input_path(fid, state, &raw)? {
+            Ok(v) => v,
+            Err(f) => return Ok(Err(f)),
+        };
+        let extra = CtxExtra::default();
+        let items_value = if let Some(t) = &spec.items {
+            let v = match self.scoped(fid, &eff, &extra, (None, None), |s| s.eval(t, "Items"))? {
+                Ok(v) => v,
+                Err(f) => return Ok(Err(f)),
+            };
+            if !v.is_array() {
+                let src = match t {
+                    Template::Jsonata(e) => e.source().to_string(),
+                    _ => String::new(),
+                };
+                return Ok(Err(Failure::query_evaluation(format!(
+                    "The JSONata expression '{src}' specified for the field 'Items' returned an unexpected result type. Expected 'array', but was '{}' for value: {}",
+                    type_word(&v),
+                    crate::history::json_text(&v)
+                ))));
+            }
+            v
+        } else {
+            match &spec.items_path {
+                OptionalPath::Path(p) => match self.scoped(fid, &eff, &extra, (None, None), |s| s.select(p))? {
+                    Ok(v) => v,
+                    Err(f) => return Ok(Err(f)),
+                },
+                _ => eff.clone(),
+            }
+        };
+        let Value::Array(items) = items_value else {
+            let msg = format!(
+                "Map state input must be an array but was: {}",
+                json_display(&items_value)
+            );
+            return Ok(Err(if jsonata {
+                Failure::query_evaluation(msg)
+            } else {
+                Failure::runtime(msg)
+            }));
+        };
+        let distributed = spec.mode == MapMode::Distributed;
+        self.emit(Some(fid), EventKind::MapStateStarted { length: items.len() });
+        // Limits are read after MapStateStarted, as AWS does.
+        let max = match self.integer(fid, spec.max_concurrency.as_ref(), &eff, "MaxConcurrency")? {
+            Ok(v) => v,
+            Err(f) => return self.map_limit_failed(fid, f).map(Ok),
+        };
+        let count = match self.integer(fid, spec.tolerated_failure_count.as_ref(), &eff, "ToleratedFailureCount")? {
+            Ok(v) => v,
+            Err(f) => return self.map_limit_failed(fid, f).map(Ok),
+        };
+        let pct = match self.integer(fid, spec.tolerated_failure_percentage.as_ref(), &eff, "ToleratedFailurePercentage")? {
+            Ok(v) => v,
+            Err(f) => return self.map_limit_failed(fid, f).map(Ok),
+        };
+        if matches!(count, Some(c) if c < 0.0) {
+            return self
+                .map_limit_failed(fid, Failure::runtime("ToleratedFailureCount cannot be negative."))
+                .map(Ok);
+        }
+        if matches!(pct, Some(p) if !(0.0..=100.0).contains(&p)) {
+            return self
+                .map_limit_failed(
+                    fid,
+                    Failure::runtime("ToleratedFailurePercentage must be between 0 and 100."),
+                )
+                .map(Ok);
+        }
+        if matches!(max, Some(m) if m < 0.0) {
+            return self
+                .map_limit_failed(fid, Failure::runtime("MaxConcurrency cannot be negative."))
+                .map(Ok);
+        }
+        if distributed {
+            let arn = format!(
+                "arn:aws:states:{}:{}:mapRun:{}/{}:{}",
+                self.ex.info.region,
+                self.ex.info.account,
+                self.ex.info.state_machine_name,
+                spec.label.clone().unwrap_or_else(|| state.name.clone()),
+                self.ex.info.execution_name
+            );
+            self.emit(Some(fid), EventKind::MapRunStarted { map_run_arn: arn });
+        }
+        // Item selection and batching.
+        let mut inputs = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let v = match &spec.item_selector {
+                Some(t) => {
+                    let extra = CtxExtra {
+                        token: None,
+                        map_item: Some((i, item.clone())),
+                    };
+                    match self.scoped(fid, &eff, &extra, (None, None), |s| s.eval(t, "ItemSelector"))? {
+                        Ok(v) => v,
+                        Err(f) => return Ok(Err(f)),
+                    }
+                }
+                None => item.clone(),
+            };
+            inputs.push(v);
+        }
+        if let Some(b) = &spec.item_batcher {
+            let per = match self.integer(fid, b.max_items_per_batch.as_ref(), &eff, "MaxItemsPerBatch")? {
+                Ok(v) => v.map(|x| x.max(1.0) as usize).unwrap_or(usize::MAX),
+                Err(f) => return Ok(Err(f)),
+            };
+            let batch_input = match &b.batch_input {
+                Some(t) => match self.scoped(fid, &eff, &extra, (None, None), |s| s.eval(t, "BatchInput"))? {
+                    Ok(v) => Some(v),
+                    Err(f) => return Ok(Err(f)),
+                },
+                None => None,
+            };
+            let mut batches = Vec::new();
+            for chunk in inputs.chunks(per.max(1)) {
+                let mut m = Map::new();
+                if let Some(bi) = &batch_input {
+                    m.insert("BatchInput".into(), bi.clone());
+                }
+                m.insert("Items".into(), Value::Array(chunk.to_vec()));
+                batches.push(Value::Object(m));
+            }
+            inputs = batches;
+        }
+        let n = inputs.len();
+        let max = match max {
+            Some(m) if m >= 1.0 => m as usize,
+            _ => usize::MAX,
+        };
+        self.frame_mut(fid)?.phase = Phase::Map(Box::new(MapRun {
+            items: inputs,
+            next: 0,
+            max,
+            results: vec![None; n],
+            running: BTreeMap::new(),
+            failures: 0,
+            tolerated_count: count.map(|c| c as u64),
+            tolerated_pct: pct,
+            failure: None,
+            launching: false,
+            effective: eff,
+            distributed,
+        }));
+        self.map_advance(fid).map(Ok)
+    }
+
+    /// A limit field (MaxConcurrencyPath, ToleratedFailure*) could not be read.
+    fn map_limit_failed(&mut self, fid: u64, f: Failure) -> R<Flow> {
+        let fault = self.in_state(fid, f);
+        self.frame_mut(fid)?.phase = Phase::Idle;
+        self.state_failed(fid, fault)
+    }
+
+    fn map_advance(&mut self, fid: u64) -> R<Flow> {
+        loop {
+            if self.ex.is_finished() || !self.ex.frames.contains_key(&fid) {
+                return Ok(Flow::Done);
+            }
+            let (launch, idx, item, distributed) = match &mut self.frame_mut(fid)?.phase {
+                Phase::Map(m) => {
+                    if m.failure.is_none() && m.running.len() < m.max && m.next < m.items.len() {
+                        let i = m.next;
+                        m.next += 1;
+                        m.launching = true;
+                        (true, i, m.items[i].clone(), m.distributed)
+                    } else {
+                        (false, 0, Value::Null, m.distributed)
+                    }
+                }
+                _ => return Ok(Flow::Blocked),
+            };
+            if !launch {
+                break;
+            }
+            let state = self.state_of(fid)?;
+            let StateKind::Map(spec) = &state.kind else {
+                return Err(invariant("map phase on non-map state"));
+            };
+            if !distributed {
+                self.emit(
+                    Some(fid),
+                    EventKind::MapIteration {
+                        status: "Started".into(),
+                        name: state.name.clone(),
+                        index: idx,
+                    },
+                );
+            }
+            let child = self.new_child(fid, idx, spec.processor, item.clone(), Some((idx, item)), distributed)?;
+            if let Phase::Map(m) = &mut self.frame_mut(fid)?.phase {
+                m.running.insert(child, idx);
+            }
+            self.run_frame(child)?;
+            if let Some(f) = self.ex.frames.get_mut(&fid) {
+                if let Phase::Map(m) = &mut f.phase {
+                    m.launching = false;
+                }
+            }
+        }
+        self.map_settle(fid)
+    }
+
+    fn map_settle(&mut self, fid: u64) -> R<Flow> {
+        let (done, failure, distributed) = match &self.frame(fid)?.phase {
+            Phase::Map(m) => (
+                m.running.is_empty() && m.next >= m.items.len(),
+                m.failure.clone(),
+                m.distributed,
+            ),
+            _ => return Ok(Flow::Blocked),
+        };
+        if let Some(f) = failure {
+            self.abort_children(fid)?;
+            if distributed {
+                self.emit(
+                    Some(fid),
+                    EventKind::MapRunFailed {
+                        error: f.error.clone(),
+                        cause: f.cause.clone(),
+                    },
+                );
+            }
+            self.emit(Some(fid), EventKind::Plain { event_type: "MapStateFailed".into() });
+            self.frame_mut(fid)?.phase = Phase::Idle;
+            return self.state_failed(fid, f);
+        }
+        if !done {
+            return Ok(Flow::Blocked);
+        }
+        let results = match std::mem::replace(&mut self.frame_mut(fid)?.phase, Phase::Idle) {
+            Phase::Map(m) => m.results,
+            _ => return Err(invariant("map phase vanished")),
+        };
+        if distributed {
+            self.emit(Some(fid), EventKind::Plain { event_type: "MapRunSucceeded".into() });
+        }
+        self.emit(Some(fid), EventKind::Plain { event_type: "MapStateSucceeded".into() });
+        let arr = Value::Array(results.into_iter().map(|r| r.unwrap_or(Value::Null)).collect());
+        self.complete_with_result(fid, arr)
+    }
+
+    /// Removes every running descendant of `fid`, cancelling their tasks and timers.
+    fn abort_children(&mut self, fid: u64) -> R<()> {
+        let (children, map_name): (Vec<(u64, Option<usize>)>, Option<String>) = match &mut self.frame_mut(fid)?.phase {
+            Phase::Parallel(ch) => (
+                std::mem::take(&mut ch.running).into_iter().map(|c| (c, None)).collect(),
+                None,
+            ),
+            Phase::Map(m) => (
+                std::mem::take(&mut m.running)
+                    .into_iter()
+                    .map(|(c, i)| (c, if m.distributed { None } else { Some(i) }))
+                    .collect(),
+                Some(String::new()),
+            ),
+            _ => (Vec::new(), None),
+        };
+        let state_name = self.state_of(fid)?.name.clone();
+        for (child, idx) in children {
+            self.abort_frame(child)?;
+            if let (Some(i), Some(_)) = (idx, &map_name) {
+                self.emit(
+                    Some(fid),
+                    EventKind::MapIteration {
+                        status: "Aborted".into(),
+                        name: state_name.clone(),
+                        index: i,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn abort_frame(&mut self, fid: u64) -> R<()> {
+        let Some(frame) = self.ex.frames.get(&fid) else {
+            return Ok(());
+        };
+        let state = self.def.state(frame.machine, frame.state);
+        match frame.phase.clone() {
+            Phase::Task {
+                task,
+                timeout_timer,
+                heartbeat_timer,
+                ..
+            } => {
+                self.ex.tasks.remove(&task);
+                self.cancel_timer(timeout_timer);
+                self.cancel_timer(heartbeat_timer);
+                self.commands.push(Command::CancelTask { task });
+                self.emit(Some(fid), EventKind::StateAborted { state_type: state.kind.type_name().into() });
+            }
+            Phase::RetryWait { timer } | Phase::Waiting { timer, .. } => {
+                self.cancel_timer(Some(timer));
+                self.emit(Some(fid), EventKind::StateAborted { state_type: state.kind.type_name().into() });
+            }
+            Phase::Parallel(_) | Phase::Map(_) => {
+                self.abort_children(fid)?;
+                self.emit(Some(fid), EventKind::StateAborted { state_type: state.kind.type_name().into() });
+            }
+            Phase::Idle => {}
+        }
+        self.ex.frames.remove(&fid);
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Failure handling and completion
+
+    /// A state failed: Retry, then Catch, then fail the frame.
+    fn state_failed(&mut self, fid: u64, fault: Fault) -> R<Flow> {
+        if self.ex.is_finished() || !self.ex.frames.contains_key(&fid) {
+            return Ok(Flow::Done);
+        }
+        let state = self.state_of(fid)?;
+        let in_task = matches!(state.kind, StateKind::Task(_));
+        let name = fault.error_name().to_string();
+        if is_task_like(&state.kind) {
+            if let Some((i, r)) = state
+                .retry
+                .iter()
+                .enumerate()
+                .find(|(_, r)| error_matches(&r.error_equals, &name, in_task))
+            {
+                let done = self.frame(fid)?.retry_counts.get(i).copied().unwrap_or(0);
+                if u64::from(done) < r.max_attempts {
+                    let mut delay = r.interval_seconds as f64 * r.backoff_rate.powi(done as i32);
+                    if let Some(m) = r.max_delay_seconds {
+                        delay = delay.min(m as f64);
+                    }
+                    if r.jitter_full {
+                        let x = next_random(&mut self.ex.rng);
+                        delay *= (x >> 11) as f64 / (1u64 << 53) as f64;
+                    }
+                    let at = self.now() + (delay * 1000.0).round() as i64;
+                    let timer = self.schedule_timer(at, Timer::Retry { frame: fid });
+                    let f = self.frame_mut(fid)?;
+                    if let Some(c) = f.retry_counts.get_mut(i) {
+                        *c += 1;
+                    }
+                    f.retry_total += 1;
+                    f.phase = Phase::RetryWait { timer };
+                    return Ok(Flow::Blocked);
+                }
+            }
+            if let Some(c) = state
+                .catch
+                .iter()
+                .find(|c| error_matches(&c.error_equals, &name, in_task))
+            {
+                let raw = self.frame(fid)?.input.clone();
+                let err_out = fault.output();
+                let (output, assigned) = if state.query_language == QueryLanguage::JSONata {
+                    let assigned = match self.eval_assign(fid, c.assign.as_ref(), &raw, None, Some(&err_out))? {
+                        Ok(a) => a,
+                        Err(f) => return self.frame_failed(fid, self.in_state(fid, f)),
+                    };
+                    let out = match self.jsonata_output(fid, c.output.as_ref(), &raw, None, Some(&err_out), err_out.clone())? {
+                        Ok(o) => o,
+                        Err(f) => return self.frame_failed(fid, self.in_state(fid, f)),
+                    };
+                    (out, assigned)
+                } else {
+                    let assigned = match self.eval_assign(fid, c.assign.as_ref(), &err_out, None, None)? {
+                        Ok(a) => a,
+                        Err(f) => return self.frame_failed(fid, self.in_state(fid, f)),
+                    };
+                    let out = match self.result_path(&c.result_path, &raw, err_out) {
+                        Ok(o) => o,
+                        Err(f) => return self.frame_failed(fid, self.in_state(fid, f)),
+                    };
+                    (out, assigned)
+                };
+                return self.exit_state(fid, state, output, assigned, Some(c.next));
+            }
+        }
+        self.frame_failed(fid, fault)
+    }
+
+    /// The frame ends in failure (no retry/catch applies).
+    fn frame_failed(&mut self, fid: u64, fault: Fault) -> R<Flow> {
+        self.finish_frame(fid, Err(fault))
+    }
+
+    fn finish_frame(&mut self, fid: u64, result: Result<Value, Fault>) -> R<Flow> {
+        let frame = self
+            .ex
+            .frames
+            .remove(&fid)
+            .ok_or_else(|| invariant("finishing a missing frame"))?;
+        match frame.parent {
+            None => {
+                match result {
+                    Ok(out) => self.end_execution(ExecutionStatus::Succeeded, Some(out), None)?,
+                    Err(f) => self.end_execution(ExecutionStatus::Failed, None, Some(f))?,
+                }
+                Ok(Flow::Done)
+            }
+            Some((pid, slot)) => {
+                self.child_done(pid, fid, slot, result, frame.last_event, frame.silent)?;
+                Ok(Flow::Done)
+            }
+        }
+    }
+
+    fn child_done(
+        &mut self,
+        pid: u64,
+        cid: u64,
+        slot: usize,
+        result: Result<Value, Fault>,
+        child_last: u64,
+        child_silent: bool,
+    ) -> R<()> {
+        if self.ex.is_finished() {
+            return Ok(());
+        }
+        let Some(parent) = self.ex.frames.get_mut(&pid) else {
+            return Ok(());
+        };
+        if !child_silent {
+            parent.last_event = child_last;
+        }
+        let state = self.def.state(parent.machine, parent.state);
+        match &mut parent.phase {
+            Phase::Parallel(ch) => {
+                ch.running.remove(&cid);
+                match result {
+                    Ok(v) => ch.results[slot] = Some(v),
+                    Err(f) => {
+                        if ch.failure.is_none() {
+                            ch.failure = Some(f);
+                        }
+                    }
+                }
+                if ch.launching {
+                    return Ok(());
+                }
+                let flow = self.parallel_settle(pid)?;
+                self.drive(pid, flow)
+            }
+            Phase::Map(m) => {
+                m.running.remove(&cid);
+                let distributed = m.distributed;
+                let ok = result.is_ok();
+                match result {
+                    Ok(v) => m.results[slot] = Some(v),
+                    Err(f) => {
+                        m.failures += 1;
+                        m.results[slot] = Some(f.output());
+                        let total = m.items.len().max(1) as f64;
+                        let tolerance_set = m.tolerated_count.is_some() || m.tolerated_pct.is_some();
+                        let over_count = m.failures as u64 > m.tolerated_count.unwrap_or(0);
+                        let over_pct = (m.failures as f64) * 100.0 / total > m.tolerated_pct.unwrap_or(0.0);
+                        let exceeded = if tolerance_set {
+                            match (m.tolerated_count, m.tolerated_pct) {
+                                (Some(_), Some(_)) => over_count && over_pct,
+                                (Some(_), None) => over_count,
+                                (None, Some(_)) => over_pct,
+                                (None, None) => true,
+                            }
+                        } else {
+                            true
+                        };
+                        if exceeded && m.failure.is_none() {
+                            m.failure = Some(if tolerance_set {
+                                Fault {
+                                    error: Some(names::EXCEED_TOLERATED_FAILURE_THRESHOLD.into()),
+                                    cause: Some("The specified tolerated failure threshold was exceeded".into()),
+                                }
+                            } else {
+                                f
+                            });
+                        }
+                    }
+                }
+                let launching = m.launching;
+                if !distributed {
+                    self.emit(
+                        Some(pid),
+                        EventKind::MapIteration {
+                            status: if ok { "Succeeded" } else { "Failed" }.into(),
+                            name: state.name.clone(),
+                            index: slot,
+                        },
+                    );
+                    // The iteration-ended event does not move the parent's chain forward.
+                    if let Some(p) = self.ex.frames.get_mut(&pid) {
+                        p.last_event = child_last;
+                    }
+                }
+                if launching {
+                    return Ok(());
+                }
+                let flow = self.map_advance(pid)?;
+                self.drive(pid, flow)
+            }
+            _ => Err(invariant("child finished under a parent that is not waiting")),
+        }
+    }
+
+    fn end_execution(
+        &mut self,
+        status: ExecutionStatus,
+        output: Option<Value>,
+        fault: Option<Fault>,
+    ) -> R<()> {
+        // Cancel everything still open.
+        let frames: Vec<u64> = self.ex.frames.keys().copied().collect();
+        for fid in frames {
+            if let Some(f) = self.ex.frames.get(&fid) {
+                match f.phase.clone() {
+                    Phase::Task { task, .. } => {
+                        self.ex.tasks.remove(&task);
+                        self.commands.push(Command::CancelTask { task });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.ex.frames.clear();
+        self.ex.tasks.clear();
+        let timers: Vec<u64> = self.ex.timers.keys().copied().collect();
+        for t in timers {
+            self.cancel_timer(Some(t));
+        }
+        let (error, cause) = match &fault {
+            Some(f) => (f.error.clone(), f.cause.clone()),
+            None => (None, None),
+        };
+        let kind = match status {
+            ExecutionStatus::Succeeded => EventKind::ExecutionSucceeded {
+                output: output.clone().unwrap_or(Value::Null),
+            },
+            ExecutionStatus::Failed => EventKind::ExecutionFailed {
+                error: error.clone(),
+                cause: cause.clone(),
+            },
+            ExecutionStatus::TimedOut => EventKind::ExecutionTimedOut {
+                error: error.clone(),
+                cause: cause.clone(),
+            },
+            ExecutionStatus::Aborted | ExecutionStatus::Running => EventKind::ExecutionAborted {
+                error: error.clone(),
+                cause: cause.clone(),
+            },
+        };
+        self.emit(None, kind);
+        self.ex.status = status;
+        self.ex.output = output.clone();
+        self.ex.error = error.clone();
+        self.ex.cause = cause.clone();
+        self.ex.stop_ms = Some(self.now());
+        self.commands.push(Command::ExecutionFinished {
+            status,
+            output,
+            error,
+            cause,
+        });
+        Ok(())
+    }
+}
+
+fn type_word(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// `arn:aws:states:::lambda:invoke` → `lambda`; Lambda function ARNs → `lambda`.
+fn resource_type(resource: &str) -> String {
+    let parts: Vec<&str> = resource.split(':').collect();
+    if parts.len() > 2 && parts[2] == "lambda" {
+        return "lambda".into();
+    }
+    if parts.len() > 5 && parts[2] == "states" {
+        return parts[5].to_string();
+    }
+    parts.get(2).copied().unwrap_or("").to_string()
+}
+
+/// `arn:aws:states:::lambda:invoke.waitForTaskToken` → `invoke.waitForTaskToken`.
+fn resource_name(resource: &str) -> String {
+    let parts: Vec<&str> = resource.split(':').collect();
+    if parts.len() > 6 && parts[2] == "states" {
+        return parts[6..].join(":");
+    }
+    resource.to_string()
+}

@@ -1,0 +1,21 @@
+//! Stepline's engine: the Amazon States Language model, validator and pure interpreter, plus
+//! the in-process runner and conformance harness used by the `stepline` binary.
+//!
+//! Pure modules (no IO, no clock, no randomness of their own): [`asl`], [`jsonpath`],
+//! [`intrinsics`], [`jsonata`], [`dataflow`], [`timestamp`], [`task_token`], [`history`],
+//! [`interp`]. The rest ([`mock`], [`runner`], [`conformance`], [`cli`]) drive the
+//! interpreter and may do IO.
+
+pub mod asl;
+pub mod conformance;
+pub mod dataflow;
+pub mod error;
+pub mod history;
+pub mod interp;
+pub mod intrinsics;
+pub mod jsonata;
+pub mod jsonpath;
+pub mod mock;
+pub mod runner;
+pub mod task_token;
+pub mod timestamp;
