@@ -191,6 +191,8 @@ fn real_main() -> Result<ExitCode> {
                 state_machine_name: name,
                 execution_name: execution_name.unwrap_or_else(|| format!("run-{start_ms}")),
                 role_arn: None,
+                express: matches!(machine_type, MachineType::Express),
+                execution_arn: None,
             };
             let outcome = run_once(Arc::new(def), &identity, input, mock, start_ms)?;
             println!("{}", outcome.to_json(history));

@@ -26,6 +26,10 @@ pub struct RunIdentity {
     pub state_machine_name: String,
     pub execution_name: String,
     pub role_arn: Option<String>,
+    /// EXPRESS executions (ARN form `…:express:<machine>:<name>:<id>`).
+    pub express: bool,
+    /// Use this execution ARN instead of deriving one.
+    pub execution_arn: Option<String>,
 }
 
 impl Default for RunIdentity {
@@ -36,6 +40,8 @@ impl Default for RunIdentity {
             state_machine_name: "StateMachine".into(),
             execution_name: "execution".into(),
             role_arn: None,
+            express: false,
+            execution_arn: None,
         }
     }
 }
@@ -49,6 +55,19 @@ impl RunIdentity {
     }
 
     pub fn execution_arn(&self) -> String {
+        if let Some(a) = &self.execution_arn {
+            return a.clone();
+        }
+        if self.express {
+            return format!(
+                "arn:aws:states:{}:{}:express:{}:{}:{}",
+                self.region,
+                self.account,
+                self.state_machine_name,
+                self.execution_name,
+                self.execution_name
+            );
+        }
         format!(
             "arn:aws:states:{}:{}:execution:{}:{}",
             self.region, self.account, self.state_machine_name, self.execution_name
@@ -69,6 +88,7 @@ impl RunIdentity {
             input,
             start_ms,
             redrive_count: 0,
+            express: self.express,
             seed,
         }
     }

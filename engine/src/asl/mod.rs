@@ -173,9 +173,10 @@ pub enum WaitSpec {
 #[derive(Debug, Clone)]
 pub struct FailSpec {
     pub error: Option<Template>,
-    pub error_path: Option<Path>,
+    /// `ErrorPath`: a path or an intrinsic call (compiled as a `.$` value).
+    pub error_path: Option<Template>,
     pub cause: Option<Template>,
-    pub cause_path: Option<Path>,
+    pub cause_path: Option<Template>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,6 +376,23 @@ impl Builder {
         }
     }
 
+    /// A path-or-intrinsic field (`ErrorPath`, `CausePath`).
+    fn dynamic(&mut self, v: Option<&Value>, ptr: &str) -> Option<Template> {
+        let v = v?;
+        let field = ptr.rsplit('/').next().unwrap_or("");
+        match v.as_str().map(|s| template::compile_dynamic(field, s)) {
+            Some(Ok(t)) => Some(t),
+            Some(Err(e)) => {
+                self.problem(ptr, e);
+                None
+            }
+            None => {
+                self.problem(ptr, "expected a JSONPath or an intrinsic function call");
+                None
+            }
+        }
+    }
+
     fn optional_path(&mut self, s: &Value, key: &str, ptr: &str) -> OptionalPath {
         match field(s, key) {
             None => OptionalPath::Default,
@@ -538,9 +556,9 @@ impl Builder {
             "Succeed" => StateKind::Succeed,
             "Fail" => StateKind::Fail(FailSpec {
                 error: self.template(field(s, "Error"), ql, &format!("{ptr}/Error")),
-                error_path: field(s, "ErrorPath").and_then(|p| self.path(p, &format!("{ptr}/ErrorPath"))),
+                error_path: self.dynamic(field(s, "ErrorPath"), &format!("{ptr}/ErrorPath")),
                 cause: self.template(field(s, "Cause"), ql, &format!("{ptr}/Cause")),
-                cause_path: field(s, "CausePath").and_then(|p| self.path(p, &format!("{ptr}/CausePath"))),
+                cause_path: self.dynamic(field(s, "CausePath"), &format!("{ptr}/CausePath")),
             }),
             "Parallel" => {
                 let mut branches = Vec::new();

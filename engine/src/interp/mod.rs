@@ -38,6 +38,9 @@ pub struct ExecutionInfo {
     pub input: Value,
     pub start_ms: i64,
     pub redrive_count: u32,
+    /// EXPRESS executions have no `RedriveCount` in their context object.
+    #[serde(default)]
+    pub express: bool,
     /// Seed for every random draw of this execution (jitter, `$random`, `States.UUID`…).
     pub seed: u64,
 }

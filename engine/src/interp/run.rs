@@ -229,7 +229,9 @@ fn build_context(
     );
     execution.insert("Name".into(), Value::String(ex.execution_name.clone()));
     execution.insert("RoleArn".into(), Value::String(ex.role_arn.clone()));
-    execution.insert("RedriveCount".into(), json!(ex.redrive_count));
+    if !ex.express {
+        execution.insert("RedriveCount".into(), json!(ex.redrive_count));
+    }
     let mut st = Map::new();
     st.insert("Name".into(), Value::String(state.name.clone()));
     st.insert(
@@ -736,29 +738,35 @@ impl<'a> Run<'a> {
                 let raw = self.frame(fid)?.input.clone();
                 let ev = |run: &mut Self,
                           t: &Option<Template>,
-                          p: &Option<crate::jsonpath::Path>,
+                          p: &Option<Template>,
                           field: &str|
                  -> R<Result<Option<String>, Failure>> {
                     if let Some(t) = t {
                         let v = run.scoped(fid, &raw, &CtxExtra::default(), (None, None), |s| s.eval(t, field))?;
                         return Ok(v.map(|v| Some(json_display(&v))));
                     }
-                    if let Some(p) = p {
-                        let v = run.scoped(fid, &raw, &CtxExtra::default(), (None, None), |s| s.lookup(p))?;
-                        return Ok(match v {
-                            Ok(Some(v)) => Ok(Some(json_display(&v))),
-                            Ok(None) => Err(Failure::runtime(format!(
-                                "The JSONPath '{}' specified for the field '{field}' could not be found in the input '{}'",
-                                p.source(),
-                                crate::history::json_text(&raw)
-                            ))),
-                            Err(e) => Err(e),
-                        });
+                    match p {
+                        Some(Template::Path { path, .. }) => {
+                            let v = run.scoped(fid, &raw, &CtxExtra::default(), (None, None), |s| s.lookup(path))?;
+                            Ok(match v {
+                                Ok(Some(v)) => Ok(Some(json_display(&v))),
+                                Ok(None) => Err(Failure::runtime(format!(
+                                    "The JSONPath '{}' specified for the field '{field}Path' could not be found in the input '{}'",
+                                    path.source(),
+                                    crate::history::json_text(&raw)
+                                ))),
+                                Err(e) => Err(e),
+                            })
+                        }
+                        Some(t) => {
+                            let v = run.scoped(fid, &raw, &CtxExtra::default(), (None, None), |s| s.eval(t, field))?;
+                            Ok(v.map(|v| Some(json_display(&v))))
+                        }
+                        None => Ok(Ok(None)),
                     }
-                    Ok(Ok(None))
                 };
-                let error = ev(self, &spec.error, &spec.error_path, "ErrorPath")?;
-                let cause = ev(self, &spec.cause, &spec.cause_path, "CausePath")?;
+                let error = ev(self, &spec.error, &spec.error_path, "Error")?;
+                let cause = ev(self, &spec.cause, &spec.cause_path, "Cause")?;
                 match (error, cause) {
                     (Ok(error), Ok(cause)) => {
                         return self.frame_failed(fid, Fault { error, cause });
@@ -1571,7 +1579,7 @@ impl<'a> Run<'a> {
             Phase::Parallel(ch) => ch.results,
             _ => return Err(invariant("parallel phase vanished")),
         };
-        self.emit(Some(fid), EventKind::Plain { event_type: "ParallelStateSucceeded".into() });
+        // AWS records no ParallelStateSucceeded event: the state's exit follows directly.
         let arr = Value::Array(results.into_iter().map(|r| r.unwrap_or(Value::Null)).collect());
         self.complete_with_result(fid, arr)
     }
