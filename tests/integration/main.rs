@@ -1,1 +1,10 @@
+//! Stepline's integration tests: one binary, one module per area.
+//!
+//! * [`golden`]: data-driven end-to-end runs (`tests/golden/*.json`) through the virtual-time
+//!   runner with Step Functions Local mock configs.
+//! * [`interp`]: the pure interpreter driven input by input (timeouts, heartbeats, stale
+//!   inputs, stop, retry timers, replay and snapshots).
+//! * [`props`]: property tests that parsers and evaluators never panic.
+//! * [`conformance`]: the recorded-AWS corpus must not regress below its baseline.
 
+mod conformance;
