@@ -8,3 +8,4 @@
 //! * [`conformance`]: the recorded-AWS corpus must not regress below its baseline.
 
 mod conformance;
+mod golden;

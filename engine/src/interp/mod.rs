@@ -218,6 +218,9 @@ impl Execution {
 pub struct JournalEntry {
     pub now_ms: i64,
     pub input: Input,
+    /// The activity set the step saw (see [`Context::activities`]).
+    #[serde(default)]
+    pub activities: Option<std::collections::BTreeSet<String>>,
 }
 
 /// Rebuilds an execution (and its full history) from its journal.
@@ -233,7 +236,7 @@ pub fn replay(
         let ctx = Context {
             now_ms: entry.now_ms,
             token_key: token_key.to_vec(),
-            activities: None,
+            activities: entry.activities.clone(),
         };
         events.extend(exec.apply(def, &entry.input, &ctx)?.events);
     }

@@ -382,10 +382,7 @@ impl<'a> Run<'a> {
             let state = self.def.state(frame.machine, frame.state);
             let info = &self.ex.info;
             let (entered, retry) = (frame.entered_ms, frame.retry_total);
-            let mut ex2 = extra.clone();
-            if ex2.map_item.is_none() {
-                ex2.map_item = None;
-            }
+            let ex2 = extra.clone();
             let ctxf = move || build_context(info, state, entered, retry, &ex2);
             let mut scope = Scope::new(doc, &ctxf, &frame.vars, &mut rng);
             scope.states_result = states.0;
