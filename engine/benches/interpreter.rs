@@ -8,7 +8,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::{json, Value};
 use std::hint::black_box;
 use stepline_engine::asl::{Definition, StateMachineType};
-use stepline_engine::interp::{Context, Execution, Input};
+use stepline_engine::history::{EventKind, HistoryEvent};
+use stepline_engine::interp::{Context, Execution, ExecutionInfo, Input};
 use stepline_engine::runner::RunIdentity;
 
 fn pass_chain(n: usize) -> Value {
@@ -51,18 +52,12 @@ fn inline_map() -> Value {
     })
 }
 
-/// Runs one execution to completion and returns the number of states entered.
-fn run(def: &Definition, input: &Value) -> usize {
-    let info = RunIdentity::default().info(input.clone(), 0, 1);
-    let mut ex = Execution::new(info);
-    let step = ex
-        .apply(def, &Input::Start, &Context::default())
-        .expect("interpreter error");
+/// Runs one execution to completion; returns its events.
+fn run(def: &Definition, info: &ExecutionInfo, ctx: &Context) -> Vec<HistoryEvent> {
+    let mut ex = Execution::new(info.clone());
+    let step = ex.apply(def, &Input::Start, ctx).expect("interpreter error");
     assert!(ex.is_finished());
     step.events
-        .iter()
-        .filter(|e| e.kind.type_name().ends_with("StateEntered"))
-        .count()
 }
 
 fn bench(c: &mut Criterion) {
@@ -78,9 +73,14 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("interpreter");
     for (name, def, input) in cases {
         let def = Definition::parse(&def, StateMachineType::Standard).expect("valid definition");
-        let transitions = run(&def, &input);
+        let info = RunIdentity::default().info(input, 0, 1);
+        let ctx = Context::default();
+        let transitions = run(&def, &info, &ctx)
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::StateEntered { .. }))
+            .count();
         group.throughput(Throughput::Elements(transitions as u64));
-        group.bench_function(name, |b| b.iter(|| black_box(run(&def, &input))));
+        group.bench_function(name, |b| b.iter(|| black_box(run(&def, &info, &ctx))));
     }
     group.finish();
 }

@@ -112,13 +112,19 @@ impl<'a> Scope<'a> {
         let states = self.states_binding();
         let rng = &mut *self.rng;
         let mut random = || next_random(rng);
-        match expr.eval(&states, self.variables, &mut random) {
+        match expr.eval_detailed(&states, self.variables, &mut random) {
             Ok(Some(v)) => Ok(v),
             Ok(None) => Err(Failure::query_evaluation(format!(
                 "The JSONata expression '{}' specified for the field '{field}' returned nothing (undefined).",
                 expr.source()
             ))),
-            Err(e) => Err(Failure::query_evaluation(format!(
+            Err(crate::jsonata::EvalError::UnsupportedResultType) => {
+                Err(Failure::query_evaluation(format!(
+                    "The JSONata expression '{}' specified for the field '{field}' returned an unsupported result type.",
+                    expr.source()
+                )))
+            }
+            Err(crate::jsonata::EvalError::Failed(e)) => Err(Failure::query_evaluation(format!(
                 "The JSONata expression '{}' specified for the field '{field}' threw an error during evaluation. {e}",
                 expr.source()
             ))),

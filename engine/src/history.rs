@@ -6,6 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+
+/// A state type name (`"Pass"`, `"Task"`, …); borrowed on the hot path.
+pub type StateType = Cow<'static, str>;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEvent {
@@ -39,18 +43,18 @@ pub enum EventKind {
         cause: Option<String>,
     },
     StateEntered {
-        state_type: String,
+        state_type: StateType,
         name: String,
         input: Value,
     },
     StateExited {
-        state_type: String,
+        state_type: StateType,
         name: String,
         output: Value,
         assigned: Option<Map<String, Value>>,
     },
     StateAborted {
-        state_type: String,
+        state_type: StateType,
     },
     ActivityScheduled {
         resource: String,

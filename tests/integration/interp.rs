@@ -69,7 +69,7 @@ impl Harness {
             .exec
             .apply(&self.def, &input, &ctx)
             .unwrap_or_else(|e| panic!("apply({input:?}) at {now_ms}: {e}"));
-        self.journal.push(JournalEntry { now_ms, input });
+        self.journal.push(JournalEntry { now_ms, input, activities: None });
         self.history.extend(step.events.iter().cloned());
         for c in &step.commands {
             match c {
@@ -273,7 +273,8 @@ fn heartbeat_timeout_after_task_started_without_heartbeats() {
     // The heartbeat clock runs from the start: due 10 s after it; the task timeout stays.
     assert_eq!(h.pending(), [13_000, 100_000]);
     // A heartbeat timer replaced by the restart is stale if it still fires.
-    for stale in before_start.into_iter().filter(|t| !h.timers.contains_key(t)) {
+    let stale: Vec<u64> = before_start.into_iter().filter(|t| !h.timers.contains_key(t)).collect();
+    for stale in stale {
         h.assert_ignored(T0 + 10_000, Input::TimerFired { timer: stale });
     }
 
@@ -505,7 +506,7 @@ fn drive(h: &mut Harness, stop_after: Option<usize>) {
             inbox.push_back((now + 1_000, Input::TaskStarted { task: d.task, worker_name: "w".into() }));
             inbox.push_back((now + 2_000, Input::TaskHeartbeat { task: d.task }));
             let n = d.input["n"].as_i64().unwrap_or(0);
-            let answer = if n == 2 && failed_once.insert(d.input["i"].clone()) {
+            let answer = if n == 2 && failed_once.insert(d.input["i"].as_u64()) {
                 Input::TaskFailed { task: d.task, error: Some("Flaky".into()), cause: Some("first try".into()) }
             } else {
                 Input::TaskSucceeded { task: d.task, output: json!({"n": n, "attempt": d.attempt}) }

@@ -9,3 +9,5 @@
 
 mod conformance;
 mod golden;
+mod interp;
+mod props;

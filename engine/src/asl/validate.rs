@@ -423,12 +423,7 @@ fn as_int(v: &Value) -> Option<i64> {
 /// The text between `{%` and `%}` when `s` is a JSONata expression string (surrounding
 /// whitespace ignored, as the interpreter does).
 fn jsonata_body(s: &str) -> Option<&str> {
-    let t = s.trim();
-    if t.len() < 4 {
-        return None;
-    }
-    let inner = t.strip_prefix("{%")?.strip_suffix("%}")?;
-    Some(inner.trim())
+    crate::jsonata::is_expression(s)
 }
 
 fn is_jsonata_expr(v: &Value) -> bool {

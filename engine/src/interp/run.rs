@@ -20,6 +20,7 @@ use crate::history::{EventKind, HistoryEvent};
 use crate::{task_token, timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A broken invariant inside the interpreter (never an ASL failure).
@@ -166,6 +167,41 @@ pub(crate) struct Run<'a> {
 }
 
 type R<T> = Result<T, InterpError>;
+
+/// An upper bound of a value's serialized size, computed without formatting.
+fn size_upper_bound(v: &Value, budget: usize) -> usize {
+    match v {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 32,
+        // Each char escapes to at most 6 bytes.
+        Value::String(s) => s.len() * 6 + 2,
+        Value::Array(a) => {
+            let mut n = 2;
+            for x in a {
+                n += size_upper_bound(x, budget) + 1;
+                if n > budget {
+                    break;
+                }
+            }
+            n
+        }
+        Value::Object(m) => {
+            let mut n = 2;
+            for (k, x) in m {
+                n += k.len() * 6 + 4 + size_upper_bound(x, budget);
+                if n > budget {
+                    break;
+                }
+            }
+            n
+        }
+    }
+}
+
+/// True when the value's JSON text is larger than the payload limit.
+fn over_limit(v: &Value) -> bool {
+    size_upper_bound(v, PAYLOAD_LIMIT_BYTES) > PAYLOAD_LIMIT_BYTES && payload_size(v) > PAYLOAD_LIMIT_BYTES
+}
 
 fn payload_size(v: &Value) -> usize {
     struct Counter(usize);
@@ -415,7 +451,7 @@ impl<'a> Run<'a> {
                         role_arn: role,
                     },
                 );
-                if payload_size(&info_input) > PAYLOAD_LIMIT_BYTES {
+                if over_limit(&info_input) {
                     return self.end_execution(
                         ExecutionStatus::Failed,
                         None,
@@ -705,7 +741,7 @@ impl<'a> Run<'a> {
         let id = self.emit(
             Some(fid),
             EventKind::StateEntered {
-                state_type: state.kind.type_name().into(),
+                state_type: Cow::Borrowed(state.kind.type_name()),
                 name: state.name.clone(),
                 input,
             },
@@ -838,15 +874,15 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn result_path(&self, rp: &OptionalPath, raw: &Value, result: Value) -> Result<Value, Failure> {
+    fn result_path(&self, rp: &OptionalPath, raw: Value, result: Value) -> Result<Value, Failure> {
         match rp {
             OptionalPath::Default => Ok(result),
-            OptionalPath::Null => Ok(raw.clone()),
+            OptionalPath::Null => Ok(raw),
             OptionalPath::Path(p) => {
                 if p.is_root() {
                     return Ok(result);
                 }
-                let mut doc = raw.clone();
+                let mut doc = raw;
                 p.set(&mut doc, result).map_err(|e| {
                     Failure::new(names::RESULT_PATH_MATCH_FAILURE, e.0)
                 })?;
@@ -906,7 +942,7 @@ impl<'a> Run<'a> {
         assigned: Option<Map<String, Value>>,
         next: Option<usize>,
     ) -> R<Flow> {
-        if payload_size(&output) > PAYLOAD_LIMIT_BYTES {
+        if over_limit(&output) {
             let fault = Fault {
                 error: Some(names::DATA_LIMIT_EXCEEDED.into()),
                 cause: Some(format!(
@@ -919,7 +955,7 @@ impl<'a> Run<'a> {
         self.emit(
             Some(fid),
             EventKind::StateExited {
-                state_type: state.kind.type_name().into(),
+                state_type: Cow::Borrowed(state.kind.type_name()),
                 name: state.name.clone(),
                 output: output.clone(),
                 assigned: assigned.clone(),
@@ -972,13 +1008,13 @@ impl<'a> Run<'a> {
             }
         };
         if matches!(state.kind, StateKind::Succeed) {
-            if payload_size(&output) > PAYLOAD_LIMIT_BYTES {
+            if over_limit(&output) {
                 return self.exit_state(fid, state, output, assigned, None);
             }
             self.emit(
                 Some(fid),
                 EventKind::StateExited {
-                    state_type: "Succeed".into(),
+                    state_type: Cow::Borrowed("Succeed"),
                     name: state.name.clone(),
                     output: output.clone(),
                     assigned,
@@ -1028,25 +1064,36 @@ impl<'a> Run<'a> {
             };
             return self.exit_state(fid, state, out, assigned, None).map(Ok);
         }
-        let eff = match self.input_path(fid, state, &raw)? {
-            Ok(v) => v,
-            Err(f) => return Ok(Err(f)),
-        };
-        let res = if let Some(p) = &state.io.parameters {
-            match self.scoped(fid, &eff, &CtxExtra::default(), (None, None), |s| s.eval(p, "Parameters"))? {
+        let res = match (&state.io.parameters, result) {
+            (Some(p), _) => {
+                let eff = match self.input_path(fid, state, &raw)? {
+                    Ok(v) => v,
+                    Err(f) => return Ok(Err(f)),
+                };
+                match self.scoped(fid, &eff, &CtxExtra::default(), (None, None), |s| s.eval(p, "Parameters"))? {
+                    Ok(v) => v,
+                    Err(f) => return Ok(Err(f)),
+                }
+            }
+            (None, Some(r)) => {
+                // InputPath still applies (and can fail) even though Result replaces its output.
+                if let OptionalPath::Path(_) = state.io.input_path {
+                    if let Err(f) = self.input_path(fid, state, &raw)? {
+                        return Ok(Err(f));
+                    }
+                }
+                r.clone()
+            }
+            (None, None) => match self.input_path(fid, state, &raw)? {
                 Ok(v) => v,
                 Err(f) => return Ok(Err(f)),
-            }
-        } else if let Some(r) = result {
-            r.clone()
-        } else {
-            eff
+            },
         };
         let assigned = match self.eval_assign(fid, state.assign.as_ref(), &res, None, None)? {
             Ok(a) => a,
             Err(f) => return Ok(Err(f)),
         };
-        let merged = match self.result_path(&state.io.result_path, &raw, res) {
+        let merged = match self.result_path(&state.io.result_path, raw, res) {
             Ok(v) => v,
             Err(f) => return Ok(Err(f)),
         };
@@ -1425,7 +1472,7 @@ impl<'a> Run<'a> {
     fn complete_with_result(&mut self, fid: u64, result: Value) -> R<Flow> {
         let state = self.state_of(fid)?;
         let raw = self.frame(fid)?.input.clone();
-        if payload_size(&result) > PAYLOAD_LIMIT_BYTES {
+        if over_limit(&result) {
             return self.frame_failed(
                 fid,
                 Fault {
@@ -1459,7 +1506,7 @@ impl<'a> Run<'a> {
             Ok(a) => a,
             Err(f) => return self.fail_in_state(fid, f),
         };
-        let merged = match self.result_path(&state.io.result_path, &raw, selected) {
+        let merged = match self.result_path(&state.io.result_path, raw, selected) {
             Ok(v) => v,
             Err(f) => return self.fail_in_state(fid, f),
         };
@@ -1877,15 +1924,15 @@ impl<'a> Run<'a> {
                 self.cancel_timer(timeout_timer);
                 self.cancel_timer(heartbeat_timer);
                 self.commands.push(Command::CancelTask { task });
-                self.emit(Some(fid), EventKind::StateAborted { state_type: state.kind.type_name().into() });
+                self.emit(Some(fid), EventKind::StateAborted { state_type: Cow::Borrowed(state.kind.type_name()) });
             }
             Phase::RetryWait { timer } | Phase::Waiting { timer, .. } => {
                 self.cancel_timer(Some(timer));
-                self.emit(Some(fid), EventKind::StateAborted { state_type: state.kind.type_name().into() });
+                self.emit(Some(fid), EventKind::StateAborted { state_type: Cow::Borrowed(state.kind.type_name()) });
             }
             Phase::Parallel(_) | Phase::Map(_) => {
                 self.abort_children(fid)?;
-                self.emit(Some(fid), EventKind::StateAborted { state_type: state.kind.type_name().into() });
+                self.emit(Some(fid), EventKind::StateAborted { state_type: Cow::Borrowed(state.kind.type_name()) });
             }
             Phase::Idle => {}
         }
@@ -1954,7 +2001,7 @@ impl<'a> Run<'a> {
                         Ok(a) => a,
                         Err(f) => return self.frame_failed(fid, self.in_state(fid, f)),
                     };
-                    let out = match self.result_path(&c.result_path, &raw, err_out) {
+                    let out = match self.result_path(&c.result_path, raw, err_out) {
                         Ok(o) => o,
                         Err(f) => return self.frame_failed(fid, self.in_state(fid, f)),
                     };
