@@ -589,3 +589,41 @@ fn snapshot_round_trip_continues_identically() {
         assert!(copy.exec == full.exec, "cut {cut}: the re-applied run differs from the first run");
     }
 }
+
+/// Durations read from the input at run time (`SecondsPath`, `TimeoutSecondsPath`,
+/// `HeartbeatSecondsPath`) are not checked by the validator: even absurd values must not
+/// overflow the interpreter's time arithmetic (a panic in debug builds, a timer in the past in
+/// release builds). Whatever the outcome, every scheduled timer lies in the future.
+#[test]
+fn huge_runtime_durations_do_not_overflow() {
+    let defs = [
+        json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "SecondsPath": "$.n", "End": true}}}),
+        json!({"StartAt": "T", "States": {"T": activity_task(json!({"TimeoutSecondsPath": "$.n", "End": true}))}}),
+        json!({"StartAt": "T", "States": {"T": activity_task(json!({"HeartbeatSecondsPath": "$.n", "End": true}))}}),
+    ];
+    let values = [json!(i64::MAX), json!(i64::MAX / 1000), json!(100_000_000_000_000_000u64), json!(1e300)];
+    let mut problems = Vec::new();
+    for def in &defs {
+        for n in &values {
+            let def_v = def.clone();
+            let n_v = n.clone();
+            let outcome = std::panic::catch_unwind(move || {
+                let mut h = Harness::new(def_v, json!({"n": n_v}));
+                h.apply(T0, Input::Start);
+                (h.exec.status, h.exec.error.clone(), h.pending())
+            });
+            match outcome {
+                Err(_) => problems.push(format!("{} with n = {n}: panicked", def["StartAt"])),
+                Ok((status, error, pending)) => {
+                    if let Some(t) = pending.iter().find(|&&t| t < 0) {
+                        problems.push(format!("{} with n = {n}: timer scheduled in the past (T0{t} ms)", def["StartAt"]));
+                    }
+                    if status != ExecutionStatus::Running && error.as_deref() != Some("States.Runtime") {
+                        problems.push(format!("{} with n = {n}: ended {status:?} with {error:?}", def["StartAt"]));
+                    }
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "huge durations mishandled:\n  {}", problems.join("\n  "));
+}

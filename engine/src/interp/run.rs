@@ -834,14 +834,6 @@ impl<'a> Run<'a> {
                             state: state.name.clone(),
                         },
                     );
-                    if let StateKind::Map(_) = state.kind {
-                        self.emit(
-                            Some(fid),
-                            EventKind::Plain {
-                                event_type: "MapStateFailed".into(),
-                            },
-                        );
-                    }
                 }
                 self.state_failed(fid, fault)
             }
@@ -1612,7 +1604,6 @@ impl<'a> Run<'a> {
         };
         if let Some(f) = failure {
             self.abort_children(fid)?;
-            self.emit(Some(fid), EventKind::Plain { event_type: "ParallelStateFailed".into() });
             self.frame_mut(fid)?.phase = Phase::Idle;
             return self.state_failed(fid, f);
         }
@@ -1674,12 +1665,12 @@ impl<'a> Run<'a> {
             }));
         };
         let distributed = spec.mode == MapMode::Distributed;
-        self.emit(Some(fid), EventKind::MapStateStarted { length: items.len() });
-        // Limits are read after MapStateStarted, as AWS does.
+        // MaxConcurrency is read before MapStateStarted, the failure thresholds after, as AWS does.
         let max = match self.integer(fid, spec.max_concurrency.as_ref(), &eff, "MaxConcurrency")? {
             Ok(v) => v,
             Err(f) => return self.map_limit_failed(fid, f).map(Ok),
         };
+        self.emit(Some(fid), EventKind::MapStateStarted { length: items.len() });
         let count = match self.integer(fid, spec.tolerated_failure_count.as_ref(), &eff, "ToleratedFailureCount")? {
             Ok(v) => v,
             Err(f) => return self.map_limit_failed(fid, f).map(Ok),
@@ -1856,7 +1847,6 @@ impl<'a> Run<'a> {
                     },
                 );
             }
-            self.emit(Some(fid), EventKind::Plain { event_type: "MapStateFailed".into() });
             self.frame_mut(fid)?.phase = Phase::Idle;
             return self.state_failed(fid, f);
         }
@@ -1977,6 +1967,18 @@ impl<'a> Run<'a> {
                     f.retry_total += 1;
                     f.phase = Phase::RetryWait { timer };
                     return Ok(Flow::Blocked);
+                }
+            }
+            // Not retried: a Map or Parallel state records its failure (unless the error is
+            // one that fails the execution outright).
+            if name != names::RUNTIME {
+                let failed_event = match state.kind {
+                    StateKind::Map(_) => Some("MapStateFailed"),
+                    StateKind::Parallel { .. } => Some("ParallelStateFailed"),
+                    _ => None,
+                };
+                if let Some(t) = failed_event {
+                    self.emit(Some(fid), EventKind::Plain { event_type: t.into() });
                 }
             }
             if let Some(c) = state
