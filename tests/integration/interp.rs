@@ -597,13 +597,13 @@ fn snapshot_round_trip_continues_identically() {
 #[test]
 fn huge_runtime_durations_do_not_overflow() {
     let defs = [
-        json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "SecondsPath": "$.n", "End": true}}}),
-        json!({"StartAt": "T", "States": {"T": activity_task(json!({"TimeoutSecondsPath": "$.n", "End": true}))}}),
-        json!({"StartAt": "T", "States": {"T": activity_task(json!({"HeartbeatSecondsPath": "$.n", "End": true}))}}),
+        ("Wait SecondsPath", json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "SecondsPath": "$.n", "End": true}}})),
+        ("Task TimeoutSecondsPath", json!({"StartAt": "T", "States": {"T": activity_task(json!({"TimeoutSecondsPath": "$.n", "End": true}))}})),
+        ("Task HeartbeatSecondsPath", json!({"StartAt": "T", "States": {"T": activity_task(json!({"HeartbeatSecondsPath": "$.n", "End": true}))}})),
     ];
     let values = [json!(i64::MAX), json!(i64::MAX / 1000), json!(100_000_000_000_000_000u64), json!(1e300)];
     let mut problems = Vec::new();
-    for def in &defs {
+    for (label, def) in &defs {
         for n in &values {
             let def_v = def.clone();
             let n_v = n.clone();
@@ -613,13 +613,13 @@ fn huge_runtime_durations_do_not_overflow() {
                 (h.exec.status, h.exec.error.clone(), h.pending())
             });
             match outcome {
-                Err(_) => problems.push(format!("{} with n = {n}: panicked", def["StartAt"])),
+                Err(_) => problems.push(format!("{label} with n = {n}: panicked")),
                 Ok((status, error, pending)) => {
                     if let Some(t) = pending.iter().find(|&&t| t < 0) {
-                        problems.push(format!("{} with n = {n}: timer scheduled in the past (T0{t} ms)", def["StartAt"]));
+                        problems.push(format!("{label} with n = {n}: timer scheduled in the past (T0{t} ms)"));
                     }
                     if status != ExecutionStatus::Running && error.as_deref() != Some("States.Runtime") {
-                        problems.push(format!("{} with n = {n}: ended {status:?} with {error:?}", def["StartAt"]));
+                        problems.push(format!("{label} with n = {n}: ended {status:?} with {error:?}"));
                     }
                 }
             }

@@ -2961,7 +2961,7 @@ mod tests {
             has(
                 &d,
                 "SCHEMA_VALIDATION_FAILED",
-                "/States/P/Branches[0]/States/T/Resource",
+                "/States/P/Branches/0/States/T/Resource",
                 "'.sync'"
             ),
             "{d:?}"
@@ -3003,7 +3003,7 @@ mod tests {
             has(
                 &d,
                 "DUPLICATE_STATE_NAME",
-                "/States/P/Branches[0]/States/B",
+                "/States/P/Branches/0/States/B",
                 "B"
             ),
             "{d:?}"
