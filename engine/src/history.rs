@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// A state type name (`"Pass"`, `"Task"`, …); borrowed on the hot path.
 pub type StateType = Cow<'static, str>;
@@ -44,13 +45,13 @@ pub enum EventKind {
     },
     StateEntered {
         state_type: StateType,
-        name: String,
-        input: Value,
+        name: Arc<str>,
+        input: Arc<Value>,
     },
     StateExited {
         state_type: StateType,
-        name: String,
-        output: Value,
+        name: Arc<str>,
+        output: Arc<Value>,
         assigned: Option<Map<String, Value>>,
     },
     StateAborted {
@@ -115,7 +116,7 @@ pub enum EventKind {
     MapIteration {
         /// `Started`, `Succeeded`, `Failed` or `Aborted`.
         status: String,
-        name: String,
+        name: Arc<str>,
         index: usize,
     },
     MapRunStarted {
@@ -225,7 +226,7 @@ impl HistoryEvent {
             }
             EventKind::StateEntered { name, input, .. } => {
                 let mut d = payload("input", input);
-                d.insert("name".into(), Value::String(name.clone()));
+                d.insert("name".into(), Value::String(name.to_string()));
                 Some(("stateEnteredEventDetails", Value::Object(d)))
             }
             EventKind::StateExited {
@@ -246,7 +247,7 @@ impl HistoryEvent {
                         json!({"truncated": false}),
                     );
                 }
-                d.insert("name".into(), Value::String(name.clone()));
+                d.insert("name".into(), Value::String(name.to_string()));
                 d.extend(payload("output", output));
                 Some(("stateExitedEventDetails", Value::Object(d)))
             }
@@ -361,7 +362,7 @@ impl HistoryEvent {
                     "Failed" => "mapIterationFailedEventDetails",
                     _ => "mapIterationAbortedEventDetails",
                 };
-                Some((key, json!({"index": index, "name": name})))
+                Some((key, json!({"index": index, "name": &**name})))
             }
             EventKind::MapRunStarted { map_run_arn } => Some((
                 "mapRunStartedEventDetails",

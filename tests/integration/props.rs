@@ -81,13 +81,48 @@ const EXTRA_FIELDS: &[&str] = &[
     "ErrorPath", "CausePath", "Resource", "Credentials", "Label", "Retry",
 ];
 
+fn sample(values: &[Value]) -> BoxedStrategy<Value> {
+    prop::sample::select(values.to_vec()).boxed()
+}
+
+/// A plausible value for one data-flow field; now and then anything at all.
+fn field_value(field: &'static str) -> BoxedStrategy<Value> {
+    let typed = match field {
+        "InputPath" | "OutputPath" | "ItemsPath" => sample(&[json!("$"), json!("$.a"), json!("$.items"), json!("$.in"), Value::Null, json!("$x"), json!("$..a")]),
+        "ResultPath" => sample(&[json!("$"), json!("$.r"), json!("$.a.b"), Value::Null, json!("$.items[0]")]),
+        "Parameters" | "ResultSelector" | "ItemSelector" | "Assign" => sample(&[
+            json!({"k.$": "$", "c.$": "$$.State.Name", "lit": [1, "two"]}),
+            json!({"a.$": "$.a", "n": 1}),
+            json!({"f.$": "States.Format('{} x', $.a)", "u.$": "States.UUID()"}),
+            json!({"i.$": "$$.Map.Item.Index", "v.$": "$$.Map.Item.Value"}),
+            json!({"x": "{% $states.input %}", "y.$": "States.ArrayRange(1, 5, 2)"}),
+            json!({"m.$": "States.MathAdd($.a, 1)", "r.$": "$$.State.RetryCount"}),
+        ]),
+        "Result" => arb_json().boxed(),
+        "Output" | "Arguments" | "Items" => sample(&[json!("{% $states.input %}"), json!("{% [1, 2] %}"), json!({"o": "{% 1 %}"}), json!([1, 2, 3])]),
+        "QueryLanguage" => sample(&[json!("JSONata"), json!("JSONPath")]),
+        "TimeoutSeconds" | "HeartbeatSeconds" | "Seconds" | "MaxConcurrency" | "ToleratedFailureCount" => {
+            prop_oneof![4 => (0i64..30).prop_map(Value::from), 1 => sample(&[json!(99_999_999), json!(-1), json!(1.5), json!("3")])].boxed()
+        }
+        "ToleratedFailurePercentage" => sample(&[json!(0), json!(50), json!(100), json!(12.5), json!(101)]),
+        "TimeoutSecondsPath" | "HeartbeatSecondsPath" | "SecondsPath" | "MaxConcurrencyPath" => sample(&[json!("$.a"), json!("$.n"), json!("$.items")]),
+        "Timestamp" | "TimestampPath" => sample(&[json!("2023-11-14T22:13:25Z"), json!("$.t"), json!("2000-01-01T00:00:00Z"), json!("{% $states.input.t %}")]),
+        "Error" | "Cause" => sample(&[json!("E"), json!("Custom.Error"), json!("{% \"jsonata\" %}")]),
+        "ErrorPath" | "CausePath" => sample(&[json!("$.a"), json!("States.Format('e{}', $.a)"), json!("$$.State.Name")]),
+        "ItemBatcher" => sample(&[json!({"MaxItemsPerBatch": 2}), json!({"MaxItemsPerBatch": 1, "BatchInput": {"b": 1}})]),
+        "Retry" => sample(&[
+            json!([{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 0, "MaxAttempts": 2}]),
+            json!([{"ErrorEquals": ["Boom"], "IntervalSeconds": 1, "BackoffRate": 1.5, "MaxDelaySeconds": 2, "JitterStrategy": "FULL"}]),
+            json!([{"ErrorEquals": ["States.Timeout"], "MaxAttempts": 1}, {"ErrorEquals": ["States.TaskFailed"]}]),
+        ]),
+        _ => arb_json().boxed(),
+    };
+    prop_oneof![5 => typed, 1 => arb_json()].boxed()
+}
+
 fn arb_extra() -> impl Strategy<Value = Vec<(String, Value)>> {
-    let value = prop_oneof![
-        3 => arb_json(),
-        1 => Just(json!([{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 0, "MaxAttempts": 2}])),
-        1 => Just(json!({"k.$": "$", "c.$": "$$.State.Name"})),
-    ];
-    prop::collection::vec((prop::sample::select(EXTRA_FIELDS).prop_map(str::to_string), value), 0..3)
+    let pair = prop::sample::select(EXTRA_FIELDS).prop_flat_map(|f| field_value(f).prop_map(move |v| (f.to_string(), v)));
+    prop::collection::vec(pair, 0..3)
 }
 
 /// The skeleton of one state; `later` are the names it may transition to (all after it).
@@ -568,4 +603,30 @@ proptest! {
         }
         let _ = jsonata::is_expression(&s);
     }
+}
+
+/// The ASL-shaped generator must mostly produce definitions the engine accepts, or the
+/// run-without-panicking property above would test next to nothing.
+#[test]
+fn generated_definitions_are_mostly_accepted() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = arb_definition();
+    let total = 200;
+    let (mut accepted, mut long_runs) = (0, 0);
+    for _ in 0..total {
+        let v = strategy
+            .new_tree(&mut runner)
+            .unwrap_or_else(|e| panic!("generator failed: {e}"))
+            .current();
+        if let Some(def) = parse(&v) {
+            accepted += 1;
+            if drive(&def, json!({"items": [1, 2], "a": 1}), 3) > 3 {
+                long_runs += 1;
+            }
+        }
+    }
+    eprintln!("generated definitions: {accepted}/{total} accepted, {long_runs} ran more than 3 inputs");
+    assert!(accepted * 3 >= total, "only {accepted} of {total} generated definitions were accepted");
+    assert!(long_runs * 10 >= total, "only {long_runs} of {total} generated definitions did real work");
 }

@@ -17,6 +17,7 @@ use crate::jsonpath::Path;
 use choice::ChoiceRule;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::Arc;
 use template::Template;
 pub use validate::{Diagnostic, StateMachineType};
 
@@ -51,7 +52,7 @@ pub struct Machine {
 
 #[derive(Debug, Clone)]
 pub struct State {
-    pub name: String,
+    pub name: Arc<str>,
     pub query_language: QueryLanguage,
     pub kind: StateKind,
     pub io: Io,
@@ -576,7 +577,7 @@ impl Builder {
             }
         };
         State {
-            name: name.to_string(),
+            name: Arc::from(name),
             query_language: ql,
             kind,
             io,

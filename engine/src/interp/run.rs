@@ -21,6 +21,7 @@ use crate::{task_token, timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A broken invariant inside the interpreter (never an ASL failure).
@@ -72,7 +73,8 @@ pub(crate) struct Frame {
     parent: Option<(u64, usize)>,
     machine: usize,
     state: usize,
-    input: Value,
+    /// The current state's raw input (shared with its `…StateEntered` event).
+    input: Arc<Value>,
     phase: Phase,
     pub(crate) vars: Map<String, Value>,
     last_event: u64,
@@ -82,7 +84,6 @@ pub(crate) struct Frame {
     retry_total: u32,
     /// Events of distributed-map item executions are not part of the parent's history.
     silent: bool,
-    map_item: Option<(usize, Value)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -269,7 +270,7 @@ fn build_context(
         execution.insert("RedriveCount".into(), json!(ex.redrive_count));
     }
     let mut st = Map::new();
-    st.insert("Name".into(), Value::String(state.name.clone()));
+    st.insert("Name".into(), Value::String(state.name.to_string()));
     st.insert(
         "EnteredTime".into(),
         Value::String(timestamp::format_millis(entered_ms)),
@@ -472,7 +473,7 @@ impl<'a> Run<'a> {
                         parent: None,
                         machine: 0,
                         state: root.start_at,
-                        input: info_input,
+                        input: Arc::new(info_input),
                         phase: Phase::Idle,
                         vars: Map::new(),
                         last_event: self.ex.last_event_id,
@@ -481,7 +482,6 @@ impl<'a> Run<'a> {
                         retry_counts: Vec::new(),
                         retry_total: 0,
                         silent: false,
-                        map_item: None,
                     },
                 );
                 self.ex.next_frame = 1;
@@ -831,7 +831,7 @@ impl<'a> Run<'a> {
                             error: names::QUERY_EVALUATION_ERROR.into(),
                             cause: fault.cause.clone().unwrap_or_default(),
                             location,
-                            state: state.name.clone(),
+                            state: state.name.to_string(),
                         },
                     );
                 }
@@ -845,10 +845,10 @@ impl<'a> Run<'a> {
 
     fn input_path(&mut self, fid: u64, state: &State, raw: &Value) -> R<Result<Value, Failure>> {
         if state.query_language == QueryLanguage::JSONata {
-            return Ok(Ok(raw.clone()));
+            return Ok(Ok(Value::clone(&raw)));
         }
         match &state.io.input_path {
-            OptionalPath::Default => Ok(Ok(raw.clone())),
+            OptionalPath::Default => Ok(Ok(Value::clone(&raw))),
             OptionalPath::Null => Ok(Ok(json!({}))),
             OptionalPath::Path(p) => {
                 self.scoped(fid, raw, &CtxExtra::default(), (None, None), |s| s.select(p))
@@ -866,15 +866,15 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn result_path(&self, rp: &OptionalPath, raw: Value, result: Value) -> Result<Value, Failure> {
+    fn result_path(&self, rp: &OptionalPath, raw: Arc<Value>, result: Value) -> Result<Value, Failure> {
         match rp {
             OptionalPath::Default => Ok(result),
-            OptionalPath::Null => Ok(raw),
+            OptionalPath::Null => Ok(Arc::unwrap_or_clone(raw)),
             OptionalPath::Path(p) => {
                 if p.is_root() {
                     return Ok(result);
                 }
-                let mut doc = raw;
+                let mut doc = Arc::unwrap_or_clone(raw);
                 p.set(&mut doc, result).map_err(|e| {
                     Failure::new(names::RESULT_PATH_MATCH_FAILURE, e.0)
                 })?;
@@ -944,6 +944,7 @@ impl<'a> Run<'a> {
             };
             return self.frame_failed(fid, fault);
         }
+        let output = Arc::new(output);
         self.emit(
             Some(fid),
             EventKind::StateExited {
@@ -971,7 +972,7 @@ impl<'a> Run<'a> {
                 f.phase = Phase::Idle;
                 Ok(Flow::Continue)
             }
-            None => self.finish_frame(fid, Ok(output)),
+            None => self.finish_frame(fid, Ok(Arc::unwrap_or_clone(output))),
         }
     }
 
@@ -984,7 +985,7 @@ impl<'a> Run<'a> {
                 Ok(a) => a,
                 Err(f) => return self.fail_in_state(fid, f),
             };
-            let out = match self.jsonata_output(fid, state.io.output.as_ref(), &raw, None, None, raw.clone())? {
+            let out = match self.jsonata_output(fid, state.io.output.as_ref(), &raw, None, None, Value::clone(&raw))? {
                 Ok(o) => o,
                 Err(f) => return self.fail_in_state(fid, f),
             };
@@ -1008,7 +1009,7 @@ impl<'a> Run<'a> {
                 EventKind::StateExited {
                     state_type: Cow::Borrowed("Succeed"),
                     name: state.name.clone(),
-                    output: output.clone(),
+                    output: Arc::new(output.clone()),
                     assigned,
                 },
             );
@@ -1032,7 +1033,7 @@ impl<'a> Run<'a> {
                     error: names::QUERY_EVALUATION_ERROR.into(),
                     cause: fault.cause.clone().unwrap_or_default(),
                     location,
-                    state: state.name.clone(),
+                    state: state.name.to_string(),
                 },
             );
         }
@@ -1049,7 +1050,7 @@ impl<'a> Run<'a> {
                 Ok(a) => a,
                 Err(f) => return Ok(Err(f)),
             };
-            let default = result.cloned().unwrap_or_else(|| raw.clone());
+            let default = result.cloned().unwrap_or_else(|| Value::clone(&raw));
             let out = match self.jsonata_output(fid, state.io.output.as_ref(), &raw, None, None, default)? {
                 Ok(o) => o,
                 Err(f) => return Ok(Err(f)),
@@ -1213,7 +1214,7 @@ impl<'a> Run<'a> {
             Err(f) => return Ok(Err(f)),
         };
         let out = if state.query_language == QueryLanguage::JSONata {
-            match self.jsonata_output(fid, output, &raw, None, None, raw.clone())? {
+            match self.jsonata_output(fid, output, &raw, None, None, Value::clone(&raw))? {
                 Ok(o) => o,
                 Err(f) => return Ok(Err(f)),
             }
@@ -1387,7 +1388,7 @@ impl<'a> Run<'a> {
                     Ok(v) => v,
                     Err(f) => return Ok(Err(f)),
                 },
-                None => raw.clone(),
+                None => Value::clone(&raw),
             }
         } else {
             let eff = match self.input_path(fid, state, &raw)? {
@@ -1450,7 +1451,7 @@ impl<'a> Run<'a> {
             task,
             token,
             resource: spec.resource.clone(),
-            state_name: state.name.clone(),
+            state_name: state.name.to_string(),
             input: params,
             attempt,
             timeout_seconds: timeout,
@@ -1509,7 +1510,7 @@ impl<'a> Run<'a> {
         self.exit_state(fid, state, out, assigned, None)
     }
 
-    fn new_child(&mut self, parent: u64, slot: usize, machine: usize, input: Value, map_item: Option<(usize, Value)>, silent: bool) -> R<u64> {
+    fn new_child(&mut self, parent: u64, slot: usize, machine: usize, input: Value, silent: bool) -> R<u64> {
         let (vars, last, parent_silent) = {
             let p = self.frame(parent)?;
             (p.vars.clone(), p.last_event, p.silent)
@@ -1523,7 +1524,7 @@ impl<'a> Run<'a> {
                 parent: Some((parent, slot)),
                 machine,
                 state: start,
-                input,
+                input: Arc::new(input),
                 phase: Phase::Idle,
                 vars,
                 last_event: last,
@@ -1532,7 +1533,6 @@ impl<'a> Run<'a> {
                 retry_counts: Vec::new(),
                 retry_total: 0,
                 silent: silent || parent_silent,
-                map_item,
             },
         );
         Ok(id)
@@ -1546,7 +1546,7 @@ impl<'a> Run<'a> {
                     Ok(v) => v,
                     Err(f) => return Ok(Err(f)),
                 },
-                None => raw.clone(),
+                None => Value::clone(&raw),
             }
         } else {
             let eff = match self.input_path(fid, state, &raw)? {
@@ -1582,7 +1582,7 @@ impl<'a> Run<'a> {
                     break;
                 }
             }
-            let child = self.new_child(fid, slot, machine, branch_input.clone(), None, false)?;
+            let child = self.new_child(fid, slot, machine, branch_input.clone(), false)?;
             if let Phase::Parallel(ch) = &mut self.frame_mut(fid)?.phase {
                 ch.running.insert(child);
             }
@@ -1703,7 +1703,7 @@ impl<'a> Run<'a> {
                 self.ex.info.region,
                 self.ex.info.account,
                 self.ex.info.state_machine_name,
-                spec.label.clone().unwrap_or_else(|| state.name.clone()),
+                spec.label.clone().unwrap_or_else(|| state.name.to_string()),
                 self.ex.info.execution_name
             );
             self.emit(Some(fid), EventKind::MapRunStarted { map_run_arn: arn });
@@ -1789,7 +1789,7 @@ impl<'a> Run<'a> {
                         let i = m.next;
                         m.next += 1;
                         m.launching = true;
-                        (true, i, m.items[i].clone(), m.distributed)
+                        (true, i, std::mem::take(&mut m.items[i]), m.distributed)
                     } else {
                         (false, 0, Value::Null, m.distributed)
                     }
@@ -1813,7 +1813,7 @@ impl<'a> Run<'a> {
                     },
                 );
             }
-            let child = self.new_child(fid, idx, spec.processor, item.clone(), Some((idx, item)), distributed)?;
+            let child = self.new_child(fid, idx, spec.processor, item, distributed)?;
             if let Phase::Map(m) = &mut self.frame_mut(fid)?.phase {
                 m.running.insert(child, idx);
             }
