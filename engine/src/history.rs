@@ -25,11 +25,11 @@ pub struct HistoryEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum EventKind {
     ExecutionStarted {
-        input: Value,
+        input: Arc<Value>,
         role_arn: String,
     },
     ExecutionSucceeded {
-        output: Value,
+        output: Arc<Value>,
     },
     ExecutionFailed {
         error: Option<String>,
@@ -115,7 +115,7 @@ pub enum EventKind {
     },
     MapIteration {
         /// `Started`, `Succeeded`, `Failed` or `Aborted`.
-        status: String,
+        status: Cow<'static, str>,
         name: Arc<str>,
         index: usize,
     },
@@ -356,7 +356,7 @@ impl HistoryEvent {
                 name,
                 index,
             } => {
-                let key = match status.as_str() {
+                let key = match status.as_ref() {
                     "Started" => "mapIterationStartedEventDetails",
                     "Succeeded" => "mapIterationSucceededEventDetails",
                     "Failed" => "mapIterationFailedEventDetails",

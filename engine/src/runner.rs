@@ -424,7 +424,7 @@ impl World {
         let s = &self.slots[slot];
         Outcome {
             status: s.exec.status,
-            output: s.exec.output.clone(),
+            output: s.exec.output.as_deref().cloned(),
             error: s.exec.error.clone(),
             cause: s.exec.cause.clone(),
             history: s.history.clone(),

@@ -20,8 +20,13 @@ use stepline_engine::runner::RunIdentity;
 
 const T0: i64 = 1_700_000_000_000;
 
-/// `cases` cases, and no regression files written next to the sources.
+/// `cases` cases (or `STEPLINE_PROPTEST_CASES` for a longer local hunt), and no regression
+/// files written next to the sources.
 fn cfg(cases: u32) -> ProptestConfig {
+    let cases = std::env::var("STEPLINE_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
     ProptestConfig {
         failure_persistence: None,
         ..ProptestConfig::with_cases(cases)
@@ -74,12 +79,54 @@ fn arb_json() -> impl Strategy<Value = Value> {
 /// Data-flow and option fields (never transitions, so generated graphs stay acyclic).
 const EXTRA_FIELDS: &[&str] = &[
     "Comment", "InputPath", "OutputPath", "ResultPath", "Parameters", "ResultSelector", "Result",
-    "Assign", "Output", "Arguments", "QueryLanguage", "TimeoutSeconds", "TimeoutSecondsPath",
-    "HeartbeatSeconds", "HeartbeatSecondsPath", "Seconds", "SecondsPath", "Timestamp",
-    "TimestampPath", "ItemsPath", "Items", "ItemSelector", "MaxConcurrency", "MaxConcurrencyPath",
-    "ToleratedFailureCount", "ToleratedFailurePercentage", "ItemBatcher", "Error", "Cause",
-    "ErrorPath", "CausePath", "Resource", "Credentials", "Label", "Retry",
+    "Assign", "Output", "Arguments", "TimeoutSeconds", "TimeoutSecondsPath", "HeartbeatSeconds",
+    "HeartbeatSecondsPath", "SecondsPath", "Timestamp", "TimestampPath", "ItemsPath", "Items",
+    "ItemSelector", "MaxConcurrency", "MaxConcurrencyPath", "ToleratedFailureCount",
+    "ToleratedFailurePercentage", "ItemBatcher", "Error", "Cause", "ErrorPath", "CausePath",
+    "Label", "Retry",
 ];
+
+/// Fields of which a state may hold only one.
+const EXCLUSIVE: &[(&str, &str)] = &[
+    ("TimeoutSeconds", "TimeoutSecondsPath"),
+    ("HeartbeatSeconds", "HeartbeatSecondsPath"),
+    ("MaxConcurrency", "MaxConcurrencyPath"),
+    ("Error", "ErrorPath"),
+    ("Cause", "CausePath"),
+    ("SecondsPath", "Timestamp"),
+    ("SecondsPath", "TimestampPath"),
+    ("Timestamp", "TimestampPath"),
+    ("Result", "Parameters"),
+];
+
+/// Whether `field` belongs on a state of type `ty` under JSONata (`jsonata`) or JSONPath.
+/// Roughly AWS's rules; the point is to produce mostly valid definitions, plus some noise.
+fn field_allowed(ty: &str, field: &str, jsonata: bool, distributed: bool) -> bool {
+    let io_path = ["InputPath", "OutputPath"].contains(&field);
+    let result = ["ResultPath", "ResultSelector"].contains(&field);
+    match (ty, field) {
+        (_, "Comment") => true,
+        (_, "Assign") => ty != "Succeed" && ty != "Fail",
+        (_, "Output") => jsonata && ty != "Fail",
+        _ if jsonata && (io_path || result || field.ends_with("Path") || field == "Parameters") => false,
+        ("Pass", f) => io_path || ["ResultPath", "Parameters"].contains(&f) || (f == "Result" && !jsonata),
+        ("Task", f) => {
+            io_path || result || ["Parameters", "Arguments", "TimeoutSeconds", "TimeoutSecondsPath", "HeartbeatSeconds", "HeartbeatSecondsPath", "Retry"].contains(&f)
+                && (jsonata || f != "Arguments")
+        }
+        ("Wait", f) => io_path || ["SecondsPath", "Timestamp", "TimestampPath"].contains(&f),
+        ("Choice", _) | ("Succeed", _) => io_path,
+        ("Fail", f) => ["Error", "Cause", "ErrorPath", "CausePath"].contains(&f),
+        ("Parallel", f) => io_path || result || f == "Retry" || f == (if jsonata { "Arguments" } else { "Parameters" }),
+        ("Map", f) => {
+            io_path || result || ["ItemSelector", "MaxConcurrency", "MaxConcurrencyPath", "Retry"].contains(&f)
+                || (f == "Items" && jsonata)
+                || (f == "ItemsPath" && !jsonata)
+                || (distributed && ["ToleratedFailureCount", "ToleratedFailurePercentage", "ItemBatcher", "Label"].contains(&f))
+        }
+        _ => false,
+    }
+}
 
 fn sample(values: &[Value]) -> BoxedStrategy<Value> {
     prop::sample::select(values.to_vec()).boxed()
@@ -90,42 +137,47 @@ fn field_value(field: &'static str) -> BoxedStrategy<Value> {
     let typed = match field {
         "InputPath" | "OutputPath" | "ItemsPath" => sample(&[json!("$"), json!("$.a"), json!("$.items"), json!("$.in"), Value::Null, json!("$x"), json!("$..a")]),
         "ResultPath" => sample(&[json!("$"), json!("$.r"), json!("$.a.b"), Value::Null, json!("$.items[0]")]),
-        "Parameters" | "ResultSelector" | "ItemSelector" | "Assign" => sample(&[
+        "Parameters" | "ResultSelector" | "ItemSelector" | "Assign" | "Arguments" => sample(&[
             json!({"k.$": "$", "c.$": "$$.State.Name", "lit": [1, "two"]}),
             json!({"a.$": "$.a", "n": 1}),
             json!({"f.$": "States.Format('{} x', $.a)", "u.$": "States.UUID()"}),
             json!({"i.$": "$$.Map.Item.Index", "v.$": "$$.Map.Item.Value"}),
-            json!({"x": "{% $states.input %}", "y.$": "States.ArrayRange(1, 5, 2)"}),
+            json!({"y.$": "States.ArrayRange(1, 5, 2)", "h.$": "States.Hash('x', 'SHA-256')"}),
             json!({"m.$": "States.MathAdd($.a, 1)", "r.$": "$$.State.RetryCount"}),
+            json!({"x": "{% $states.input %}", "n": "{% $count([1, 2]) %}"}),
+            json!({"s": "{% $string($states.input) %}", "v": "{% $states.context.State.Name %}"}),
+            json!("{% $states.input %}"),
         ]),
         "Result" => arb_json().boxed(),
-        "Output" | "Arguments" | "Items" => sample(&[json!("{% $states.input %}"), json!("{% [1, 2] %}"), json!({"o": "{% 1 %}"}), json!([1, 2, 3])]),
-        "QueryLanguage" => sample(&[json!("JSONata"), json!("JSONPath")]),
-        "TimeoutSeconds" | "HeartbeatSeconds" | "Seconds" | "MaxConcurrency" | "ToleratedFailureCount" => {
-            prop_oneof![4 => (0i64..30).prop_map(Value::from), 1 => sample(&[json!(99_999_999), json!(-1), json!(1.5), json!("3")])].boxed()
+        "Comment" => "\\PC{0,12}".prop_map(Value::String).boxed(),
+        "Output" | "Items" => sample(&[json!("{% $states.input %}"), json!("{% [1, 2] %}"), json!({"o": "{% 1 %}"}), json!([1, 2, 3]), json!("{% $states.input.items %}")]),
+        "TimeoutSeconds" | "HeartbeatSeconds" | "MaxConcurrency" | "ToleratedFailureCount" => {
+            prop_oneof![8 => (1i64..30).prop_map(Value::from), 1 => sample(&[json!(0), json!(99_999_999), json!(-1), json!(1.5), json!("3"), json!("{% 2 %}")])].boxed()
         }
         "ToleratedFailurePercentage" => sample(&[json!(0), json!(50), json!(100), json!(12.5), json!(101)]),
         "TimeoutSecondsPath" | "HeartbeatSecondsPath" | "SecondsPath" | "MaxConcurrencyPath" => sample(&[json!("$.a"), json!("$.n"), json!("$.items")]),
-        "Timestamp" | "TimestampPath" => sample(&[json!("2023-11-14T22:13:25Z"), json!("$.t"), json!("2000-01-01T00:00:00Z"), json!("{% $states.input.t %}")]),
-        "Error" | "Cause" => sample(&[json!("E"), json!("Custom.Error"), json!("{% \"jsonata\" %}")]),
+        "Timestamp" => sample(&[json!("2023-11-14T22:13:25Z"), json!("2000-01-01T00:00:00Z"), json!("{% $states.input.t %}")]),
+        "TimestampPath" => sample(&[json!("$.t"), json!("$.a")]),
+        "Error" | "Cause" => sample(&[json!("E"), json!("Custom.Error"), json!("{% 'jsonata' %}")]),
         "ErrorPath" | "CausePath" => sample(&[json!("$.a"), json!("States.Format('e{}', $.a)"), json!("$$.State.Name")]),
         "ItemBatcher" => sample(&[json!({"MaxItemsPerBatch": 2}), json!({"MaxItemsPerBatch": 1, "BatchInput": {"b": 1}})]),
+        "Label" => sample(&[json!("lbl"), json!("Label_2")]),
         "Retry" => sample(&[
-            json!([{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 0, "MaxAttempts": 2}]),
+            json!([{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 2}]),
             json!([{"ErrorEquals": ["Boom"], "IntervalSeconds": 1, "BackoffRate": 1.5, "MaxDelaySeconds": 2, "JitterStrategy": "FULL"}]),
             json!([{"ErrorEquals": ["States.Timeout"], "MaxAttempts": 1}, {"ErrorEquals": ["States.TaskFailed"]}]),
         ]),
         _ => arb_json().boxed(),
     };
-    prop_oneof![5 => typed, 1 => arb_json()].boxed()
+    prop_oneof![12 => typed, 1 => arb_json()].boxed()
 }
 
 fn arb_extra() -> impl Strategy<Value = Vec<(String, Value)>> {
     let pair = prop::sample::select(EXTRA_FIELDS).prop_flat_map(|f| field_value(f).prop_map(move |v| (f.to_string(), v)));
-    prop::collection::vec(pair, 0..3)
+    prop::collection::vec(pair, 0..6)
 }
 
-/// The skeleton of one state; `later` are the names it may transition to (all after it).
+/// The skeleton of one state; its transitions are filled in at rendering, forward only.
 #[derive(Debug, Clone)]
 enum Shape {
     Pass,
@@ -160,65 +212,78 @@ fn arb_machine(depth: u32) -> BoxedStrategy<Vec<(Shape, Vec<(String, Value)>)>> 
     prop::collection::vec((shape, arb_extra()), 1..4).boxed()
 }
 
-fn render_machine(states: &[(Shape, Vec<(String, Value)>)], prefix: &str) -> Value {
+/// Renders a machine whose states only ever transition to later states (so every run ends).
+/// `noise` keeps fields that do not belong on the state, to exercise the validator's errors.
+fn render_machine(states: &[(Shape, Vec<(String, Value)>)], prefix: &str, jsonata: bool, noise: bool) -> Value {
     let name = |i: usize| format!("{prefix}S{i}");
     let mut out = Map::new();
     for (i, (shape, extra)) in states.iter().enumerate() {
         let next = (i + 1 < states.len()).then(|| name(i + 1));
         let mut s = Map::new();
-        let (ty, terminal) = match shape {
-            Shape::Pass => ("Pass", false),
-            Shape::Task => ("Task", false),
-            Shape::Wait => ("Wait", false),
-            Shape::Choice => ("Choice", true),
-            Shape::Succeed => ("Succeed", true),
-            Shape::Fail => ("Fail", true),
-            Shape::Parallel(_) => ("Parallel", false),
-            Shape::Map(..) => ("Map", false),
+        let ty = match shape {
+            // Only the last state may end the machine, or the states after it are unreachable.
+            Shape::Succeed | Shape::Fail if next.is_some() => "Pass",
+            Shape::Pass => "Pass",
+            Shape::Task => "Task",
+            Shape::Wait => "Wait",
+            Shape::Choice if next.is_some() => "Choice",
+            Shape::Choice | Shape::Succeed => "Succeed",
+            Shape::Fail => "Fail",
+            Shape::Parallel(_) => "Parallel",
+            Shape::Map(..) => "Map",
         };
+        let terminal = matches!(ty, "Choice" | "Succeed" | "Fail");
         s.insert("Type".into(), json!(ty));
+        let mut distributed = false;
         match shape {
             Shape::Task => {
                 s.insert("Resource".into(), json!("arn:aws:states:us-east-1:111111111111:activity:a"));
             }
-            Shape::Wait => {
-                s.insert("Seconds".into(), json!(1));
-            }
-            Shape::Choice => {
-                let target = next.clone().unwrap_or_else(|| name(i));
-                let fallback = if next.is_some() { target.clone() } else { String::new() };
-                s.insert(
-                    "Choices".into(),
-                    json!([{"Variable": "$.a", "NumericEquals": 1, "Next": target}]),
-                );
-                if !fallback.is_empty() {
-                    s.insert("Default".into(), json!(fallback));
+            Shape::Choice if ty == "Choice" => {
+                let target = next.clone().unwrap_or_default();
+                let rule = if jsonata {
+                    json!({"Condition": "{% $states.input.a = 1 %}", "Next": target})
                 } else {
-                    // The last state cannot move forward: make it a dead end instead.
-                    s.insert("Type".into(), json!("Succeed"));
-                    s.remove("Choices");
-                }
+                    json!({"Variable": "$.a", "NumericEquals": 1, "Next": target})
+                };
+                s.insert("Choices".into(), json!([rule]));
+                s.insert("Default".into(), json!(target));
             }
             Shape::Parallel(branches) => {
                 let bs: Vec<Value> = branches
                     .iter()
                     .enumerate()
-                    .map(|(b, m)| render_machine(m, &format!("{prefix}S{i}B{b}")))
+                    .map(|(b, m)| render_machine(m, &format!("{prefix}S{i}B{b}"), jsonata, noise))
                     .collect();
                 s.insert("Branches".into(), Value::Array(bs));
             }
-            Shape::Map(m, distributed) => {
-                let mut p = render_machine(m, &format!("{prefix}S{i}M"));
-                if *distributed {
+            Shape::Map(m, d) => {
+                distributed = *d;
+                let mut p = render_machine(m, &format!("{prefix}S{i}M"), jsonata, noise);
+                if distributed {
                     p["ProcessorConfig"] = json!({"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"});
                 }
                 s.insert("ItemProcessor".into(), p);
-                s.insert("ItemsPath".into(), json!("$.items"));
+                if jsonata {
+                    s.insert("Items".into(), json!("{% $states.input.items %}"));
+                } else {
+                    s.insert("ItemsPath".into(), json!("$.items"));
+                }
             }
             _ => {}
         }
         for (k, v) in extra {
-            s.insert(k.clone(), v.clone());
+            if noise || field_allowed(ty, k, jsonata, distributed) {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+        for (a, b) in EXCLUSIVE {
+            if s.contains_key(*a) {
+                s.remove(*b);
+            }
+        }
+        if ty == "Wait" && !["SecondsPath", "Timestamp", "TimestampPath"].iter().any(|k| s.contains_key(*k)) {
+            s.insert("Seconds".into(), json!(1));
         }
         if !terminal {
             match &next {
@@ -237,16 +302,18 @@ fn render_machine(states: &[(Shape, Vec<(String, Value)>)], prefix: &str) -> Val
 }
 
 fn arb_definition() -> impl Strategy<Value = Value> {
-    (arb_machine(2), any::<bool>(), prop::option::of(0u64..5)).prop_map(|(m, jsonata, timeout)| {
-        let mut d = render_machine(&m, "");
-        if jsonata {
-            d["QueryLanguage"] = json!("JSONata");
-        }
-        if let Some(t) = timeout {
-            d["TimeoutSeconds"] = json!(t);
-        }
-        d
-    })
+    (arb_machine(2), any::<bool>(), prop::option::of(1u64..5), prop::bool::weighted(0.1)).prop_map(
+        |(m, jsonata, timeout, noise)| {
+            let mut d = render_machine(&m, "", jsonata, noise);
+            if jsonata {
+                d["QueryLanguage"] = json!("JSONata");
+            }
+            if let Some(t) = timeout {
+                d["TimeoutSeconds"] = json!(t);
+            }
+            d
+        },
+    )
 }
 
 fn arb_run_input() -> impl Strategy<Value = Value> {
@@ -265,6 +332,8 @@ fn parse(v: &Value) -> Option<Definition> {
 
 /// Starts the execution and drives it: tasks are started, heartbeated and answered (success
 /// or failure alternating), timers fire in order. Returns the number of inputs applied.
+/// Checks two runtime invariants on the way: no timer is scheduled in the past, and no timer
+/// is left pending once the execution has finished.
 fn drive(def: &Definition, input: Value, seed: u64) -> usize {
     let mut exec = Execution::new(RunIdentity::default().info(input, T0, seed));
     let mut inbox = std::collections::VecDeque::from([Input::Start]);
@@ -273,6 +342,7 @@ fn drive(def: &Definition, input: Value, seed: u64) -> usize {
     let mut answer = 0u64;
     for n in 0..300 {
         if exec.is_finished() {
+            assert!(timers.is_empty(), "timers {timers:?} outlive the finished execution");
             return n;
         }
         let input = match inbox.pop_front() {
@@ -295,6 +365,7 @@ fn drive(def: &Definition, input: Value, seed: u64) -> usize {
         for c in step.commands {
             match c {
                 Command::ScheduleTimer { timer, fire_at_ms } => {
+                    assert!(fire_at_ms >= now, "timer {timer} scheduled in the past ({fire_at_ms} < {now})");
                     timers.insert(timer, fire_at_ms);
                 }
                 Command::CancelTimer { timer } => {
@@ -614,19 +685,28 @@ fn generated_definitions_are_mostly_accepted() {
     let strategy = arb_definition();
     let total = 200;
     let (mut accepted, mut long_runs) = (0, 0);
+    let mut rejections = Vec::new();
     for _ in 0..total {
         let v = strategy
             .new_tree(&mut runner)
             .unwrap_or_else(|e| panic!("generator failed: {e}"))
             .current();
-        if let Some(def) = parse(&v) {
-            accepted += 1;
-            if drive(&def, json!({"items": [1, 2], "a": 1}), 3) > 3 {
-                long_runs += 1;
+        match Definition::parse(&v, StateMachineType::Standard) {
+            Ok(def) => {
+                accepted += 1;
+                if drive(&def, json!({"items": [1, 2], "a": 1}), 3) > 3 {
+                    long_runs += 1;
+                }
             }
+            Err(e) if rejections.len() < 5 => rejections.push(e.to_string()),
+            Err(_) => {}
         }
     }
     eprintln!("generated definitions: {accepted}/{total} accepted, {long_runs} ran more than 3 inputs");
-    assert!(accepted * 3 >= total, "only {accepted} of {total} generated definitions were accepted");
+    assert!(
+        accepted * 2 >= total,
+        "only {accepted} of {total} generated definitions were accepted; e.g.\n  {}",
+        rejections.join("\n  ")
+    );
     assert!(long_runs * 10 >= total, "only {long_runs} of {total} generated definitions did real work");
 }

@@ -19,6 +19,7 @@ use crate::history::HistoryEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub use run::InterpError;
 
@@ -97,7 +98,7 @@ pub enum Command {
     CancelTimer { timer: u64 },
     ExecutionFinished {
         status: ExecutionStatus,
-        output: Option<Value>,
+        output: Option<Arc<Value>>,
         error: Option<String>,
         cause: Option<String>,
     },
@@ -142,7 +143,7 @@ pub struct Step {
 pub struct Execution {
     pub info: ExecutionInfo,
     pub status: ExecutionStatus,
-    pub output: Option<Value>,
+    pub output: Option<Arc<Value>>,
     pub error: Option<String>,
     pub cause: Option<String>,
     pub stop_ms: Option<i64>,

@@ -129,7 +129,6 @@ struct MapRun {
     tolerated_pct: Option<f64>,
     failure: Option<Fault>,
     launching: bool,
-    effective: Value,
     distributed: bool,
 }
 
@@ -443,7 +442,7 @@ impl<'a> Run<'a> {
                     return Ok(());
                 }
                 self.ex.started = true;
-                let info_input = self.ex.info.input.clone();
+                let info_input = Arc::new(self.ex.info.input.clone());
                 let role = self.ex.info.role_arn.clone();
                 self.emit(
                     None,
@@ -473,7 +472,7 @@ impl<'a> Run<'a> {
                         parent: None,
                         machine: 0,
                         state: root.start_at,
-                        input: Arc::new(info_input),
+                        input: info_input,
                         phase: Phase::Idle,
                         vars: Map::new(),
                         last_event: self.ex.last_event_id,
@@ -972,7 +971,7 @@ impl<'a> Run<'a> {
                 f.phase = Phase::Idle;
                 Ok(Flow::Continue)
             }
-            None => self.finish_frame(fid, Ok(Arc::unwrap_or_clone(output))),
+            None => self.finish_frame(fid, Ok(output)),
         }
     }
 
@@ -1004,12 +1003,13 @@ impl<'a> Run<'a> {
             if over_limit(&output) {
                 return self.exit_state(fid, state, output, assigned, None);
             }
+            let output = Arc::new(output);
             self.emit(
                 Some(fid),
                 EventKind::StateExited {
                     state_type: Cow::Borrowed("Succeed"),
                     name: state.name.clone(),
-                    output: Arc::new(output.clone()),
+                    output: output.clone(),
                     assigned,
                 },
             );
@@ -1709,23 +1709,23 @@ impl<'a> Run<'a> {
             self.emit(Some(fid), EventKind::MapRunStarted { map_run_arn: arn });
         }
         // Item selection and batching.
-        let mut inputs = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            let v = match &spec.item_selector {
-                Some(t) => {
+        let mut inputs = match &spec.item_selector {
+            None => items,
+            Some(t) => {
+                let mut selected = Vec::with_capacity(items.len());
+                for (i, item) in items.into_iter().enumerate() {
                     let extra = CtxExtra {
                         token: None,
-                        map_item: Some((i, item.clone())),
+                        map_item: Some((i, item)),
                     };
                     match self.scoped(fid, &eff, &extra, (None, None), |s| s.eval(t, "ItemSelector"))? {
-                        Ok(v) => v,
+                        Ok(v) => selected.push(v),
                         Err(f) => return Ok(Err(f)),
                     }
                 }
-                None => item.clone(),
-            };
-            inputs.push(v);
-        }
+                selected
+            }
+        };
         if let Some(b) = &spec.item_batcher {
             let per = match self.integer(fid, b.max_items_per_batch.as_ref(), &eff, "MaxItemsPerBatch")? {
                 Ok(v) => v.map(|x| x.max(1.0) as usize).unwrap_or(usize::MAX),
@@ -1765,7 +1765,6 @@ impl<'a> Run<'a> {
             tolerated_pct: pct,
             failure: None,
             launching: false,
-            effective: eff,
             distributed,
         }));
         self.map_advance(fid).map(Ok)
@@ -1807,7 +1806,7 @@ impl<'a> Run<'a> {
                 self.emit(
                     Some(fid),
                     EventKind::MapIteration {
-                        status: "Started".into(),
+                        status: Cow::Borrowed("Started"),
                         name: state.name.clone(),
                         index: idx,
                     },
@@ -1888,7 +1887,7 @@ impl<'a> Run<'a> {
                 self.emit(
                     Some(fid),
                     EventKind::MapIteration {
-                        status: "Aborted".into(),
+                        status: Cow::Borrowed("Aborted"),
                         name: state_name.clone(),
                         index: i,
                     },
@@ -2020,7 +2019,7 @@ impl<'a> Run<'a> {
         self.finish_frame(fid, Err(fault))
     }
 
-    fn finish_frame(&mut self, fid: u64, result: Result<Value, Fault>) -> R<Flow> {
+    fn finish_frame(&mut self, fid: u64, result: Result<Arc<Value>, Fault>) -> R<Flow> {
         let frame = self
             .ex
             .frames
@@ -2046,7 +2045,7 @@ impl<'a> Run<'a> {
         pid: u64,
         cid: u64,
         slot: usize,
-        result: Result<Value, Fault>,
+        result: Result<Arc<Value>, Fault>,
         child_last: u64,
         child_silent: bool,
     ) -> R<()> {
@@ -2064,7 +2063,7 @@ impl<'a> Run<'a> {
             Phase::Parallel(ch) => {
                 ch.running.remove(&cid);
                 match result {
-                    Ok(v) => ch.results[slot] = Some(v),
+                    Ok(v) => ch.results[slot] = Some(Arc::unwrap_or_clone(v)),
                     Err(f) => {
                         if ch.failure.is_none() {
                             ch.failure = Some(f);
@@ -2082,7 +2081,7 @@ impl<'a> Run<'a> {
                 let distributed = m.distributed;
                 let ok = result.is_ok();
                 match result {
-                    Ok(v) => m.results[slot] = Some(v),
+                    Ok(v) => m.results[slot] = Some(Arc::unwrap_or_clone(v)),
                     Err(f) => {
                         m.failures += 1;
                         m.results[slot] = Some(f.output());
@@ -2117,7 +2116,7 @@ impl<'a> Run<'a> {
                     self.emit(
                         Some(pid),
                         EventKind::MapIteration {
-                            status: if ok { "Succeeded" } else { "Failed" }.into(),
+                            status: Cow::Borrowed(if ok { "Succeeded" } else { "Failed" }),
                             name: state.name.clone(),
                             index: slot,
                         },
@@ -2140,7 +2139,7 @@ impl<'a> Run<'a> {
     fn end_execution(
         &mut self,
         status: ExecutionStatus,
-        output: Option<Value>,
+        output: Option<Arc<Value>>,
         fault: Option<Fault>,
     ) -> R<()> {
         // Cancel everything still open.
@@ -2168,7 +2167,7 @@ impl<'a> Run<'a> {
         };
         let kind = match status {
             ExecutionStatus::Succeeded => EventKind::ExecutionSucceeded {
-                output: output.clone().unwrap_or(Value::Null),
+                output: output.clone().unwrap_or_else(|| Arc::new(Value::Null)),
             },
             ExecutionStatus::Failed => EventKind::ExecutionFailed {
                 error: error.clone(),
