@@ -55,7 +55,9 @@ fn inline_map() -> Value {
 /// Runs one execution to completion; returns its events.
 fn run(def: &Definition, info: &ExecutionInfo, ctx: &Context) -> Vec<HistoryEvent> {
     let mut ex = Execution::new(info.clone());
-    let step = ex.apply(def, &Input::Start, ctx).expect("interpreter error");
+    let step = ex
+        .apply(def, &Input::Start, ctx)
+        .expect("interpreter error");
     assert!(ex.is_finished());
     step.events
 }

@@ -53,7 +53,10 @@ impl Report {
 
     /// The human-readable table, ending with `N passed, M failed`.
     pub fn table(&self) -> String {
-        let mut s = format!("{:<34} {:>7} {:>7} {:>7}\n", "category", "passed", "failed", "total");
+        let mut s = format!(
+            "{:<34} {:>7} {:>7} {:>7}\n",
+            "category", "passed", "failed", "total"
+        );
         for (cat, (p, f)) in self.by_category() {
             s.push_str(&format!("{cat:<34} {p:>7} {f:>7} {:>7}\n", p + f));
         }
@@ -187,13 +190,20 @@ fn check_execution(case: &Value) -> Result<(), String> {
     if let Some(acts) = case.get("activities").and_then(Value::as_array) {
         let existing = acts
             .iter()
-            .filter(|a| a["exists"].as_bool() == Some(true) && a["deleted_before_execution"].as_bool() != Some(true))
+            .filter(|a| {
+                a["exists"].as_bool() == Some(true)
+                    && a["deleted_before_execution"].as_bool() != Some(true)
+            })
             .filter_map(|a| a["arn"].as_str().map(str::to_string));
         world = world.with_activities(existing);
     }
     let main = world.add(
         Arc::new(def),
-        identity.info(case["input"].clone(), start_ms, seed_from(&identity.execution_arn())),
+        identity.info(
+            case["input"].clone(),
+            start_ms,
+            seed_from(&identity.execution_arn()),
+        ),
         false,
     );
     if let Some(acts) = case.get("activities").and_then(Value::as_array) {
@@ -210,7 +220,11 @@ fn check_execution(case: &Value) -> Result<(), String> {
                 };
                 world.add(
                     Arc::new(wdef),
-                    wid.info(w["input"].clone(), start_ms, seed_from(&wid.execution_arn())),
+                    wid.info(
+                        w["input"].clone(),
+                        start_ms,
+                        seed_from(&wid.execution_arn()),
+                    ),
                     true,
                 );
             }
@@ -248,17 +262,25 @@ fn check_execution(case: &Value) -> Result<(), String> {
             let got_cause = match &out.cause {
                 None => Value::Null,
                 Some(c) if expected["cause_is_decoded_json"].as_bool() == Some(true) => {
-                    normalise_value(case, &serde_json::from_str(c).unwrap_or(Value::String(c.clone())))
+                    normalise_value(
+                        case,
+                        &serde_json::from_str(c).unwrap_or(Value::String(c.clone())),
+                    )
                 }
                 Some(c) => Value::String(normalise_cause(case, c)),
             };
             if !json_eq(&got_cause, &want_cause) {
-                return Err(format!("cause differs:\n  got:  {got_cause}\n  want: {want_cause}"));
+                return Err(format!(
+                    "cause differs:\n  got:  {got_cause}\n  want: {want_cause}"
+                ));
             }
         }
     }
     if let Some(want) = expected.get("history").and_then(Value::as_array) {
-        let mut want: Vec<String> = want.iter().filter_map(|t| t.as_str().map(str::to_string)).collect();
+        let mut want: Vec<String> = want
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect();
         let mut got: Vec<String> = out.history.iter().map(|e| e.kind.type_name()).collect();
         let sorted = case["normalise"]
             .as_array()
@@ -268,7 +290,9 @@ fn check_execution(case: &Value) -> Result<(), String> {
             got.sort();
         }
         if got != want {
-            return Err(format!("history differs:\n  got:  {got:?}\n  want: {want:?}"));
+            return Err(format!(
+                "history differs:\n  got:  {got:?}\n  want: {want:?}"
+            ));
         }
     }
     Ok(())
@@ -285,7 +309,9 @@ pub fn json_eq(a: &Value, b: &Value) -> bool {
         }
         (Value::String(x), Value::String(y)) if is_uuid_token(x) && is_uuid_token(y) => true,
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -317,7 +343,8 @@ fn normalise_string(case: &Value, s: &str) -> String {
     let mut out = s.to_string();
     for rule in case["normalise"].as_array().into_iter().flatten() {
         if rule["kind"] == "regex" {
-            let (Some(p), Some(rep)) = (rule["pattern"].as_str(), rule["replacement"].as_str()) else {
+            let (Some(p), Some(rep)) = (rule["pattern"].as_str(), rule["replacement"].as_str())
+            else {
                 continue;
             };
             match Regex::new(p) {
@@ -404,7 +431,9 @@ fn replace_key_everywhere(v: &mut Value, key: &str, rep: &str) {
                 }
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(|x| replace_key_everywhere(x, key, rep)),
+        Value::Array(a) => a
+            .iter_mut()
+            .for_each(|x| replace_key_everywhere(x, key, rep)),
         _ => {}
     }
 }
@@ -441,7 +470,12 @@ pub fn normalise_value(case: &Value, v: &Value) -> Value {
 fn uuid_rule(v: &mut Value, seen: &mut Map<String, Value>) {
     static RE: OnceLock<Option<Regex>> = OnceLock::new();
     let Some(re) = RE
-        .get_or_init(|| Regex::new(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$").ok())
+        .get_or_init(|| {
+            Regex::new(
+                r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            )
+            .ok()
+        })
         .as_ref()
     else {
         return;

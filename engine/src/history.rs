@@ -200,10 +200,7 @@ impl HistoryEvent {
         let mut m = Map::new();
         m.insert("id".into(), json!(self.id));
         m.insert("previousEventId".into(), json!(self.previous_event_id));
-        m.insert(
-            "timestamp".into(),
-            json!(self.timestamp_ms as f64 / 1000.0),
-        );
+        m.insert("timestamp".into(), json!(self.timestamp_ms as f64 / 1000.0));
         m.insert("type".into(), Value::String(self.kind.type_name()));
         let details: Option<(&str, Value)> = match &self.kind {
             EventKind::ExecutionStarted { input, role_arn } => {
@@ -283,9 +280,10 @@ impl HistoryEvent {
             EventKind::ActivityTimedOut { error, cause } => {
                 Some(("activityTimedOutEventDetails", error_cause(error, cause)))
             }
-            EventKind::ActivityScheduleFailed { error, cause } => {
-                Some(("activityScheduleFailedEventDetails", error_cause(error, cause)))
-            }
+            EventKind::ActivityScheduleFailed { error, cause } => Some((
+                "activityScheduleFailedEventDetails",
+                error_cause(error, cause),
+            )),
             EventKind::TaskScheduled {
                 resource_type,
                 resource,

@@ -54,7 +54,10 @@ impl std::fmt::Display for PathError {
 }
 
 fn is_name_char(c: char) -> bool {
-    !matches!(c, '.' | '[' | ']' | '(' | ')' | '*' | '?' | '@' | ',' | '\'' | '"' | ' ' | '\t' | '\n' | '\r')
+    !matches!(
+        c,
+        '.' | '[' | ']' | '(' | ')' | '*' | '?' | '@' | ',' | '\'' | '"' | ' ' | '\t' | '\n' | '\r'
+    )
 }
 
 impl Path {
@@ -393,15 +396,24 @@ mod tests {
         let p = Path::parse("$['my key'].x").unwrap();
         assert_eq!(p.get(&json!({"my key": {"x": true}})), Some(json!(true)));
         let mut doc = json!({"keep": 1});
-        Path::parse("$.r.s").unwrap().set(&mut doc, json!(5)).unwrap();
+        Path::parse("$.r.s")
+            .unwrap()
+            .set(&mut doc, json!(5))
+            .unwrap();
         assert_eq!(doc, json!({"keep": 1, "r": {"s": 5}}));
         let mut doc = json!({"r": 3});
-        assert!(Path::parse("$.r.s").unwrap().set(&mut doc, json!(5)).is_err());
+        assert!(Path::parse("$.r.s")
+            .unwrap()
+            .set(&mut doc, json!(5))
+            .is_err());
     }
 
     #[test]
     fn roots() {
-        assert_eq!(*Path::parse("$$.Execution.Id").unwrap().root(), Root::Context);
+        assert_eq!(
+            *Path::parse("$$.Execution.Id").unwrap().root(),
+            Root::Context
+        );
         assert_eq!(
             *Path::parse("$var.x").unwrap().root(),
             Root::Variable("var".into())
@@ -416,7 +428,10 @@ mod tests {
         let p = Path::parse("$.items[?(@.n > 2)].k").unwrap();
         assert!(!p.is_reference());
         assert_eq!(p.get(&doc), Some(json!(["b"])));
-        assert_eq!(Path::parse("$..k").unwrap().get(&doc), Some(json!(["a", "b"])));
+        assert_eq!(
+            Path::parse("$..k").unwrap().get(&doc),
+            Some(json!(["a", "b"]))
+        );
         assert_eq!(
             Path::parse("$.items[*].n").unwrap().get(&doc),
             Some(json!([1, 5]))

@@ -17,7 +17,11 @@ use stepline_engine::mock::MockCase;
 use stepline_engine::runner::{run_once, RunIdentity};
 
 #[derive(Parser)]
-#[command(name = "stepline", version, about = "Stepline: run Amazon States Language state machines")]
+#[command(
+    name = "stepline",
+    version,
+    about = "Stepline: run Amazon States Language state machines"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -211,7 +215,12 @@ fn real_main() -> Result<ExitCode> {
                 .with_context(|| format!("cannot read cases from {}", dir.display()))?;
             if verbose {
                 for c in report.cases.iter().filter(|c| !c.passed) {
-                    println!("FAIL {} [{}]\n  {}", c.file, c.category, c.detail.replace('\n', "\n  "));
+                    println!(
+                        "FAIL {} [{}]\n  {}",
+                        c.file,
+                        c.category,
+                        c.detail.replace('\n', "\n  ")
+                    );
                 }
             }
             print!("{}", report.table());

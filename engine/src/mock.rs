@@ -58,15 +58,12 @@ impl MockCase {
             .get("TestCases")
             .and_then(Value::as_object)
             .ok_or_else(|| shape(format!("StateMachines.{machine} has no TestCases object")))?;
-        let tc = cases
-            .get(case)
-            .and_then(Value::as_object)
-            .ok_or_else(|| {
-                shape(format!(
-                    "no test case '{case}' for state machine '{machine}' (have: {})",
-                    cases.keys().cloned().collect::<Vec<_>>().join(", ")
-                ))
-            })?;
+        let tc = cases.get(case).and_then(Value::as_object).ok_or_else(|| {
+            shape(format!(
+                "no test case '{case}' for state machine '{machine}' (have: {})",
+                cases.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
         let responses = v
             .get("MockedResponses")
             .and_then(Value::as_object)
@@ -74,7 +71,9 @@ impl MockCase {
         let mut states = HashMap::new();
         for (state, response_name) in tc {
             let rn = response_name.as_str().ok_or_else(|| {
-                shape(format!("TestCases.{case}.{state} must name a mocked response"))
+                shape(format!(
+                    "TestCases.{case}.{state} must name a mocked response"
+                ))
             })?;
             let r = responses
                 .get(rn)
@@ -82,8 +81,11 @@ impl MockCase {
                 .ok_or_else(|| shape(format!("no MockedResponses entry named '{rn}'")))?;
             let mut ranges = Vec::new();
             for (key, resp) in r {
-                let (lo, hi) = parse_range(key)
-                    .ok_or_else(|| shape(format!("MockedResponses.{rn}: bad invocation key '{key}' (use \"0\" or \"1-2\")")))?;
+                let (lo, hi) = parse_range(key).ok_or_else(|| {
+                    shape(format!(
+                        "MockedResponses.{rn}: bad invocation key '{key}' (use \"0\" or \"1-2\")"
+                    ))
+                })?;
                 let response = if let Some(ret) = resp.get("Return") {
                     MockResponse::Return(ret.clone())
                 } else if let Some(t) = resp.get("Throw") {
@@ -155,7 +157,10 @@ mod tests {
         let text = r#"{"StateMachines":{"sm":{"TestCases":{"ok":{"Pay":"Flaky"}}}},
           "MockedResponses":{"Flaky":{"0-1":{"Throw":{"Error":"Boom","Cause":"c"}},"2":{"Return":{"ok":true}}}}}"#;
         let m = MockCase::load(text, "sm", "ok").unwrap();
-        assert!(matches!(m.response("Pay", 1), Some(MockResponse::Throw { .. })));
+        assert!(matches!(
+            m.response("Pay", 1),
+            Some(MockResponse::Throw { .. })
+        ));
         assert_eq!(
             m.response("Pay", 2),
             Some(&MockResponse::Return(serde_json::json!({"ok": true})))

@@ -281,7 +281,8 @@ impl World {
         match c {
             Command::ScheduleTimer { timer, fire_at_ms } => {
                 self.timer_seq += 1;
-                self.timers.insert((fire_at_ms, self.timer_seq), (slot, timer));
+                self.timers
+                    .insert((fire_at_ms, self.timer_seq), (slot, timer));
             }
             Command::CancelTimer { timer } => {
                 self.timers.retain(|_, v| *v != (slot, timer));
@@ -357,8 +358,17 @@ impl World {
 
     /// The activity half of the Step Functions API, for in-process worker machines.
     fn sfn_call(&mut self, action: &str, p: &Value) -> Result<Value, (String, String)> {
-        let token_of = |p: &Value| p.get("TaskToken").and_then(Value::as_str).map(str::to_string);
-        let task_gone = || ("Sfn.TaskDoesNotExistException".to_string(), "Task does not exist".to_string());
+        let token_of = |p: &Value| {
+            p.get("TaskToken")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let task_gone = || {
+            (
+                "Sfn.TaskDoesNotExistException".to_string(),
+                "Task does not exist".to_string(),
+            )
+        };
         match action {
             "getActivityTask" => {
                 let arn = p.get("ActivityArn").and_then(Value::as_str).unwrap_or("");
@@ -382,7 +392,9 @@ impl World {
                                 worker_name: worker,
                             },
                         ));
-                        Ok(json!({"TaskToken": t.token, "Input": crate::history::json_text(&t.input)}))
+                        Ok(
+                            json!({"TaskToken": t.token, "Input": crate::history::json_text(&t.input)}),
+                        )
                     }
                     None => Ok(json!({})),
                 }
@@ -394,7 +406,9 @@ impl World {
                     "sendTaskSuccess" => {
                         let out = p.get("Output").cloned().unwrap_or(Value::Null);
                         let out = match out {
-                            Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+                            Value::String(s) => {
+                                serde_json::from_str(&s).unwrap_or(Value::String(s))
+                            }
                             o => o,
                         };
                         self.tokens.remove(&token);

@@ -45,7 +45,9 @@ pub fn verify(key: &[u8], token: &str) -> Option<(String, u64)> {
     let mac = URL_SAFE_NO_PAD.decode(m).ok()?;
     let expected = hmac_sha256(key, &payload);
     // Constant-time comparison.
-    if mac.len() != expected.len() || mac.iter().zip(expected).fold(0u8, |a, (x, y)| a | (x ^ y)) != 0 {
+    if mac.len() != expected.len()
+        || mac.iter().zip(expected).fold(0u8, |a, (x, y)| a | (x ^ y)) != 0
+    {
         return None;
     }
     let text = String::from_utf8(payload).ok()?;

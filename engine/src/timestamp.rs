@@ -16,7 +16,8 @@ pub fn parse(s: &str) -> Option<i128> {
 /// True when `s` has the RFC 3339 shape ASL requires (not checking calendar validity).
 pub fn has_rfc3339_shape(s: &str) -> bool {
     let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
     if b.len() < 20
         || !digits(0..4)
         || b[4] != b'-'

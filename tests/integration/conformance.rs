@@ -6,7 +6,10 @@
 
 use std::path::Path;
 
-const CASES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/conformance/cases");
+const CASES_DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/conformance/cases"
+);
 const BASELINE_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/conformance-baseline.txt");
 
 fn baseline() -> usize {
@@ -17,8 +20,9 @@ fn baseline() -> usize {
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('#'))
         .unwrap_or_else(|| panic!("{BASELINE_FILE} holds no number"));
-    line.parse()
-        .unwrap_or_else(|e| panic!("{BASELINE_FILE}: '{line}' is not a count of passing cases: {e}"))
+    line.parse().unwrap_or_else(|e| {
+        panic!("{BASELINE_FILE}: '{line}' is not a count of passing cases: {e}")
+    })
 }
 
 #[test]
@@ -43,7 +47,14 @@ fn conformance_does_not_regress() {
             .cases
             .iter()
             .filter(|c| !c.passed)
-            .map(|c| format!("  {} [{}]: {}", c.file, c.category, c.detail.lines().next().unwrap_or("")))
+            .map(|c| {
+                format!(
+                    "  {} [{}]: {}",
+                    c.file,
+                    c.category,
+                    c.detail.lines().next().unwrap_or("")
+                )
+            })
             .collect();
         panic!(
             "conformance regressed: {} cases pass, the baseline in {BASELINE_FILE} is {want}\n\n{}\nfailing cases:\n{}",

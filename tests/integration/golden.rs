@@ -40,7 +40,14 @@ const FILE_KEYS: &[&str] = &[
     "state_machine_type",
     "expected",
 ];
-const EXPECTED_KEYS: &[&str] = &["status", "output", "error", "cause", "history", "duration_ms"];
+const EXPECTED_KEYS: &[&str] = &[
+    "status",
+    "output",
+    "error",
+    "cause",
+    "history",
+    "duration_ms",
+];
 
 /// JSON equality where object key order does not matter and `1 == 1.0`.
 fn json_eq(a: &Value, b: &Value) -> bool {
@@ -95,7 +102,10 @@ pub fn check_case(name: &str, case: &Value) -> Result<(), String> {
         .get("expected")
         .and_then(Value::as_object)
         .ok_or("missing \"expected\" object")?;
-    if let Some(k) = expected.keys().find(|k| !EXPECTED_KEYS.contains(&k.as_str())) {
+    if let Some(k) = expected
+        .keys()
+        .find(|k| !EXPECTED_KEYS.contains(&k.as_str()))
+    {
         return Err(format!("unknown key 'expected.{k}'"));
     }
     let want_status = expected
@@ -166,15 +176,22 @@ pub fn check_case(name: &str, case: &Value) -> Result<(), String> {
             .as_array()
             .ok_or("expected.history must be an array")?
             .iter()
-            .map(|t| t.as_str().ok_or("expected.history holds event type strings"))
+            .map(|t| {
+                t.as_str()
+                    .ok_or("expected.history holds event type strings")
+            })
             .collect::<Result<_, _>>()?;
         let got: Vec<String> = out.history.iter().map(|e| e.kind.type_name()).collect();
         if got != want {
-            problems.push(format!("history\n      got:  {got:?}\n      want: {want:?}"));
+            problems.push(format!(
+                "history\n      got:  {got:?}\n      want: {want:?}"
+            ));
         }
     }
     if let Some(want) = expected.get("duration_ms") {
-        let want = want.as_i64().ok_or("expected.duration_ms must be an integer")?;
+        let want = want
+            .as_i64()
+            .ok_or("expected.duration_ms must be an integer")?;
         let got = out.stop_ms - out.start_ms;
         if got != want {
             problems.push(format!("duration_ms {got}, want {want}"));
@@ -249,10 +266,16 @@ fn golden_harness_detects_mismatches() {
     }
     let mut typo = base.clone();
     typo["expected"]["outptu"] = json!(1);
-    assert!(check_case("self_test", &typo).is_err(), "unknown expected keys must be rejected");
+    assert!(
+        check_case("self_test", &typo).is_err(),
+        "unknown expected keys must be rejected"
+    );
     let mut bad_mock = base;
     bad_mock["mock_config"] = json!({"StateMachines": {}, "MockedResponses": {}});
     bad_mock["state_machine_name"] = json!("Nope");
     bad_mock["test_case"] = json!("Missing");
-    assert!(check_case("self_test", &bad_mock).is_err(), "a missing mock test case must be reported");
+    assert!(
+        check_case("self_test", &bad_mock).is_err(),
+        "a missing mock test case must be reported"
+    );
 }

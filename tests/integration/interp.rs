@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, VecDeque};
 use stepline_engine::asl::{Definition, StateMachineType};
 use stepline_engine::history::{EventKind, HistoryEvent};
 use stepline_engine::interp::{
-    replay, Command, Context, Execution, ExecutionInfo, ExecutionStatus, Input, JournalEntry,
-    Step, TaskDispatch,
+    replay, Command, Context, Execution, ExecutionInfo, ExecutionStatus, Input, JournalEntry, Step,
+    TaskDispatch,
 };
 use stepline_engine::runner::RunIdentity;
 
@@ -28,6 +28,11 @@ fn definition(v: Value) -> Definition {
 
 fn info(input: Value, seed: u64) -> ExecutionInfo {
     RunIdentity::default().info(input, T0, seed)
+}
+
+/// The execution's output as a plain value (`null` while there is none).
+fn output(exec: &Execution) -> Value {
+    serde_json::to_value(&exec.output).unwrap_or(Value::Null)
 }
 
 fn types(events: &[HistoryEvent]) -> Vec<String> {
@@ -69,7 +74,11 @@ impl Harness {
             .exec
             .apply(&self.def, &input, &ctx)
             .unwrap_or_else(|e| panic!("apply({input:?}) at {now_ms}: {e}"));
-        self.journal.push(JournalEntry { now_ms, input, activities: None });
+        self.journal.push(JournalEntry {
+            now_ms,
+            input,
+            activities: None,
+        });
         self.history.extend(step.events.iter().cloned());
         for c in &step.commands {
             match c {
@@ -104,7 +113,13 @@ impl Harness {
             .filter(|(_, &t)| t == at)
             .map(|(&id, _)| id)
             .collect();
-        assert_eq!(due.len(), 1, "expected one timer due at T0+{} ms, pending: {:?}", at - T0, self.pending());
+        assert_eq!(
+            due.len(),
+            1,
+            "expected one timer due at T0+{} ms, pending: {:?}",
+            at - T0,
+            self.pending()
+        );
         self.timers.remove(&due[0]);
         self.apply(at, Input::TimerFired { timer: due[0] })
     }
@@ -129,7 +144,12 @@ fn dispatches(step: &Step) -> Vec<TaskDispatch> {
 
 fn only_dispatch(step: &Step) -> TaskDispatch {
     let d = dispatches(step);
-    assert_eq!(d.len(), 1, "expected exactly one DispatchTask in {:?}", step.commands);
+    assert_eq!(
+        d.len(),
+        1,
+        "expected exactly one DispatchTask in {:?}",
+        step.commands
+    );
     d.into_iter().next().unwrap_or_else(|| unreachable!())
 }
 
@@ -193,23 +213,52 @@ fn task_timeout_is_retried_then_caught() {
         json!({"x": 1}),
     );
     let s = h.apply(T0, Input::Start);
-    assert_eq!(types(&s.events), ["ExecutionStarted", "TaskStateEntered", "ActivityScheduled"]);
+    assert_eq!(
+        types(&s.events),
+        ["ExecutionStarted", "TaskStateEntered", "ActivityScheduled"]
+    );
     let d1 = only_dispatch(&s);
-    assert_eq!((d1.attempt, d1.timeout_seconds, d1.resource.as_str()), (1, Some(10), ACT));
+    assert_eq!(
+        (d1.attempt, d1.timeout_seconds, d1.resource.as_str()),
+        (1, Some(10), ACT)
+    );
     assert_eq!(h.pending(), [10_000]);
 
     // The task timer fires: the attempt times out and a retry is scheduled 2 s later.
     let s = h.fire_at(T0 + 10_000);
     assert_eq!(types(&s.events), ["ActivityTimedOut"]);
     assert_eq!(timed_out_error(&s).as_deref(), Some("States.Timeout"));
-    assert_eq!(cancelled_tasks(&s), [d1.task], "the timed-out task must be cancelled");
+    assert_eq!(
+        cancelled_tasks(&s),
+        [d1.task],
+        "the timed-out task must be cancelled"
+    );
     assert_eq!(h.pending(), [12_000]);
     assert_eq!(h.exec.status, ExecutionStatus::Running);
 
     // A result for the timed-out attempt arrives late: ignored.
-    h.assert_ignored(T0 + 11_000, Input::TaskStarted { task: d1.task, worker_name: "w".into() });
-    h.assert_ignored(T0 + 11_000, Input::TaskSucceeded { task: d1.task, output: json!({"late": true}) });
-    h.assert_ignored(T0 + 11_000, Input::TaskFailed { task: d1.task, error: Some("E".into()), cause: None });
+    h.assert_ignored(
+        T0 + 11_000,
+        Input::TaskStarted {
+            task: d1.task,
+            worker_name: "w".into(),
+        },
+    );
+    h.assert_ignored(
+        T0 + 11_000,
+        Input::TaskSucceeded {
+            task: d1.task,
+            output: json!({"late": true}),
+        },
+    );
+    h.assert_ignored(
+        T0 + 11_000,
+        Input::TaskFailed {
+            task: d1.task,
+            error: Some("E".into()),
+            cause: None,
+        },
+    );
     h.assert_ignored(T0 + 11_000, Input::TaskHeartbeat { task: d1.task });
 
     // The retry runs the task again (same state, no new TaskStateEntered) with a new timer.
@@ -225,16 +274,32 @@ fn task_timeout_is_retried_then_caught() {
     let s = h.fire_at(T0 + 22_000);
     assert_eq!(
         types(&s.events),
-        ["ActivityTimedOut", "TaskStateExited", "PassStateEntered", "PassStateExited", "ExecutionSucceeded"]
+        [
+            "ActivityTimedOut",
+            "TaskStateExited",
+            "PassStateEntered",
+            "PassStateExited",
+            "ExecutionSucceeded"
+        ]
     );
     assert_eq!(cancelled_tasks(&s), [d2.task]);
     assert_eq!(finished(&s), Some(ExecutionStatus::Succeeded));
-    let out = h.exec.output.clone().unwrap_or(Value::Null);
+    let out = output(&h.exec);
     assert_eq!(out["x"], json!(1), "ResultPath keeps the input: {out}");
     assert_eq!(out["err"]["Error"], json!("States.Timeout"), "{out}");
     assert_eq!(h.exec.stop_ms, Some(T0 + 22_000));
-    assert!(h.pending().is_empty(), "no timer may outlive the execution: {:?}", h.pending());
-    h.assert_ignored(T0 + 30_000, Input::TaskSucceeded { task: d2.task, output: json!(1) });
+    assert!(
+        h.pending().is_empty(),
+        "no timer may outlive the execution: {:?}",
+        h.pending()
+    );
+    h.assert_ignored(
+        T0 + 30_000,
+        Input::TaskSucceeded {
+            task: d2.task,
+            output: json!(1),
+        },
+    );
 }
 
 #[test]
@@ -265,15 +330,27 @@ fn heartbeat_timeout_after_task_started_without_heartbeats() {
     );
     let s = h.apply(T0, Input::Start);
     let d = only_dispatch(&s);
-    assert_eq!((d.timeout_seconds, d.heartbeat_seconds), (Some(100), Some(10)));
+    assert_eq!(
+        (d.timeout_seconds, d.heartbeat_seconds),
+        (Some(100), Some(10))
+    );
     let before_start: Vec<u64> = h.timers.keys().copied().collect();
 
-    let s = h.apply(T0 + 3_000, Input::TaskStarted { task: d.task, worker_name: "w1".into() });
+    let s = h.apply(
+        T0 + 3_000,
+        Input::TaskStarted {
+            task: d.task,
+            worker_name: "w1".into(),
+        },
+    );
     assert_eq!(types(&s.events), ["ActivityStarted"]);
     // The heartbeat clock runs from the start: due 10 s after it; the task timeout stays.
     assert_eq!(h.pending(), [13_000, 100_000]);
     // A heartbeat timer replaced by the restart is stale if it still fires.
-    let stale: Vec<u64> = before_start.into_iter().filter(|t| !h.timers.contains_key(t)).collect();
+    let stale: Vec<u64> = before_start
+        .into_iter()
+        .filter(|t| !h.timers.contains_key(t))
+        .collect();
     for stale in stale {
         h.assert_ignored(T0 + 10_000, Input::TimerFired { timer: stale });
     }
@@ -281,13 +358,30 @@ fn heartbeat_timeout_after_task_started_without_heartbeats() {
     let s = h.fire_at(T0 + 13_000);
     assert_eq!(
         types(&s.events),
-        ["ActivityTimedOut", "TaskStateExited", "PassStateEntered", "PassStateExited", "ExecutionSucceeded"]
+        [
+            "ActivityTimedOut",
+            "TaskStateExited",
+            "PassStateEntered",
+            "PassStateExited",
+            "ExecutionSucceeded"
+        ]
     );
-    assert_eq!(timed_out_error(&s).as_deref(), Some("States.HeartbeatTimeout"));
+    assert_eq!(
+        timed_out_error(&s).as_deref(),
+        Some("States.HeartbeatTimeout")
+    );
     assert_eq!(cancelled_tasks(&s), [d.task]);
-    let out = h.exec.output.clone().unwrap_or(Value::Null);
-    assert_eq!(out["err"]["Error"], json!("States.HeartbeatTimeout"), "{out}");
-    assert!(h.pending().is_empty(), "the task timeout must be cancelled: {:?}", h.pending());
+    let out = output(&h.exec);
+    assert_eq!(
+        out["err"]["Error"],
+        json!("States.HeartbeatTimeout"),
+        "{out}"
+    );
+    assert!(
+        h.pending().is_empty(),
+        "the task timeout must be cancelled: {:?}",
+        h.pending()
+    );
 }
 
 #[test]
@@ -298,13 +392,27 @@ fn heartbeats_postpone_the_heartbeat_timer() {
         json!({}),
     );
     let d = only_dispatch(&h.apply(T0, Input::Start));
-    h.apply(T0, Input::TaskStarted { task: d.task, worker_name: "w".into() });
+    h.apply(
+        T0,
+        Input::TaskStarted {
+            task: d.task,
+            worker_name: "w".into(),
+        },
+    );
     assert_eq!(h.pending(), [10_000]);
     let first: Vec<u64> = h.timers.keys().copied().collect();
 
     let s = h.apply(T0 + 8_000, Input::TaskHeartbeat { task: d.task });
-    assert!(s.events.is_empty(), "heartbeats are not history events: {:?}", types(&s.events));
-    assert_eq!(h.pending(), [18_000], "a heartbeat restarts the HeartbeatSeconds countdown");
+    assert!(
+        s.events.is_empty(),
+        "heartbeats are not history events: {:?}",
+        types(&s.events)
+    );
+    assert_eq!(
+        h.pending(),
+        [18_000],
+        "a heartbeat restarts the HeartbeatSeconds countdown"
+    );
     // The superseded timer must be harmless even if the runtime still delivers it.
     for t in first {
         h.assert_ignored(T0 + 10_000, Input::TimerFired { timer: t });
@@ -313,9 +421,18 @@ fn heartbeats_postpone_the_heartbeat_timer() {
 
     h.apply(T0 + 15_000, Input::TaskHeartbeat { task: d.task });
     assert_eq!(h.pending(), [25_000]);
-    let s = h.apply(T0 + 20_000, Input::TaskSucceeded { task: d.task, output: json!({"ok": 1}) });
-    assert_eq!(types(&s.events), ["ActivitySucceeded", "TaskStateExited", "ExecutionSucceeded"]);
-    assert_eq!(h.exec.output, Some(json!({"ok": 1})));
+    let s = h.apply(
+        T0 + 20_000,
+        Input::TaskSucceeded {
+            task: d.task,
+            output: json!({"ok": 1}),
+        },
+    );
+    assert_eq!(
+        types(&s.events),
+        ["ActivitySucceeded", "TaskStateExited", "ExecutionSucceeded"]
+    );
+    assert_eq!(output(&h.exec), json!({"ok": 1}));
     assert!(h.pending().is_empty());
     h.assert_ignored(T0 + 21_000, Input::TaskHeartbeat { task: d.task });
 }
@@ -328,26 +445,67 @@ fn duplicate_results_and_timers_are_ignored() {
             "Hold": {"Type": "Wait", "Seconds": 5, "End": true}}}),
         json!({}),
     );
-    h.assert_ignored(T0, Input::TaskSucceeded { task: 1, output: json!(0) });
+    h.assert_ignored(
+        T0,
+        Input::TaskSucceeded {
+            task: 1,
+            output: json!(0),
+        },
+    );
     h.assert_ignored(T0, Input::TimerFired { timer: 1 });
     let d = only_dispatch(&h.apply(T0, Input::Start));
     h.assert_ignored(T0, Input::Start);
 
-    let s = h.apply(T0 + 1_000, Input::TaskSucceeded { task: d.task, output: json!({"v": 1}) });
+    let s = h.apply(
+        T0 + 1_000,
+        Input::TaskSucceeded {
+            task: d.task,
+            output: json!({"v": 1}),
+        },
+    );
     assert_eq!(
         types(&s.events),
         ["ActivitySucceeded", "TaskStateExited", "WaitStateEntered"]
     );
-    h.assert_ignored(T0 + 1_001, Input::TaskSucceeded { task: d.task, output: json!({"v": 2}) });
-    h.assert_ignored(T0 + 1_002, Input::TaskFailed { task: d.task, error: None, cause: None });
-    h.assert_ignored(T0 + 1_003, Input::TaskSucceeded { task: d.task + 100, output: json!(0) });
+    h.assert_ignored(
+        T0 + 1_001,
+        Input::TaskSucceeded {
+            task: d.task,
+            output: json!({"v": 2}),
+        },
+    );
+    h.assert_ignored(
+        T0 + 1_002,
+        Input::TaskFailed {
+            task: d.task,
+            error: None,
+            cause: None,
+        },
+    );
+    h.assert_ignored(
+        T0 + 1_003,
+        Input::TaskSucceeded {
+            task: d.task + 100,
+            output: json!(0),
+        },
+    );
 
-    let (&timer, _) = h.timers.iter().next().unwrap_or_else(|| panic!("the Wait scheduled no timer"));
+    let (&timer, _) = h
+        .timers
+        .iter()
+        .next()
+        .unwrap_or_else(|| panic!("the Wait scheduled no timer"));
     let s = h.fire_at(T0 + 6_000);
     assert_eq!(types(&s.events), ["WaitStateExited", "ExecutionSucceeded"]);
-    assert_eq!(h.exec.output, Some(json!({"v": 1})));
+    assert_eq!(output(&h.exec), json!({"v": 1}));
     h.assert_ignored(T0 + 6_001, Input::TimerFired { timer });
-    h.assert_ignored(T0 + 6_002, Input::Stop { error: None, cause: None });
+    h.assert_ignored(
+        T0 + 6_002,
+        Input::Stop {
+            error: None,
+            cause: None,
+        },
+    );
 }
 
 #[test]
@@ -368,19 +526,45 @@ fn stop_aborts_and_cancels_every_open_task() {
 
     let s = h.apply(
         T0 + 5_000,
-        Input::Stop { error: Some("User.Cancelled".into()), cause: Some("operator".into()) },
+        Input::Stop {
+            error: Some("User.Cancelled".into()),
+            cause: Some("operator".into()),
+        },
     );
     assert_eq!(h.exec.status, ExecutionStatus::Aborted);
     assert_eq!(finished(&s), Some(ExecutionStatus::Aborted));
-    assert_eq!(cancelled_tasks(&s), tasks, "every open task must be cancelled");
-    assert!(h.pending().is_empty(), "every timer must be cancelled: {:?}", h.pending());
-    assert_eq!(types(&s.events).last().map(String::as_str), Some("ExecutionAborted"));
+    assert_eq!(
+        cancelled_tasks(&s),
+        tasks,
+        "every open task must be cancelled"
+    );
+    assert!(
+        h.pending().is_empty(),
+        "every timer must be cancelled: {:?}",
+        h.pending()
+    );
+    assert_eq!(
+        types(&s.events).last().map(String::as_str),
+        Some("ExecutionAborted")
+    );
     assert_eq!(h.exec.error.as_deref(), Some("User.Cancelled"));
     assert_eq!(h.exec.cause.as_deref(), Some("operator"));
     assert_eq!(h.exec.stop_ms, Some(T0 + 5_000));
     assert!(h.exec.open_tasks().is_empty());
-    h.assert_ignored(T0 + 6_000, Input::TaskSucceeded { task: tasks[0], output: json!(1) });
-    h.assert_ignored(T0 + 6_000, Input::Stop { error: None, cause: None });
+    h.assert_ignored(
+        T0 + 6_000,
+        Input::TaskSucceeded {
+            task: tasks[0],
+            output: json!(1),
+        },
+    );
+    h.assert_ignored(
+        T0 + 6_000,
+        Input::Stop {
+            error: None,
+            cause: None,
+        },
+    );
 }
 
 /// Fails the task every time and returns the delay (ms) before each retry.
@@ -396,12 +580,24 @@ fn retry_delays(retrier: Value, failures: usize, seed: u64) -> (Vec<i64>, Harnes
     for n in 0..failures {
         assert_eq!(d.attempt as usize, n + 1);
         now += 500;
-        let s = h.apply(now, Input::TaskFailed { task: d.task, error: Some("Flaky".into()), cause: None });
+        let s = h.apply(
+            now,
+            Input::TaskFailed {
+                task: d.task,
+                error: Some("Flaky".into()),
+                cause: None,
+            },
+        );
         let timers = scheduled(&s);
         if timers.is_empty() {
             break;
         }
-        assert_eq!(timers.len(), 1, "one retry timer per failure: {:?}", s.commands);
+        assert_eq!(
+            timers.len(),
+            1,
+            "one retry timer per failure: {:?}",
+            s.commands
+        );
         let (_, at) = timers[0];
         delays.push(at - now);
         now = at;
@@ -414,21 +610,48 @@ fn retry_delays(retrier: Value, failures: usize, seed: u64) -> (Vec<i64>, Harnes
 fn retry_timers_follow_interval_backoff_and_max_delay() {
     let cases = [
         // IntervalSeconds * BackoffRate^n, capped by MaxDelaySeconds.
-        (json!({"ErrorEquals": ["Flaky"], "IntervalSeconds": 3, "BackoffRate": 2.5, "MaxDelaySeconds": 10, "MaxAttempts": 4}),
-         vec![3_000, 7_500, 10_000, 10_000]),
+        (
+            json!({"ErrorEquals": ["Flaky"], "IntervalSeconds": 3, "BackoffRate": 2.5, "MaxDelaySeconds": 10, "MaxAttempts": 4}),
+            vec![3_000, 7_500, 10_000, 10_000],
+        ),
         // Defaults: IntervalSeconds 1, BackoffRate 2.0, MaxAttempts 3.
-        (json!({"ErrorEquals": ["States.ALL"]}), vec![1_000, 2_000, 4_000]),
-        (json!({"ErrorEquals": ["Flaky"], "IntervalSeconds": 5, "BackoffRate": 1, "MaxAttempts": 2}), vec![5_000, 5_000]),
-        (json!({"ErrorEquals": ["Flaky"], "IntervalSeconds": 1, "BackoffRate": 1.5, "MaxAttempts": 3}), vec![1_000, 1_500, 2_250]),
+        (
+            json!({"ErrorEquals": ["States.ALL"]}),
+            vec![1_000, 2_000, 4_000],
+        ),
+        (
+            json!({"ErrorEquals": ["Flaky"], "IntervalSeconds": 5, "BackoffRate": 1, "MaxAttempts": 2}),
+            vec![5_000, 5_000],
+        ),
+        (
+            json!({"ErrorEquals": ["Flaky"], "IntervalSeconds": 1, "BackoffRate": 1.5, "MaxAttempts": 3}),
+            vec![1_000, 1_500, 2_250],
+        ),
     ];
     for (retrier, want) in cases {
         let (got, h) = retry_delays(retrier.clone(), 10, 1);
         assert_eq!(got, want, "retry delays for {retrier}");
-        assert_eq!(h.exec.status, ExecutionStatus::Failed, "{retrier}: retries exhausted must fail");
+        assert_eq!(
+            h.exec.status,
+            ExecutionStatus::Failed,
+            "{retrier}: retries exhausted must fail"
+        );
         assert_eq!(h.exec.error.as_deref(), Some("Flaky"));
-        let failed = h.history.iter().filter(|e| e.kind.type_name() == "ActivityFailed").count();
-        assert_eq!(failed, want.len() + 1, "{retrier}: one ActivityFailed per attempt");
-        let entered = h.history.iter().filter(|e| e.kind.type_name() == "TaskStateEntered").count();
+        let failed = h
+            .history
+            .iter()
+            .filter(|e| e.kind.type_name() == "ActivityFailed")
+            .count();
+        assert_eq!(
+            failed,
+            want.len() + 1,
+            "{retrier}: one ActivityFailed per attempt"
+        );
+        let entered = h
+            .history
+            .iter()
+            .filter(|e| e.kind.type_name() == "TaskStateEntered")
+            .count();
         assert_eq!(entered, 1, "{retrier}: retries do not re-enter the state");
     }
 }
@@ -441,16 +664,30 @@ fn full_jitter_stays_within_the_backoff_delay() {
     let mut all = Vec::new();
     for seed in 0..40u64 {
         let (delays, _) = retry_delays(retrier.clone(), 10, seed);
-        assert_eq!(delays.len(), 4, "seed {seed}: MaxAttempts 4 gives four retries");
+        assert_eq!(
+            delays.len(),
+            4,
+            "seed {seed}: MaxAttempts 4 gives four retries"
+        );
         for (d, cap) in delays.iter().zip(caps) {
-            assert!((0..=cap).contains(d), "seed {seed}: jittered delay {d} ms outside [0, {cap}]");
+            assert!(
+                (0..=cap).contains(d),
+                "seed {seed}: jittered delay {d} ms outside [0, {cap}]"
+            );
         }
         let (again, _) = retry_delays(retrier.clone(), 10, seed);
-        assert_eq!(delays, again, "seed {seed}: jitter must be a function of the seed");
+        assert_eq!(
+            delays, again,
+            "seed {seed}: jitter must be a function of the seed"
+        );
         all.extend(delays.into_iter().zip(caps));
     }
     let at_cap = all.iter().filter(|(d, cap)| d == cap).count();
-    assert!(at_cap < all.len() / 4, "FULL jitter should rarely give the full delay ({at_cap} of {})", all.len());
+    assert!(
+        at_cap < all.len() / 4,
+        "FULL jitter should rarely give the full delay ({at_cap} of {})",
+        all.len()
+    );
     let below_half = all.iter().filter(|(d, cap)| *d * 2 < *cap).count();
     assert!(
         below_half > all.len() / 4 && below_half < all.len() * 3 / 4,
@@ -503,13 +740,26 @@ fn drive(h: &mut Harness, stop_after: Option<usize>) {
         now = now.max(at);
         let step = h.apply(now, input);
         for d in dispatches(&step) {
-            inbox.push_back((now + 1_000, Input::TaskStarted { task: d.task, worker_name: "w".into() }));
+            inbox.push_back((
+                now + 1_000,
+                Input::TaskStarted {
+                    task: d.task,
+                    worker_name: "w".into(),
+                },
+            ));
             inbox.push_back((now + 2_000, Input::TaskHeartbeat { task: d.task }));
             let n = d.input["n"].as_i64().unwrap_or(0);
             let answer = if n == 2 && failed_once.insert(d.input["i"].as_u64()) {
-                Input::TaskFailed { task: d.task, error: Some("Flaky".into()), cause: Some("first try".into()) }
+                Input::TaskFailed {
+                    task: d.task,
+                    error: Some("Flaky".into()),
+                    cause: Some("first try".into()),
+                }
             } else {
-                Input::TaskSucceeded { task: d.task, output: json!({"n": n, "attempt": d.attempt}) }
+                Input::TaskSucceeded {
+                    task: d.task,
+                    output: json!({"n": n, "attempt": d.attempt}),
+                }
             };
             inbox.push_back((now + 3_000, answer));
         }
@@ -525,10 +775,22 @@ fn busy_input() -> Value {
 fn driven_run_is_sane() {
     let mut h = Harness::new(busy_definition(), busy_input());
     drive(&mut h, None);
-    assert_eq!(h.exec.status, ExecutionStatus::Succeeded, "error {:?} cause {:?}", h.exec.error, h.exec.cause);
-    let out = h.exec.output.clone().unwrap_or(Value::Null);
+    assert_eq!(
+        h.exec.status,
+        ExecutionStatus::Succeeded,
+        "error {:?} cause {:?}",
+        h.exec.error,
+        h.exec.cause
+    );
+    let out = output(&h.exec);
     assert_eq!(out["summary"], json!("4 items"), "{out}");
-    let attempts: Vec<Value> = out["all"]["items"].as_array().cloned().unwrap_or_default().iter().map(|r| r["attempt"].clone()).collect();
+    let attempts: Vec<Value> = out["all"]["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r["attempt"].clone())
+        .collect();
     assert_eq!(attempts, [json!(1), json!(2), json!(1), json!(2)], "{out}");
     assert_eq!(out["all"]["waited"]["label"], json!("L"));
     // Event ids are dense and increasing, previous ids point backwards.
@@ -545,17 +807,29 @@ fn replay_of_the_journal_rebuilds_the_same_execution() {
     let mut h = Harness::new(busy_definition(), busy_input());
     drive(&mut h, None);
     assert!(h.exec.is_finished());
-    assert!(h.journal.len() > 20, "the journal should be substantial ({} entries)", h.journal.len());
+    assert!(
+        h.journal.len() > 20,
+        "the journal should be substantial ({} entries)",
+        h.journal.len()
+    );
     let (rebuilt, events) = replay(&h.def, h.exec.info.clone(), &h.journal, KEY)
         .unwrap_or_else(|e| panic!("replay failed: {e}"));
     assert_eq!(events, h.history, "replayed history differs");
-    assert!(rebuilt == h.exec, "replayed execution differs from the original");
+    assert!(
+        rebuilt == h.exec,
+        "replayed execution differs from the original"
+    );
 
     // A prefix of the journal rebuilds the execution as it was at that point.
     let mut partial = Harness::new(busy_definition(), busy_input());
     drive(&mut partial, Some(h.journal.len() / 2));
-    let (mid, mid_events) = replay(&partial.def, partial.exec.info.clone(), &partial.journal, KEY)
-        .unwrap_or_else(|e| panic!("replay failed: {e}"));
+    let (mid, mid_events) = replay(
+        &partial.def,
+        partial.exec.info.clone(),
+        &partial.journal,
+        KEY,
+    )
+    .unwrap_or_else(|e| panic!("replay failed: {e}"));
     assert!(mid == partial.exec, "replayed mid-run execution differs");
     assert_eq!(mid_events, partial.history);
 }
@@ -570,9 +844,14 @@ fn snapshot_round_trip_continues_identically() {
         for e in &journal[..cut] {
             original.apply(e.now_ms, e.input.clone());
         }
-        let text = serde_json::to_string(&original.exec).unwrap_or_else(|e| panic!("serialize: {e}"));
-        let restored: Execution = serde_json::from_str(&text).unwrap_or_else(|e| panic!("deserialize: {e}"));
-        assert!(restored == original.exec, "cut {cut}: the snapshot does not round-trip");
+        let text =
+            serde_json::to_string(&original.exec).unwrap_or_else(|e| panic!("serialize: {e}"));
+        let restored: Execution =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("deserialize: {e}"));
+        assert!(
+            restored == original.exec,
+            "cut {cut}: the snapshot does not round-trip"
+        );
         let mut copy = Harness {
             def: definition(busy_definition()),
             exec: restored,
@@ -585,8 +864,14 @@ fn snapshot_round_trip_continues_identically() {
             let b = copy.apply(e.now_ms, e.input.clone());
             assert_eq!(a, b, "cut {cut}: steps diverge at input {:?}", e.input);
         }
-        assert!(copy.exec == original.exec, "cut {cut}: final executions differ");
-        assert!(copy.exec == full.exec, "cut {cut}: the re-applied run differs from the first run");
+        assert!(
+            copy.exec == original.exec,
+            "cut {cut}: final executions differ"
+        );
+        assert!(
+            copy.exec == full.exec,
+            "cut {cut}: the re-applied run differs from the first run"
+        );
     }
 }
 
@@ -597,11 +882,25 @@ fn snapshot_round_trip_continues_identically() {
 #[test]
 fn huge_runtime_durations_do_not_overflow() {
     let defs = [
-        ("Wait SecondsPath", json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "SecondsPath": "$.n", "End": true}}})),
-        ("Task TimeoutSecondsPath", json!({"StartAt": "T", "States": {"T": activity_task(json!({"TimeoutSecondsPath": "$.n", "End": true}))}})),
-        ("Task HeartbeatSecondsPath", json!({"StartAt": "T", "States": {"T": activity_task(json!({"HeartbeatSecondsPath": "$.n", "End": true}))}})),
+        (
+            "Wait SecondsPath",
+            json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "SecondsPath": "$.n", "End": true}}}),
+        ),
+        (
+            "Task TimeoutSecondsPath",
+            json!({"StartAt": "T", "States": {"T": activity_task(json!({"TimeoutSecondsPath": "$.n", "End": true}))}}),
+        ),
+        (
+            "Task HeartbeatSecondsPath",
+            json!({"StartAt": "T", "States": {"T": activity_task(json!({"HeartbeatSecondsPath": "$.n", "End": true}))}}),
+        ),
     ];
-    let values = [json!(i64::MAX), json!(i64::MAX / 1000), json!(100_000_000_000_000_000u64), json!(1e300)];
+    let values = [
+        json!(i64::MAX),
+        json!(i64::MAX / 1000),
+        json!(100_000_000_000_000_000u64),
+        json!(1e300),
+    ];
     let mut problems = Vec::new();
     for (label, def) in &defs {
         for n in &values {
@@ -616,14 +915,24 @@ fn huge_runtime_durations_do_not_overflow() {
                 Err(_) => problems.push(format!("{label} with n = {n}: panicked")),
                 Ok((status, error, pending)) => {
                     if let Some(t) = pending.iter().find(|&&t| t < 0) {
-                        problems.push(format!("{label} with n = {n}: timer scheduled in the past (T0{t} ms)"));
+                        problems.push(format!(
+                            "{label} with n = {n}: timer scheduled in the past (T0{t} ms)"
+                        ));
                     }
-                    if status != ExecutionStatus::Running && error.as_deref() != Some("States.Runtime") {
-                        problems.push(format!("{label} with n = {n}: ended {status:?} with {error:?}"));
+                    if status != ExecutionStatus::Running
+                        && error.as_deref() != Some("States.Runtime")
+                    {
+                        problems.push(format!(
+                            "{label} with n = {n}: ended {status:?} with {error:?}"
+                        ));
                     }
                 }
             }
         }
     }
-    assert!(problems.is_empty(), "huge durations mishandled:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "huge durations mishandled:\n  {}",
+        problems.join("\n  ")
+    );
 }

@@ -42,8 +42,19 @@ fn arb_number() -> impl Strategy<Value = Value> {
         any::<u64>().prop_map(Value::from),
         (-1e6f64..1e6).prop_map(Value::from),
         prop::num::f64::NORMAL.prop_map(|f| json!(f)),
-        prop::sample::select(vec![0i64, 1, -1, 2, 10, 1000, 99_999_999, 100_000_000, i64::MAX, i64::MIN])
-            .prop_map(Value::from),
+        prop::sample::select(vec![
+            0i64,
+            1,
+            -1,
+            2,
+            10,
+            1000,
+            99_999_999,
+            100_000_000,
+            i64::MAX,
+            i64::MIN
+        ])
+        .prop_map(Value::from),
     ]
 }
 
@@ -52,9 +63,28 @@ fn arb_string() -> impl Strategy<Value = String> {
         "[a-zA-Z0-9_]{0,8}",
         any::<String>(),
         prop::sample::select(vec![
-            "$", "$.a", "$$", "$$.Execution.Id", "$.a[0]", "$..x", "$x", "{% 1 + 1 %}", "{% $states.input %}",
-            "States.Format('{}', $.a)", "States.ALL", "States.TaskFailed", "States.Timeout", "FULL",
-            "JSONata", "JSONPath", "DISTRIBUTED", "INLINE", "2016-03-14T01:59:00Z", "S0", "S1", "S2",
+            "$",
+            "$.a",
+            "$$",
+            "$$.Execution.Id",
+            "$.a[0]",
+            "$..x",
+            "$x",
+            "{% 1 + 1 %}",
+            "{% $states.input %}",
+            "States.Format('{}', $.a)",
+            "States.ALL",
+            "States.TaskFailed",
+            "States.Timeout",
+            "FULL",
+            "JSONata",
+            "JSONPath",
+            "DISTRIBUTED",
+            "INLINE",
+            "2016-03-14T01:59:00Z",
+            "S0",
+            "S1",
+            "S2",
         ])
         .prop_map(str::to_string),
     ]
@@ -78,12 +108,37 @@ fn arb_json() -> impl Strategy<Value = Value> {
 
 /// Data-flow and option fields (never transitions, so generated graphs stay acyclic).
 const EXTRA_FIELDS: &[&str] = &[
-    "Comment", "InputPath", "OutputPath", "ResultPath", "Parameters", "ResultSelector", "Result",
-    "Assign", "Output", "Arguments", "TimeoutSeconds", "TimeoutSecondsPath", "HeartbeatSeconds",
-    "HeartbeatSecondsPath", "SecondsPath", "Timestamp", "TimestampPath", "ItemsPath", "Items",
-    "ItemSelector", "MaxConcurrency", "MaxConcurrencyPath", "ToleratedFailureCount",
-    "ToleratedFailurePercentage", "ItemBatcher", "Error", "Cause", "ErrorPath", "CausePath",
-    "Label", "Retry",
+    "Comment",
+    "InputPath",
+    "OutputPath",
+    "ResultPath",
+    "Parameters",
+    "ResultSelector",
+    "Result",
+    "Assign",
+    "Output",
+    "Arguments",
+    "TimeoutSeconds",
+    "TimeoutSecondsPath",
+    "HeartbeatSeconds",
+    "HeartbeatSecondsPath",
+    "SecondsPath",
+    "Timestamp",
+    "TimestampPath",
+    "ItemsPath",
+    "Items",
+    "ItemSelector",
+    "MaxConcurrency",
+    "MaxConcurrencyPath",
+    "ToleratedFailureCount",
+    "ToleratedFailurePercentage",
+    "ItemBatcher",
+    "Error",
+    "Cause",
+    "ErrorPath",
+    "CausePath",
+    "Label",
+    "Retry",
 ];
 
 /// Fields of which a state may hold only one.
@@ -108,21 +163,56 @@ fn field_allowed(ty: &str, field: &str, jsonata: bool, distributed: bool) -> boo
         (_, "Comment") => true,
         (_, "Assign") => ty != "Succeed" && ty != "Fail",
         (_, "Output") => jsonata && ty != "Fail",
-        _ if jsonata && (io_path || result || field.ends_with("Path") || field == "Parameters") => false,
-        ("Pass", f) => io_path || ["ResultPath", "Parameters"].contains(&f) || (f == "Result" && !jsonata),
+        _ if jsonata && (io_path || result || field.ends_with("Path") || field == "Parameters") => {
+            false
+        }
+        ("Pass", f) => {
+            io_path || ["ResultPath", "Parameters"].contains(&f) || (f == "Result" && !jsonata)
+        }
         ("Task", f) => {
-            io_path || result || ["Parameters", "Arguments", "TimeoutSeconds", "TimeoutSecondsPath", "HeartbeatSeconds", "HeartbeatSecondsPath", "Retry"].contains(&f)
-                && (jsonata || f != "Arguments")
+            io_path
+                || result
+                || [
+                    "Parameters",
+                    "Arguments",
+                    "TimeoutSeconds",
+                    "TimeoutSecondsPath",
+                    "HeartbeatSeconds",
+                    "HeartbeatSecondsPath",
+                    "Retry",
+                ]
+                .contains(&f)
+                    && (jsonata || f != "Arguments")
         }
         ("Wait", f) => io_path || ["SecondsPath", "Timestamp", "TimestampPath"].contains(&f),
         ("Choice", _) | ("Succeed", _) => io_path,
         ("Fail", f) => ["Error", "Cause", "ErrorPath", "CausePath"].contains(&f),
-        ("Parallel", f) => io_path || result || f == "Retry" || f == (if jsonata { "Arguments" } else { "Parameters" }),
+        ("Parallel", f) => {
+            io_path
+                || result
+                || f == "Retry"
+                || f == (if jsonata { "Arguments" } else { "Parameters" })
+        }
         ("Map", f) => {
-            io_path || result || ["ItemSelector", "MaxConcurrency", "MaxConcurrencyPath", "Retry"].contains(&f)
+            io_path
+                || result
+                || [
+                    "ItemSelector",
+                    "MaxConcurrency",
+                    "MaxConcurrencyPath",
+                    "Retry",
+                ]
+                .contains(&f)
                 || (f == "Items" && jsonata)
                 || (f == "ItemsPath" && !jsonata)
-                || (distributed && ["ToleratedFailureCount", "ToleratedFailurePercentage", "ItemBatcher", "Label"].contains(&f))
+                || (distributed
+                    && [
+                        "ToleratedFailureCount",
+                        "ToleratedFailurePercentage",
+                        "ItemBatcher",
+                        "Label",
+                    ]
+                    .contains(&f))
         }
         _ => false,
     }
@@ -173,7 +263,8 @@ fn field_value(field: &'static str) -> BoxedStrategy<Value> {
 }
 
 fn arb_extra() -> impl Strategy<Value = Vec<(String, Value)>> {
-    let pair = prop::sample::select(EXTRA_FIELDS).prop_flat_map(|f| field_value(f).prop_map(move |v| (f.to_string(), v)));
+    let pair = prop::sample::select(EXTRA_FIELDS)
+        .prop_flat_map(|f| field_value(f).prop_map(move |v| (f.to_string(), v)));
     prop::collection::vec(pair, 0..6)
 }
 
@@ -214,7 +305,12 @@ fn arb_machine(depth: u32) -> BoxedStrategy<Vec<(Shape, Vec<(String, Value)>)>> 
 
 /// Renders a machine whose states only ever transition to later states (so every run ends).
 /// `noise` keeps fields that do not belong on the state, to exercise the validator's errors.
-fn render_machine(states: &[(Shape, Vec<(String, Value)>)], prefix: &str, jsonata: bool, noise: bool) -> Value {
+fn render_machine(
+    states: &[(Shape, Vec<(String, Value)>)],
+    prefix: &str,
+    jsonata: bool,
+    noise: bool,
+) -> Value {
     let name = |i: usize| format!("{prefix}S{i}");
     let mut out = Map::new();
     for (i, (shape, extra)) in states.iter().enumerate() {
@@ -237,7 +333,10 @@ fn render_machine(states: &[(Shape, Vec<(String, Value)>)], prefix: &str, jsonat
         let mut distributed = false;
         match shape {
             Shape::Task => {
-                s.insert("Resource".into(), json!("arn:aws:states:us-east-1:111111111111:activity:a"));
+                s.insert(
+                    "Resource".into(),
+                    json!("arn:aws:states:us-east-1:111111111111:activity:a"),
+                );
             }
             Shape::Choice if ty == "Choice" => {
                 let target = next.clone().unwrap_or_default();
@@ -261,7 +360,8 @@ fn render_machine(states: &[(Shape, Vec<(String, Value)>)], prefix: &str, jsonat
                 distributed = *d;
                 let mut p = render_machine(m, &format!("{prefix}S{i}M"), jsonata, noise);
                 if distributed {
-                    p["ProcessorConfig"] = json!({"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"});
+                    p["ProcessorConfig"] =
+                        json!({"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"});
                 }
                 s.insert("ItemProcessor".into(), p);
                 if jsonata {
@@ -282,7 +382,11 @@ fn render_machine(states: &[(Shape, Vec<(String, Value)>)], prefix: &str, jsonat
                 s.remove(*b);
             }
         }
-        if ty == "Wait" && !["SecondsPath", "Timestamp", "TimestampPath"].iter().any(|k| s.contains_key(*k)) {
+        if ty == "Wait"
+            && !["SecondsPath", "Timestamp", "TimestampPath"]
+                .iter()
+                .any(|k| s.contains_key(*k))
+        {
             s.insert("Seconds".into(), json!(1));
         }
         if !terminal {
@@ -293,7 +397,10 @@ fn render_machine(states: &[(Shape, Vec<(String, Value)>)], prefix: &str, jsonat
         }
         if matches!(shape, Shape::Task | Shape::Parallel(_) | Shape::Map(..)) {
             if let Some(n) = &next {
-                s.insert("Catch".into(), json!([{"ErrorEquals": ["States.ALL"], "Next": n}]));
+                s.insert(
+                    "Catch".into(),
+                    json!([{"ErrorEquals": ["States.ALL"], "Next": n}]),
+                );
             }
         }
         out.insert(name(i), Value::Object(s));
@@ -302,8 +409,13 @@ fn render_machine(states: &[(Shape, Vec<(String, Value)>)], prefix: &str, jsonat
 }
 
 fn arb_definition() -> impl Strategy<Value = Value> {
-    (arb_machine(2), any::<bool>(), prop::option::of(1u64..5), prop::bool::weighted(0.1)).prop_map(
-        |(m, jsonata, timeout, noise)| {
+    (
+        arb_machine(2),
+        any::<bool>(),
+        prop::option::of(1u64..5),
+        prop::bool::weighted(0.1),
+    )
+        .prop_map(|(m, jsonata, timeout, noise)| {
             let mut d = render_machine(&m, "", jsonata, noise);
             if jsonata {
                 d["QueryLanguage"] = json!("JSONata");
@@ -312,14 +424,14 @@ fn arb_definition() -> impl Strategy<Value = Value> {
                 d["TimeoutSeconds"] = json!(t);
             }
             d
-        },
-    )
+        })
 }
 
 fn arb_run_input() -> impl Strategy<Value = Value> {
     prop_oneof![
         arb_json(),
-        (prop::collection::vec(arb_json(), 0..4), arb_json()).prop_map(|(items, a)| json!({"items": items, "a": a})),
+        (prop::collection::vec(arb_json(), 0..4), arb_json())
+            .prop_map(|(items, a)| json!({"items": items, "a": a})),
     ]
 }
 
@@ -342,12 +454,19 @@ fn drive(def: &Definition, input: Value, seed: u64) -> usize {
     let mut answer = 0u64;
     for n in 0..300 {
         if exec.is_finished() {
-            assert!(timers.is_empty(), "timers {timers:?} outlive the finished execution");
+            assert!(
+                timers.is_empty(),
+                "timers {timers:?} outlive the finished execution"
+            );
             return n;
         }
         let input = match inbox.pop_front() {
             Some(i) => i,
-            None => match timers.iter().min_by_key(|(&id, &at)| (at, id)).map(|(&id, &at)| (id, at)) {
+            None => match timers
+                .iter()
+                .min_by_key(|(&id, &at)| (at, id))
+                .map(|(&id, &at)| (id, at))
+            {
                 Some((id, at)) => {
                     timers.remove(&id);
                     now = now.max(at);
@@ -356,7 +475,10 @@ fn drive(def: &Definition, input: Value, seed: u64) -> usize {
                 None => return n,
             },
         };
-        let ctx = Context { now_ms: now, ..Context::default() };
+        let ctx = Context {
+            now_ms: now,
+            ..Context::default()
+        };
         let step = match exec.apply(def, &input, &ctx) {
             Ok(s) => s,
             // An invariant error is a bug too, but a reported one, not a panic.
@@ -365,7 +487,10 @@ fn drive(def: &Definition, input: Value, seed: u64) -> usize {
         for c in step.commands {
             match c {
                 Command::ScheduleTimer { timer, fire_at_ms } => {
-                    assert!(fire_at_ms >= now, "timer {timer} scheduled in the past ({fire_at_ms} < {now})");
+                    assert!(
+                        fire_at_ms >= now,
+                        "timer {timer} scheduled in the past ({fire_at_ms} < {now})"
+                    );
                     timers.insert(timer, fire_at_ms);
                 }
                 Command::CancelTimer { timer } => {
@@ -373,12 +498,22 @@ fn drive(def: &Definition, input: Value, seed: u64) -> usize {
                 }
                 Command::DispatchTask(d) => {
                     answer += 1;
-                    inbox.push_back(Input::TaskStarted { task: d.task, worker_name: "w".into() });
+                    inbox.push_back(Input::TaskStarted {
+                        task: d.task,
+                        worker_name: "w".into(),
+                    });
                     inbox.push_back(Input::TaskHeartbeat { task: d.task });
                     inbox.push_back(if answer % 3 == 0 {
-                        Input::TaskFailed { task: d.task, error: Some("Boom".into()), cause: None }
+                        Input::TaskFailed {
+                            task: d.task,
+                            error: Some("Boom".into()),
+                            cause: None,
+                        }
                     } else {
-                        Input::TaskSucceeded { task: d.task, output: json!({"answer": answer, "in": d.input}) }
+                        Input::TaskSucceeded {
+                            task: d.task,
+                            output: json!({"answer": answer, "in": d.input}),
+                        }
                     });
                 }
                 _ => {}
@@ -425,7 +560,10 @@ impl Env for DummyEnv {
     }
 
     fn random_u64(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.rng = self
+            .rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.rng
     }
 }
@@ -438,9 +576,13 @@ fn eval_intrinsic(src: &str, input: Value) -> Option<Result<Value, Failure>> {
 fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -456,8 +598,26 @@ fn arb_path_text() -> impl Strategy<Value = String> {
         "[a-z]{0,4}".prop_map(|n| format!("['{n}']")),
         (-3i64..5).prop_map(|i| format!("[{i}]")),
         prop::sample::select(vec![
-            "[*]", ".*", "..a", "..*", "[0:2]", "[-1:]", "[::2]", "[?(@.a > 1)]", "[?(@.b)]", "['a','b']",
-            "[0,1]", "[", "]", ".", "..", "['", "[?(", "[1:2:0]", "[99999999999999999999]", ".length()",
+            "[*]",
+            ".*",
+            "..a",
+            "..*",
+            "[0:2]",
+            "[-1:]",
+            "[::2]",
+            "[?(@.a > 1)]",
+            "[?(@.b)]",
+            "['a','b']",
+            "[0,1]",
+            "[",
+            "]",
+            ".",
+            "..",
+            "['",
+            "[?(",
+            "[1:2:0]",
+            "[99999999999999999999]",
+            ".length()",
         ])
         .prop_map(str::to_string),
         any::<String>().prop_map(|s| s.chars().take(4).collect()),
@@ -475,19 +635,64 @@ fn arb_intrinsic_text() -> impl Strategy<Value = String> {
         (-5i64..20).prop_map(|n| n.to_string()),
         (-5.0f64..5.0).prop_map(|f| format!("{f:.2}")),
         prop::sample::select(vec![
-            "'a,b,c'", "','", "'{} and {}'", "'{}'", "'\\''", "'\\{\\}'", "'SHA-256'", "'MD5'", "'SHA-1'",
-            "'SHA-384'", "'SHA-512'", "'nope'", "'aGVsbG8='", "'{\"a\":1}'", "'[1,2'", "true", "false", "null",
-            "$", "$.a", "$.s", "$.n", "$.arr", "$.obj", "$$.Execution.Id", "$v", "$v.a", "$missing", "$.nope",
-            "'", "''", "1e400", "-0", "99999999999", "'\\x'",
+            "'a,b,c'",
+            "','",
+            "'{} and {}'",
+            "'{}'",
+            "'\\''",
+            "'\\{\\}'",
+            "'SHA-256'",
+            "'MD5'",
+            "'SHA-1'",
+            "'SHA-384'",
+            "'SHA-512'",
+            "'nope'",
+            "'aGVsbG8='",
+            "'{\"a\":1}'",
+            "'[1,2'",
+            "true",
+            "false",
+            "null",
+            "$",
+            "$.a",
+            "$.s",
+            "$.n",
+            "$.arr",
+            "$.obj",
+            "$$.Execution.Id",
+            "$v",
+            "$v.a",
+            "$missing",
+            "$.nope",
+            "'",
+            "''",
+            "1e400",
+            "-0",
+            "99999999999",
+            "'\\x'",
         ])
         .prop_map(str::to_string),
     ];
     let args = leaf_arg.prop_recursive(3, 16, 4, move |inner| {
-        (prop::sample::select(names.clone()), prop::collection::vec(inner, 0..4))
+        (
+            prop::sample::select(names.clone()),
+            prop::collection::vec(inner, 0..4),
+        )
             .prop_map(|(n, a)| format!("{n}({})", a.join(", ")))
     });
-    (prop::sample::select(intrinsics::Function::ALL.to_vec()), prop::collection::vec(args, 0..4), any::<bool>())
-        .prop_map(|(f, a, close)| format!("{}({}{}", f.name(), a.join(","), if close { ")" } else { "" }))
+    (
+        prop::sample::select(intrinsics::Function::ALL.to_vec()),
+        prop::collection::vec(args, 0..4),
+        any::<bool>(),
+    )
+        .prop_map(|(f, a, close)| {
+            format!(
+                "{}({}{}",
+                f.name(),
+                a.join(","),
+                if close { ")" } else { "" }
+            )
+        })
 }
 
 fn intrinsic_input() -> Value {
@@ -499,16 +704,44 @@ fn arb_jsonata_text() -> impl Strategy<Value = String> {
         (-100i64..100).prop_map(|n| n.to_string()),
         "[a-z]{1,4}".prop_map(|s| format!("\"{s}\"")),
         prop::sample::select(vec![
-            "$states.input", "$states.input.a", "$states.context.Execution.Id", "$x", "$v.a", "true", "null",
-            "$uuid()", "$random()", "$count([1,2])", "$string(1)", "$partition([1,2,3],2)", "$range(0,3,1)",
-            "$hash(\"a\",\"SHA-256\")", "$parse(\"{}\")", "$now()", "[1..3]", "{\"k\": 1}", "$", "$$", "(", ")",
-            "$sum($states.input.*)", "$map([1,2], function($v){$v*2})", "$states.input[0]", "\"unterminated",
+            "$states.input",
+            "$states.input.a",
+            "$states.context.Execution.Id",
+            "$x",
+            "$v.a",
+            "true",
+            "null",
+            "$uuid()",
+            "$random()",
+            "$count([1,2])",
+            "$string(1)",
+            "$partition([1,2,3],2)",
+            "$range(0,3,1)",
+            "$hash(\"a\",\"SHA-256\")",
+            "$parse(\"{}\")",
+            "$now()",
+            "[1..3]",
+            "{\"k\": 1}",
+            "$",
+            "$$",
+            "(",
+            ")",
+            "$sum($states.input.*)",
+            "$map([1,2], function($v){$v*2})",
+            "$states.input[0]",
+            "\"unterminated",
         ])
         .prop_map(str::to_string),
     ];
     atom.prop_recursive(3, 12, 3, |inner| {
         prop_oneof![
-            (inner.clone(), prop::sample::select(vec!["+", "-", "*", "/", "%", "&", "=", "!=", "<", "and", "or", ".", "?", ":"]), inner.clone())
+            (
+                inner.clone(),
+                prop::sample::select(vec![
+                    "+", "-", "*", "/", "%", "&", "=", "!=", "<", "and", "or", ".", "?", ":"
+                ]),
+                inner.clone()
+            )
                 .prop_map(|(a, op, b)| format!("{a} {op} {b}")),
             inner.clone().prop_map(|a| format!("({a})")),
             prop::collection::vec(inner, 0..3).prop_map(|v| format!("[{}]", v.join(", "))),
@@ -702,11 +935,16 @@ fn generated_definitions_are_mostly_accepted() {
             Err(_) => {}
         }
     }
-    eprintln!("generated definitions: {accepted}/{total} accepted, {long_runs} ran more than 3 inputs");
+    eprintln!(
+        "generated definitions: {accepted}/{total} accepted, {long_runs} ran more than 3 inputs"
+    );
     assert!(
         accepted * 2 >= total,
         "only {accepted} of {total} generated definitions were accepted; e.g.\n  {}",
         rejections.join("\n  ")
     );
-    assert!(long_runs * 10 >= total, "only {long_runs} of {total} generated definitions did real work");
+    assert!(
+        long_runs * 10 >= total,
+        "only {long_runs} of {total} generated definitions did real work"
+    );
 }

@@ -149,7 +149,10 @@ fn num(v: &Value) -> Option<f64> {
 pub fn compare(op: Op, var: &Value, rhs: &Value) -> bool {
     use Op::*;
     match op {
-        StringEquals | StringLessThan | StringGreaterThan | StringLessThanEquals
+        StringEquals
+        | StringLessThan
+        | StringGreaterThan
+        | StringLessThanEquals
         | StringGreaterThanEquals => match (var.as_str(), rhs.as_str()) {
             (Some(a), Some(b)) => ordering_holds(op, a.cmp(b)),
             _ => false,
@@ -158,7 +161,10 @@ pub fn compare(op: Op, var: &Value, rhs: &Value) -> bool {
             (Some(a), Some(p)) => string_matches(a, p),
             _ => false,
         },
-        NumericEquals | NumericLessThan | NumericGreaterThan | NumericLessThanEquals
+        NumericEquals
+        | NumericLessThan
+        | NumericGreaterThan
+        | NumericLessThanEquals
         | NumericGreaterThanEquals => match (num(var), num(rhs)) {
             (Some(a), Some(b)) => a.partial_cmp(&b).is_some_and(|o| ordering_holds(op, o)),
             _ => false,
@@ -167,7 +173,10 @@ pub fn compare(op: Op, var: &Value, rhs: &Value) -> bool {
             (Some(a), Some(b)) => a == b,
             _ => false,
         },
-        TimestampEquals | TimestampLessThan | TimestampGreaterThan | TimestampLessThanEquals
+        TimestampEquals
+        | TimestampLessThan
+        | TimestampGreaterThan
+        | TimestampLessThanEquals
         | TimestampGreaterThanEquals => {
             let a = var.as_str().and_then(timestamp::parse);
             let b = rhs.as_str().and_then(timestamp::parse);
@@ -181,9 +190,7 @@ pub fn compare(op: Op, var: &Value, rhs: &Value) -> bool {
         IsNumeric => rhs.as_bool() == Some(var.is_number()),
         IsString => rhs.as_bool() == Some(var.is_string()),
         IsBoolean => rhs.as_bool() == Some(var.is_boolean()),
-        IsTimestamp => {
-            rhs.as_bool() == Some(var.as_str().and_then(timestamp::parse).is_some())
-        }
+        IsTimestamp => rhs.as_bool() == Some(var.as_str().and_then(timestamp::parse).is_some()),
     }
 }
 

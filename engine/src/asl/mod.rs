@@ -112,7 +112,7 @@ pub enum StateKind {
     },
     Wait(WaitSpec),
     Succeed,
-    Fail(FailSpec),
+    Fail(Box<FailSpec>),
     Parallel {
         branches: Vec<MachineId>,
     },
@@ -352,7 +352,12 @@ impl Builder {
         id
     }
 
-    fn target(&mut self, index: &HashMap<String, StateId>, v: Option<&Value>, ptr: &str) -> StateId {
+    fn target(
+        &mut self,
+        index: &HashMap<String, StateId>,
+        v: Option<&Value>,
+        ptr: &str,
+    ) -> StateId {
         let name = v.and_then(Value::as_str).unwrap_or("");
         match index.get(name) {
             Some(i) => *i,
@@ -416,7 +421,13 @@ impl Builder {
         }
     }
 
-    fn number(&mut self, s: &Value, key: &str, ql: QueryLanguage, ptr: &str) -> Option<NumberSource> {
+    fn number(
+        &mut self,
+        s: &Value,
+        key: &str,
+        ql: QueryLanguage,
+        ptr: &str,
+    ) -> Option<NumberSource> {
         let path_key = format!("{key}Path");
         if let Some(p) = field(s, &path_key) {
             return self
@@ -524,8 +535,16 @@ impl Builder {
                         choices.push(ChoiceBranch {
                             rule,
                             next: self.target(index, field(c, "Next"), &format!("{cptr}/Next")),
-                            assign: self.template(field(c, "Assign"), ql, &format!("{cptr}/Assign")),
-                            output: self.template(field(c, "Output"), ql, &format!("{cptr}/Output")),
+                            assign: self.template(
+                                field(c, "Assign"),
+                                ql,
+                                &format!("{cptr}/Assign"),
+                            ),
+                            output: self.template(
+                                field(c, "Output"),
+                                ql,
+                                &format!("{cptr}/Output"),
+                            ),
                         });
                     }
                 }
@@ -549,18 +568,21 @@ impl Builder {
                 match spec {
                     Some(w) => StateKind::Wait(w),
                     None => {
-                        self.problem(ptr, "a Wait state needs Seconds, Timestamp, SecondsPath or TimestampPath");
+                        self.problem(
+                            ptr,
+                            "a Wait state needs Seconds, Timestamp, SecondsPath or TimestampPath",
+                        );
                         StateKind::Succeed
                     }
                 }
             }
             "Succeed" => StateKind::Succeed,
-            "Fail" => StateKind::Fail(FailSpec {
+            "Fail" => StateKind::Fail(Box::new(FailSpec {
                 error: self.template(field(s, "Error"), ql, &format!("{ptr}/Error")),
                 error_path: self.dynamic(field(s, "ErrorPath"), &format!("{ptr}/ErrorPath")),
                 cause: self.template(field(s, "Cause"), ql, &format!("{ptr}/Cause")),
                 cause_path: self.dynamic(field(s, "CausePath"), &format!("{ptr}/CausePath")),
-            }),
+            })),
             "Parallel" => {
                 let mut branches = Vec::new();
                 if let Some(bs) = field(s, "Branches").and_then(Value::as_array) {
@@ -572,7 +594,10 @@ impl Builder {
             }
             "Map" => StateKind::Map(Box::new(self.map(s, ql, ptr))),
             other => {
-                self.problem(&format!("{ptr}/Type"), format!("unknown state type '{other}'"));
+                self.problem(
+                    &format!("{ptr}/Type"),
+                    format!("unknown state type '{other}'"),
+                );
                 StateKind::Succeed
             }
         };
@@ -608,7 +633,12 @@ impl Builder {
             "Parameters"
         };
         let item_batcher = field(s, "ItemBatcher").map(|b| ItemBatcher {
-            max_items_per_batch: self.number(b, "MaxItemsPerBatch", ql, &format!("{ptr}/ItemBatcher")),
+            max_items_per_batch: self.number(
+                b,
+                "MaxItemsPerBatch",
+                ql,
+                &format!("{ptr}/ItemBatcher"),
+            ),
             max_input_bytes_per_batch: self.number(
                 b,
                 "MaxInputBytesPerBatch",
@@ -626,12 +656,18 @@ impl Builder {
             mode,
             items_path: self.optional_path(s, "ItemsPath", ptr),
             items: self.template(field(s, "Items"), ql, &format!("{ptr}/Items")),
-            item_selector: self.template(field(s, selector_key), ql, &format!("{ptr}/{selector_key}")),
+            item_selector: self.template(
+                field(s, selector_key),
+                ql,
+                &format!("{ptr}/{selector_key}"),
+            ),
             item_batcher,
             max_concurrency: self.number(s, "MaxConcurrency", ql, ptr),
             tolerated_failure_percentage: self.number(s, "ToleratedFailurePercentage", ql, ptr),
             tolerated_failure_count: self.number(s, "ToleratedFailureCount", ql, ptr),
-            label: field(s, "Label").and_then(Value::as_str).map(str::to_string),
+            label: field(s, "Label")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             item_reader: field(s, "ItemReader").cloned(),
             result_writer: field(s, "ResultWriter").cloned(),
         }

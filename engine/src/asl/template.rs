@@ -20,9 +20,15 @@ pub enum Template {
     Object(Vec<(String, Template)>),
     Array(Vec<Template>),
     /// `"key.$": "$.path"`; `field` is the key as written (for error messages).
-    Path { field: String, path: Path },
+    Path {
+        field: String,
+        path: Path,
+    },
     /// `"key.$": "States.Format(…)"`.
-    Intrinsic { field: String, call: Box<Intrinsic> },
+    Intrinsic {
+        field: String,
+        call: Box<Intrinsic>,
+    },
     /// `"{% expr %}"`.
     Jsonata(Box<Expression>),
 }

@@ -73,15 +73,25 @@ impl ExecutionStatus {
 pub enum Input {
     Start,
     /// A worker picked the task up (`ActivityStarted` / `TaskStarted`).
-    TaskStarted { task: u64, worker_name: String },
-    TaskSucceeded { task: u64, output: Value },
+    TaskStarted {
+        task: u64,
+        worker_name: String,
+    },
+    TaskSucceeded {
+        task: u64,
+        output: Value,
+    },
     TaskFailed {
         task: u64,
         error: Option<String>,
         cause: Option<String>,
     },
-    TaskHeartbeat { task: u64 },
-    TimerFired { timer: u64 },
+    TaskHeartbeat {
+        task: u64,
+    },
+    TimerFired {
+        timer: u64,
+    },
     Stop {
         error: Option<String>,
         cause: Option<String>,
@@ -93,9 +103,16 @@ pub enum Input {
 pub enum Command {
     DispatchTask(TaskDispatch),
     /// The engine gave up on a task (timeout, stop, sibling failure): tell the worker.
-    CancelTask { task: u64 },
-    ScheduleTimer { timer: u64, fire_at_ms: i64 },
-    CancelTimer { timer: u64 },
+    CancelTask {
+        task: u64,
+    },
+    ScheduleTimer {
+        timer: u64,
+        fire_at_ms: i64,
+    },
+    CancelTimer {
+        timer: u64,
+    },
     ExecutionFinished {
         status: ExecutionStatus,
         output: Option<Arc<Value>>,

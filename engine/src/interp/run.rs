@@ -21,8 +21,8 @@ use crate::{task_token, timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
-use std::sync::Arc;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// A broken invariant inside the interpreter (never an ASL failure).
 #[derive(Debug, thiserror::Error)]
@@ -200,7 +200,8 @@ fn size_upper_bound(v: &Value, budget: usize) -> usize {
 
 /// True when the value's JSON text is larger than the payload limit.
 fn over_limit(v: &Value) -> bool {
-    size_upper_bound(v, PAYLOAD_LIMIT_BYTES) > PAYLOAD_LIMIT_BYTES && payload_size(v) > PAYLOAD_LIMIT_BYTES
+    size_upper_bound(v, PAYLOAD_LIMIT_BYTES) > PAYLOAD_LIMIT_BYTES
+        && payload_size(v) > PAYLOAD_LIMIT_BYTES
 }
 
 fn payload_size(v: &Value) -> usize {
@@ -497,7 +498,12 @@ impl<'a> Run<'a> {
                         heartbeat_timer,
                         heartbeat_seconds,
                         ..
-                    } => (*activity, resource.clone(), *heartbeat_timer, *heartbeat_seconds),
+                    } => (
+                        *activity,
+                        resource.clone(),
+                        *heartbeat_timer,
+                        *heartbeat_seconds,
+                    ),
                     _ => return Ok(()),
                 };
                 let kind = if activity {
@@ -774,12 +780,17 @@ impl<'a> Run<'a> {
                           field: &str|
                  -> R<Result<Option<String>, Failure>> {
                     if let Some(t) = t {
-                        let v = run.scoped(fid, &raw, &CtxExtra::default(), (None, None), |s| s.eval(t, field))?;
+                        let v = run.scoped(fid, &raw, &CtxExtra::default(), (None, None), |s| {
+                            s.eval(t, field)
+                        })?;
                         return Ok(v.map(|v| Some(json_display(&v))));
                     }
                     match p {
                         Some(Template::Path { path, .. }) => {
-                            let v = run.scoped(fid, &raw, &CtxExtra::default(), (None, None), |s| s.lookup(path))?;
+                            let v =
+                                run.scoped(fid, &raw, &CtxExtra::default(), (None, None), |s| {
+                                    s.lookup(path)
+                                })?;
                             Ok(match v {
                                 Ok(Some(v)) => Ok(Some(json_display(&v))),
                                 Ok(None) => Err(Failure::runtime(format!(
@@ -791,7 +802,10 @@ impl<'a> Run<'a> {
                             })
                         }
                         Some(t) => {
-                            let v = run.scoped(fid, &raw, &CtxExtra::default(), (None, None), |s| s.eval(t, field))?;
+                            let v =
+                                run.scoped(fid, &raw, &CtxExtra::default(), (None, None), |s| {
+                                    s.eval(t, field)
+                                })?;
                             Ok(v.map(|v| Some(json_display(&v))))
                         }
                         None => Ok(Ok(None)),
@@ -844,13 +858,15 @@ impl<'a> Run<'a> {
 
     fn input_path(&mut self, fid: u64, state: &State, raw: &Value) -> R<Result<Value, Failure>> {
         if state.query_language == QueryLanguage::JSONata {
-            return Ok(Ok(Value::clone(&raw)));
+            return Ok(Ok(Value::clone(raw)));
         }
         match &state.io.input_path {
-            OptionalPath::Default => Ok(Ok(Value::clone(&raw))),
+            OptionalPath::Default => Ok(Ok(Value::clone(raw))),
             OptionalPath::Null => Ok(Ok(json!({}))),
             OptionalPath::Path(p) => {
-                self.scoped(fid, raw, &CtxExtra::default(), (None, None), |s| s.select(p))
+                self.scoped(fid, raw, &CtxExtra::default(), (None, None), |s| {
+                    s.select(p)
+                })
             }
         }
     }
@@ -865,7 +881,12 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn result_path(&self, rp: &OptionalPath, raw: Arc<Value>, result: Value) -> Result<Value, Failure> {
+    fn result_path(
+        &self,
+        rp: &OptionalPath,
+        raw: Arc<Value>,
+        result: Value,
+    ) -> Result<Value, Failure> {
         match rp {
             OptionalPath::Default => Ok(result),
             OptionalPath::Null => Ok(Arc::unwrap_or_clone(raw)),
@@ -874,9 +895,8 @@ impl<'a> Run<'a> {
                     return Ok(result);
                 }
                 let mut doc = Arc::unwrap_or_clone(raw);
-                p.set(&mut doc, result).map_err(|e| {
-                    Failure::new(names::RESULT_PATH_MATCH_FAILURE, e.0)
-                })?;
+                p.set(&mut doc, result)
+                    .map_err(|e| Failure::new(names::RESULT_PATH_MATCH_FAILURE, e.0))?;
                 Ok(doc)
             }
         }
@@ -914,7 +934,9 @@ impl<'a> Run<'a> {
         error_output: Option<&Value>,
         default: Value,
     ) -> R<Result<Value, Failure>> {
-        let Some(t) = output else { return Ok(Ok(default)) };
+        let Some(t) = output else {
+            return Ok(Ok(default));
+        };
         self.scoped(
             fid,
             raw,
@@ -984,16 +1006,24 @@ impl<'a> Run<'a> {
                 Ok(a) => a,
                 Err(f) => return self.fail_in_state(fid, f),
             };
-            let out = match self.jsonata_output(fid, state.io.output.as_ref(), &raw, None, None, Value::clone(&raw))? {
+            let out = match self.jsonata_output(
+                fid,
+                state.io.output.as_ref(),
+                &raw,
+                None,
+                None,
+                Value::clone(&raw),
+            )? {
                 Ok(o) => o,
                 Err(f) => return self.fail_in_state(fid, f),
             };
             (out, assigned)
         } else {
-            let assigned = match self.eval_assign(fid, state.assign.as_ref(), &effective, None, None)? {
-                Ok(a) => a,
-                Err(f) => return self.fail_in_state(fid, f),
-            };
+            let assigned =
+                match self.eval_assign(fid, state.assign.as_ref(), &effective, None, None)? {
+                    Ok(a) => a,
+                    Err(f) => return self.fail_in_state(fid, f),
+                };
             match self.output_path(fid, state, effective)? {
                 Ok(o) => (o, assigned),
                 Err(f) => return self.fail_in_state(fid, f),
@@ -1043,7 +1073,12 @@ impl<'a> Run<'a> {
     // ----------------------------------------------------------------------------------
     // States
 
-    fn exec_pass(&mut self, fid: u64, state: &State, result: Option<&Value>) -> R<Result<Flow, Failure>> {
+    fn exec_pass(
+        &mut self,
+        fid: u64,
+        state: &State,
+        result: Option<&Value>,
+    ) -> R<Result<Flow, Failure>> {
         let raw = self.frame(fid)?.input.clone();
         if state.query_language == QueryLanguage::JSONata {
             let assigned = match self.eval_assign(fid, state.assign.as_ref(), &raw, None, None)? {
@@ -1051,7 +1086,14 @@ impl<'a> Run<'a> {
                 Err(f) => return Ok(Err(f)),
             };
             let default = result.cloned().unwrap_or_else(|| Value::clone(&raw));
-            let out = match self.jsonata_output(fid, state.io.output.as_ref(), &raw, None, None, default)? {
+            let out = match self.jsonata_output(
+                fid,
+                state.io.output.as_ref(),
+                &raw,
+                None,
+                None,
+                default,
+            )? {
                 Ok(o) => o,
                 Err(f) => return Ok(Err(f)),
             };
@@ -1063,7 +1105,9 @@ impl<'a> Run<'a> {
                     Ok(v) => v,
                     Err(f) => return Ok(Err(f)),
                 };
-                match self.scoped(fid, &eff, &CtxExtra::default(), (None, None), |s| s.eval(p, "Parameters"))? {
+                match self.scoped(fid, &eff, &CtxExtra::default(), (None, None), |s| {
+                    s.eval(p, "Parameters")
+                })? {
                     Ok(v) => v,
                     Err(f) => return Ok(Err(f)),
                 }
@@ -1120,7 +1164,9 @@ impl<'a> Run<'a> {
             }
             ChoiceRule::Not(r) => Ok(self.eval_rule(fid, r, doc)?.map(|b| !b)),
             ChoiceRule::Condition(t) => {
-                let v = self.scoped(fid, doc, &CtxExtra::default(), (None, None), |s| s.eval(t, "Condition"))?;
+                let v = self.scoped(fid, doc, &CtxExtra::default(), (None, None), |s| {
+                    s.eval(t, "Condition")
+                })?;
                 Ok(match v {
                     Ok(Value::Bool(b)) => Ok(b),
                     Ok(other) => Err(Failure::query_evaluation(format!(
@@ -1136,10 +1182,11 @@ impl<'a> Run<'a> {
                 operand,
             } => {
                 let extra = CtxExtra::default();
-                let var = match self.scoped(fid, doc, &extra, (None, None), |s| s.lookup(variable))? {
-                    Ok(v) => v,
-                    Err(e) => return Ok(Err(e)),
-                };
+                let var =
+                    match self.scoped(fid, doc, &extra, (None, None), |s| s.lookup(variable))? {
+                        Ok(v) => v,
+                        Err(e) => return Ok(Err(e)),
+                    };
                 if *op == Op::IsPresent {
                     let want = matches!(operand, Operand::Literal(Value::Bool(true)));
                     return Ok(Ok(var.is_some() == want));
@@ -1201,12 +1248,7 @@ impl<'a> Run<'a> {
             Some(c) => c,
             None => match default {
                 Some(d) => (d, state.assign.as_ref(), state.io.output.as_ref()),
-                None => {
-                    return Ok(Err(Failure::new(
-                        names::NO_CHOICE_MATCHED,
-                        "No Matches!",
-                    )))
-                }
+                None => return Ok(Err(Failure::new(names::NO_CHOICE_MATCHED, "No Matches!"))),
             },
         };
         let assigned = match self.eval_assign(fid, assign, &eff, None, None)? {
@@ -1224,7 +1266,8 @@ impl<'a> Run<'a> {
                 Err(f) => return Ok(Err(f)),
             }
         };
-        self.exit_state(fid, state, out, assigned, Some(next)).map(Ok)
+        self.exit_state(fid, state, out, assigned, Some(next))
+            .map(Ok)
     }
 
     fn exec_wait(&mut self, fid: u64, state: &State, spec: &WaitSpec) -> R<Result<Flow, Failure>> {
@@ -1274,7 +1317,9 @@ impl<'a> Run<'a> {
                 }
             }
             WaitSpec::Timestamp(t) => {
-                let v = match self.scoped(fid, &eff, &extra, (None, None), |s| s.eval(t, "Timestamp"))? {
+                let v = match self
+                    .scoped(fid, &eff, &extra, (None, None), |s| s.eval(t, "Timestamp"))?
+                {
                     Ok(v) => v,
                     Err(f) => return Ok(Err(f)),
                 };
@@ -1317,12 +1362,20 @@ impl<'a> Run<'a> {
     }
 
     /// Resolves a number field (literal, `…Path`, JSONata).
-    fn number(&mut self, fid: u64, n: &NumberSource, doc: &Value, field: &str) -> R<Result<Value, Failure>> {
+    fn number(
+        &mut self,
+        fid: u64,
+        n: &NumberSource,
+        doc: &Value,
+        field: &str,
+    ) -> R<Result<Value, Failure>> {
         let extra = CtxExtra::default();
         match n {
             NumberSource::Literal(v) => Ok(Ok(v.clone())),
             NumberSource::Path(p) => self.scoped(fid, doc, &extra, (None, None), |s| s.select(p)),
-            NumberSource::Expr(t) => self.scoped(fid, doc, &extra, (None, None), |s| s.eval(t, field)),
+            NumberSource::Expr(t) => {
+                self.scoped(fid, doc, &extra, (None, None), |s| s.eval(t, field))
+            }
         }
     }
 
@@ -1384,7 +1437,9 @@ impl<'a> Run<'a> {
         };
         let params = if state.query_language == QueryLanguage::JSONata {
             match &state.io.parameters {
-                Some(t) => match self.scoped(fid, &raw, &extra, (None, None), |s| s.eval(t, "Arguments"))? {
+                Some(t) => match self
+                    .scoped(fid, &raw, &extra, (None, None), |s| s.eval(t, "Arguments"))?
+                {
                     Ok(v) => v,
                     Err(f) => return Ok(Err(f)),
                 },
@@ -1396,7 +1451,9 @@ impl<'a> Run<'a> {
                 Err(f) => return Ok(Err(f)),
             };
             match &state.io.parameters {
-                Some(t) => match self.scoped(fid, &eff, &extra, (None, None), |s| s.eval(t, "Parameters"))? {
+                Some(t) => match self
+                    .scoped(fid, &eff, &extra, (None, None), |s| s.eval(t, "Parameters"))?
+                {
                     Ok(v) => v,
                     Err(f) => return Ok(Err(f)),
                 },
@@ -1407,10 +1464,11 @@ impl<'a> Run<'a> {
             Ok(v) => v.map(|x| x.max(1.0) as u64),
             Err(f) => return Ok(Err(f)),
         };
-        let heartbeat = match self.integer(fid, spec.heartbeat.as_ref(), &raw, "HeartbeatSeconds")? {
-            Ok(v) => v.map(|x| x.max(1.0) as u64),
-            Err(f) => return Ok(Err(f)),
-        };
+        let heartbeat =
+            match self.integer(fid, spec.heartbeat.as_ref(), &raw, "HeartbeatSeconds")? {
+                Ok(v) => v.map(|x| x.max(1.0) as u64),
+                Err(f) => return Ok(Err(f)),
+            };
         let activity = spec.is_activity();
         let kind = if activity {
             EventKind::ActivityScheduled {
@@ -1432,7 +1490,10 @@ impl<'a> Run<'a> {
         self.emit(Some(fid), kind);
         let now = self.now();
         let timeout_timer = timeout.map(|t| {
-            self.schedule_timer(now + t as i64 * 1000, Timer::TaskTimeout { frame: fid, task })
+            self.schedule_timer(
+                now + t as i64 * 1000,
+                Timer::TaskTimeout { frame: fid, task },
+            )
         });
         let heartbeat_timer = heartbeat.map(|h| {
             self.schedule_timer(now + h as i64 * 1000, Timer::Heartbeat { frame: fid, task })
@@ -1478,18 +1539,28 @@ impl<'a> Run<'a> {
             );
         }
         if state.query_language == QueryLanguage::JSONata {
-            let assigned = match self.eval_assign(fid, state.assign.as_ref(), &raw, Some(&result), None)? {
-                Ok(a) => a,
-                Err(f) => return self.fail_in_state(fid, f),
-            };
-            let out = match self.jsonata_output(fid, state.io.output.as_ref(), &raw, Some(&result), None, result.clone())? {
+            let assigned =
+                match self.eval_assign(fid, state.assign.as_ref(), &raw, Some(&result), None)? {
+                    Ok(a) => a,
+                    Err(f) => return self.fail_in_state(fid, f),
+                };
+            let out = match self.jsonata_output(
+                fid,
+                state.io.output.as_ref(),
+                &raw,
+                Some(&result),
+                None,
+                result.clone(),
+            )? {
                 Ok(o) => o,
                 Err(f) => return self.fail_in_state(fid, f),
             };
             return self.exit_state(fid, state, out, assigned, None);
         }
         let selected = match &state.io.result_selector {
-            Some(t) => match self.scoped(fid, &result, &CtxExtra::default(), (None, None), |s| s.eval(t, "ResultSelector"))? {
+            Some(t) => match self.scoped(fid, &result, &CtxExtra::default(), (None, None), |s| {
+                s.eval(t, "ResultSelector")
+            })? {
                 Ok(v) => v,
                 Err(f) => return self.fail_in_state(fid, f),
             },
@@ -1510,7 +1581,14 @@ impl<'a> Run<'a> {
         self.exit_state(fid, state, out, assigned, None)
     }
 
-    fn new_child(&mut self, parent: u64, slot: usize, machine: usize, input: Value, silent: bool) -> R<u64> {
+    fn new_child(
+        &mut self,
+        parent: u64,
+        slot: usize,
+        machine: usize,
+        input: Value,
+        silent: bool,
+    ) -> R<u64> {
         let (vars, last, parent_silent) = {
             let p = self.frame(parent)?;
             (p.vars.clone(), p.last_event, p.silent)
@@ -1538,14 +1616,23 @@ impl<'a> Run<'a> {
         Ok(id)
     }
 
-    fn exec_parallel(&mut self, fid: u64, state: &State, branches: &[usize]) -> R<Result<Flow, Failure>> {
+    fn exec_parallel(
+        &mut self,
+        fid: u64,
+        state: &State,
+        branches: &[usize],
+    ) -> R<Result<Flow, Failure>> {
         let raw = self.frame(fid)?.input.clone();
         let branch_input = if state.query_language == QueryLanguage::JSONata {
             match &state.io.parameters {
-                Some(t) => match self.scoped(fid, &raw, &CtxExtra::default(), (None, None), |s| s.eval(t, "Arguments"))? {
-                    Ok(v) => v,
-                    Err(f) => return Ok(Err(f)),
-                },
+                Some(t) => {
+                    match self.scoped(fid, &raw, &CtxExtra::default(), (None, None), |s| {
+                        s.eval(t, "Arguments")
+                    })? {
+                        Ok(v) => v,
+                        Err(f) => return Ok(Err(f)),
+                    }
+                }
                 None => Value::clone(&raw),
             }
         } else {
@@ -1554,10 +1641,14 @@ impl<'a> Run<'a> {
                 Err(f) => return Ok(Err(f)),
             };
             match &state.io.parameters {
-                Some(t) => match self.scoped(fid, &eff, &CtxExtra::default(), (None, None), |s| s.eval(t, "Parameters"))? {
-                    Ok(v) => v,
-                    Err(f) => return Ok(Err(f)),
-                },
+                Some(t) => {
+                    match self.scoped(fid, &eff, &CtxExtra::default(), (None, None), |s| {
+                        s.eval(t, "Parameters")
+                    })? {
+                        Ok(v) => v,
+                        Err(f) => return Ok(Err(f)),
+                    }
+                }
                 None => eff,
             }
         };
@@ -1615,7 +1706,12 @@ impl<'a> Run<'a> {
             _ => return Err(invariant("parallel phase vanished")),
         };
         // AWS records no ParallelStateSucceeded event: the state's exit follows directly.
-        let arr = Value::Array(results.into_iter().map(|r| r.unwrap_or(Value::Null)).collect());
+        let arr = Value::Array(
+            results
+                .into_iter()
+                .map(|r| r.unwrap_or(Value::Null))
+                .collect(),
+        );
         self.complete_with_result(fid, arr)
     }
 
@@ -1646,10 +1742,12 @@ impl<'a> Run<'a> {
             v
         } else {
             match &spec.items_path {
-                OptionalPath::Path(p) => match self.scoped(fid, &eff, &extra, (None, None), |s| s.select(p))? {
-                    Ok(v) => v,
-                    Err(f) => return Ok(Err(f)),
-                },
+                OptionalPath::Path(p) => {
+                    match self.scoped(fid, &eff, &extra, (None, None), |s| s.select(p))? {
+                        Ok(v) => v,
+                        Err(f) => return Ok(Err(f)),
+                    }
+                }
                 _ => eff.clone(),
             }
         };
@@ -1670,18 +1768,36 @@ impl<'a> Run<'a> {
             Ok(v) => v,
             Err(f) => return self.map_limit_failed(fid, f).map(Ok),
         };
-        self.emit(Some(fid), EventKind::MapStateStarted { length: items.len() });
-        let count = match self.integer(fid, spec.tolerated_failure_count.as_ref(), &eff, "ToleratedFailureCount")? {
+        self.emit(
+            Some(fid),
+            EventKind::MapStateStarted {
+                length: items.len(),
+            },
+        );
+        let count = match self.integer(
+            fid,
+            spec.tolerated_failure_count.as_ref(),
+            &eff,
+            "ToleratedFailureCount",
+        )? {
             Ok(v) => v,
             Err(f) => return self.map_limit_failed(fid, f).map(Ok),
         };
-        let pct = match self.integer(fid, spec.tolerated_failure_percentage.as_ref(), &eff, "ToleratedFailurePercentage")? {
+        let pct = match self.integer(
+            fid,
+            spec.tolerated_failure_percentage.as_ref(),
+            &eff,
+            "ToleratedFailurePercentage",
+        )? {
             Ok(v) => v,
             Err(f) => return self.map_limit_failed(fid, f).map(Ok),
         };
         if matches!(count, Some(c) if c < 0.0) {
             return self
-                .map_limit_failed(fid, Failure::runtime("ToleratedFailureCount cannot be negative."))
+                .map_limit_failed(
+                    fid,
+                    Failure::runtime("ToleratedFailureCount cannot be negative."),
+                )
                 .map(Ok);
         }
         if matches!(pct, Some(p) if !(0.0..=100.0).contains(&p)) {
@@ -1718,7 +1834,9 @@ impl<'a> Run<'a> {
                         token: None,
                         map_item: Some((i, item)),
                     };
-                    match self.scoped(fid, &eff, &extra, (None, None), |s| s.eval(t, "ItemSelector"))? {
+                    match self.scoped(fid, &eff, &extra, (None, None), |s| {
+                        s.eval(t, "ItemSelector")
+                    })? {
                         Ok(v) => selected.push(v),
                         Err(f) => return Ok(Err(f)),
                     }
@@ -1727,12 +1845,19 @@ impl<'a> Run<'a> {
             }
         };
         if let Some(b) = &spec.item_batcher {
-            let per = match self.integer(fid, b.max_items_per_batch.as_ref(), &eff, "MaxItemsPerBatch")? {
+            let per = match self.integer(
+                fid,
+                b.max_items_per_batch.as_ref(),
+                &eff,
+                "MaxItemsPerBatch",
+            )? {
                 Ok(v) => v.map(|x| x.max(1.0) as usize).unwrap_or(usize::MAX),
                 Err(f) => return Ok(Err(f)),
             };
             let batch_input = match &b.batch_input {
-                Some(t) => match self.scoped(fid, &eff, &extra, (None, None), |s| s.eval(t, "BatchInput"))? {
+                Some(t) => match self
+                    .scoped(fid, &eff, &extra, (None, None), |s| s.eval(t, "BatchInput"))?
+                {
                     Ok(v) => Some(v),
                     Err(f) => return Ok(Err(f)),
                 },
@@ -1857,29 +1982,48 @@ impl<'a> Run<'a> {
             _ => return Err(invariant("map phase vanished")),
         };
         if distributed {
-            self.emit(Some(fid), EventKind::Plain { event_type: "MapRunSucceeded".into() });
+            self.emit(
+                Some(fid),
+                EventKind::Plain {
+                    event_type: "MapRunSucceeded".into(),
+                },
+            );
         }
-        self.emit(Some(fid), EventKind::Plain { event_type: "MapStateSucceeded".into() });
-        let arr = Value::Array(results.into_iter().map(|r| r.unwrap_or(Value::Null)).collect());
+        self.emit(
+            Some(fid),
+            EventKind::Plain {
+                event_type: "MapStateSucceeded".into(),
+            },
+        );
+        let arr = Value::Array(
+            results
+                .into_iter()
+                .map(|r| r.unwrap_or(Value::Null))
+                .collect(),
+        );
         self.complete_with_result(fid, arr)
     }
 
     /// Removes every running descendant of `fid`, cancelling their tasks and timers.
     fn abort_children(&mut self, fid: u64) -> R<()> {
-        let (children, map_name): (Vec<(u64, Option<usize>)>, Option<String>) = match &mut self.frame_mut(fid)?.phase {
-            Phase::Parallel(ch) => (
-                std::mem::take(&mut ch.running).into_iter().map(|c| (c, None)).collect(),
-                None,
-            ),
-            Phase::Map(m) => (
-                std::mem::take(&mut m.running)
-                    .into_iter()
-                    .map(|(c, i)| (c, if m.distributed { None } else { Some(i) }))
-                    .collect(),
-                Some(String::new()),
-            ),
-            _ => (Vec::new(), None),
-        };
+        let (children, map_name): (Vec<(u64, Option<usize>)>, Option<String>) =
+            match &mut self.frame_mut(fid)?.phase {
+                Phase::Parallel(ch) => (
+                    std::mem::take(&mut ch.running)
+                        .into_iter()
+                        .map(|c| (c, None))
+                        .collect(),
+                    None,
+                ),
+                Phase::Map(m) => (
+                    std::mem::take(&mut m.running)
+                        .into_iter()
+                        .map(|(c, i)| (c, if m.distributed { None } else { Some(i) }))
+                        .collect(),
+                    Some(String::new()),
+                ),
+                _ => (Vec::new(), None),
+            };
         let state_name = self.state_of(fid)?.name.clone();
         for (child, idx) in children {
             self.abort_frame(child)?;
@@ -1913,15 +2057,30 @@ impl<'a> Run<'a> {
                 self.cancel_timer(timeout_timer);
                 self.cancel_timer(heartbeat_timer);
                 self.commands.push(Command::CancelTask { task });
-                self.emit(Some(fid), EventKind::StateAborted { state_type: Cow::Borrowed(state.kind.type_name()) });
+                self.emit(
+                    Some(fid),
+                    EventKind::StateAborted {
+                        state_type: Cow::Borrowed(state.kind.type_name()),
+                    },
+                );
             }
             Phase::RetryWait { timer } | Phase::Waiting { timer, .. } => {
                 self.cancel_timer(Some(timer));
-                self.emit(Some(fid), EventKind::StateAborted { state_type: Cow::Borrowed(state.kind.type_name()) });
+                self.emit(
+                    Some(fid),
+                    EventKind::StateAborted {
+                        state_type: Cow::Borrowed(state.kind.type_name()),
+                    },
+                );
             }
             Phase::Parallel(_) | Phase::Map(_) => {
                 self.abort_children(fid)?;
-                self.emit(Some(fid), EventKind::StateAborted { state_type: Cow::Borrowed(state.kind.type_name()) });
+                self.emit(
+                    Some(fid),
+                    EventKind::StateAborted {
+                        state_type: Cow::Borrowed(state.kind.type_name()),
+                    },
+                );
             }
             Phase::Idle => {}
         }
@@ -1977,7 +2136,12 @@ impl<'a> Run<'a> {
                     _ => None,
                 };
                 if let Some(t) = failed_event {
-                    self.emit(Some(fid), EventKind::Plain { event_type: t.into() });
+                    self.emit(
+                        Some(fid),
+                        EventKind::Plain {
+                            event_type: t.into(),
+                        },
+                    );
                 }
             }
             if let Some(c) = state
@@ -1988,20 +2152,34 @@ impl<'a> Run<'a> {
                 let raw = self.frame(fid)?.input.clone();
                 let err_out = fault.output();
                 let (output, assigned) = if state.query_language == QueryLanguage::JSONata {
-                    let assigned = match self.eval_assign(fid, c.assign.as_ref(), &raw, None, Some(&err_out))? {
+                    let assigned = match self.eval_assign(
+                        fid,
+                        c.assign.as_ref(),
+                        &raw,
+                        None,
+                        Some(&err_out),
+                    )? {
                         Ok(a) => a,
                         Err(f) => return self.frame_failed(fid, self.in_state(fid, f)),
                     };
-                    let out = match self.jsonata_output(fid, c.output.as_ref(), &raw, None, Some(&err_out), err_out.clone())? {
+                    let out = match self.jsonata_output(
+                        fid,
+                        c.output.as_ref(),
+                        &raw,
+                        None,
+                        Some(&err_out),
+                        err_out.clone(),
+                    )? {
                         Ok(o) => o,
                         Err(f) => return self.frame_failed(fid, self.in_state(fid, f)),
                     };
                     (out, assigned)
                 } else {
-                    let assigned = match self.eval_assign(fid, c.assign.as_ref(), &err_out, None, None)? {
-                        Ok(a) => a,
-                        Err(f) => return self.frame_failed(fid, self.in_state(fid, f)),
-                    };
+                    let assigned =
+                        match self.eval_assign(fid, c.assign.as_ref(), &err_out, None, None)? {
+                            Ok(a) => a,
+                            Err(f) => return self.frame_failed(fid, self.in_state(fid, f)),
+                        };
                     let out = match self.result_path(&c.result_path, raw, err_out) {
                         Ok(o) => o,
                         Err(f) => return self.frame_failed(fid, self.in_state(fid, f)),
@@ -2086,9 +2264,11 @@ impl<'a> Run<'a> {
                         m.failures += 1;
                         m.results[slot] = Some(f.output());
                         let total = m.items.len().max(1) as f64;
-                        let tolerance_set = m.tolerated_count.is_some() || m.tolerated_pct.is_some();
+                        let tolerance_set =
+                            m.tolerated_count.is_some() || m.tolerated_pct.is_some();
                         let over_count = m.failures as u64 > m.tolerated_count.unwrap_or(0);
-                        let over_pct = (m.failures as f64) * 100.0 / total > m.tolerated_pct.unwrap_or(0.0);
+                        let over_pct =
+                            (m.failures as f64) * 100.0 / total > m.tolerated_pct.unwrap_or(0.0);
                         let exceeded = if tolerance_set {
                             match (m.tolerated_count, m.tolerated_pct) {
                                 (Some(_), Some(_)) => over_count && over_pct,
@@ -2103,7 +2283,10 @@ impl<'a> Run<'a> {
                             m.failure = Some(if tolerance_set {
                                 Fault {
                                     error: Some(names::EXCEED_TOLERATED_FAILURE_THRESHOLD.into()),
-                                    cause: Some("The specified tolerated failure threshold was exceeded".into()),
+                                    cause: Some(
+                                        "The specified tolerated failure threshold was exceeded"
+                                            .into(),
+                                    ),
                                 }
                             } else {
                                 f
@@ -2132,7 +2315,9 @@ impl<'a> Run<'a> {
                 let flow = self.map_advance(pid)?;
                 self.drive(pid, flow)
             }
-            _ => Err(invariant("child finished under a parent that is not waiting")),
+            _ => Err(invariant(
+                "child finished under a parent that is not waiting",
+            )),
         }
     }
 
@@ -2146,12 +2331,9 @@ impl<'a> Run<'a> {
         let frames: Vec<u64> = self.ex.frames.keys().copied().collect();
         for fid in frames {
             if let Some(f) = self.ex.frames.get(&fid) {
-                match f.phase.clone() {
-                    Phase::Task { task, .. } => {
-                        self.ex.tasks.remove(&task);
-                        self.commands.push(Command::CancelTask { task });
-                    }
-                    _ => {}
+                if let Phase::Task { task, .. } = f.phase.clone() {
+                    self.ex.tasks.remove(&task);
+                    self.commands.push(Command::CancelTask { task });
                 }
             }
         }

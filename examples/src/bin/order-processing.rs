@@ -14,8 +14,13 @@ use stepline_engine::runner::{run_once, RunIdentity};
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/order-processing");
 
 fn main() -> Result<()> {
-    let read = |f: &str| std::fs::read_to_string(format!("{DIR}/{f}")).with_context(|| format!("reading {f}"));
-    let def = Arc::new(Definition::parse_text(&read("definition.asl.json")?, StateMachineType::Standard)?);
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("{DIR}/{f}")).with_context(|| format!("reading {f}"))
+    };
+    let def = Arc::new(Definition::parse_text(
+        &read("definition.asl.json")?,
+        StateMachineType::Standard,
+    )?);
     let input: serde_json::Value = serde_json::from_str(&read("input.json")?)?;
     let mocks = read("mock-config.json")?;
     for case in ["HappyPath", "FlakyGateway", "CardDeclined"] {
@@ -32,7 +37,10 @@ fn main() -> Result<()> {
             match &e.kind {
                 EventKind::StateEntered { name, .. } => println!("  t={t:>5.1}s  enter {name}"),
                 EventKind::ActivityFailed { error, .. } => {
-                    println!("  t={t:>5.1}s    task failed: {}", error.as_deref().unwrap_or("?"))
+                    println!(
+                        "  t={t:>5.1}s    task failed: {}",
+                        error.as_deref().unwrap_or("?")
+                    )
                 }
                 EventKind::ActivitySucceeded { .. } => println!("  t={t:>5.1}s    task succeeded"),
                 _ => {}
