@@ -26,6 +26,12 @@ pub struct CaseResult {
     pub passed: bool,
     /// Why it failed (empty when passed).
     pub detail: String,
+    /// For cases with recorded history events: whether every event matched in full (ids,
+    /// `previousEventId` and detail fields), not only in type. Informational, not a verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_exact: Option<bool>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub history_note: String,
 }
 
 /// All verdicts plus the per-category table.
@@ -60,6 +66,12 @@ impl Report {
         for (cat, (p, f)) in self.by_category() {
             s.push_str(&format!("{cat:<34} {p:>7} {f:>7} {:>7}\n", p + f));
         }
+        let with_history: Vec<bool> = self.cases.iter().filter_map(|c| c.history_exact).collect();
+        s.push_str(&format!(
+            "history events identical in every field (ids, links, details): {} of {} cases with recorded events\n",
+            with_history.iter().filter(|x| **x).count(),
+            with_history.len()
+        ));
         s.push_str(&format!("{} passed, {} failed\n", self.passed, self.failed));
         s
     }
@@ -101,19 +113,30 @@ pub fn run_case_text(file: &str, text: &str) -> CaseResult {
                 kind: String::new(),
                 passed: false,
                 detail: format!("case is not JSON: {e}"),
+                history_exact: None,
+                history_note: String::new(),
             }
         }
     };
     let category = case["category"].as_str().unwrap_or("").to_string();
     let kind = case["kind"].as_str().unwrap_or("").to_string();
-    let verdict = std::panic::catch_unwind(|| check(&case))
-        .unwrap_or_else(|_| Err("the engine panicked".to_string()));
+    let mut exact = None;
+    let verdict =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&case, &mut exact)))
+            .unwrap_or_else(|_| Err("the engine panicked".to_string()));
+    let (history_exact, history_note) = match exact {
+        Some(Ok(())) => (Some(true), String::new()),
+        Some(Err(e)) => (Some(false), e),
+        None => (None, String::new()),
+    };
     CaseResult {
         file: file.into(),
         category,
         kind,
         passed: verdict.is_ok(),
         detail: verdict.err().unwrap_or_default(),
+        history_exact,
+        history_note,
     }
 }
 
@@ -125,9 +148,11 @@ fn sm_type(case: &Value) -> StateMachineType {
     }
 }
 
-fn check(case: &Value) -> Result<(), String> {
+type Exact = Option<Result<(), String>>;
+
+fn check(case: &Value, exact: &mut Exact) -> Result<(), String> {
     match case["kind"].as_str() {
-        Some("execution") => check_execution(case),
+        Some("execution") => check_execution(case, exact),
         Some("definition_rejected") => check_rejected(case),
         Some("validate_definition") => check_validation(case),
         other => Err(format!("unknown case kind {other:?}")),
@@ -170,7 +195,7 @@ fn check_validation(case: &Value) -> Result<(), String> {
     Ok(())
 }
 
-fn check_execution(case: &Value) -> Result<(), String> {
+fn check_execution(case: &Value, exact: &mut Exact) -> Result<(), String> {
     let ty = sm_type(case);
     let def = Definition::parse(&case["definition"], ty)
         .map_err(|e| format!("definition rejected: {e}"))?;
@@ -233,6 +258,9 @@ fn check_execution(case: &Value) -> Result<(), String> {
     world.run().map_err(|e| format!("run failed: {e}"))?;
     let out = world.outcome(main);
     let expected = &case["expected"];
+    if let Some(want) = expected.get("history_events").and_then(Value::as_array) {
+        *exact = Some(compare_events(case, &out.history, want));
+    }
     let want_status = expected["status"].as_str().unwrap_or("");
     if out.status.as_str() != want_status {
         return Err(format!(
@@ -296,6 +324,70 @@ fn check_execution(case: &Value) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Full comparison of recorded history events (ids, links, details) after normalisation.
+fn compare_events(
+    case: &Value,
+    got: &[crate::history::HistoryEvent],
+    want: &[Value],
+) -> Result<(), String> {
+    let sorted = case["normalise"]
+        .as_array()
+        .is_some_and(|rs| rs.iter().any(|r| r["kind"] == "parallel_events_sorted"));
+    if sorted {
+        return Err("parallel block re-sorted in the recording; not compared".into());
+    }
+    if got.len() != want.len() {
+        return Err(format!("{} events, want {}", got.len(), want.len()));
+    }
+    for (g, w) in got.iter().zip(want) {
+        let mut v = g.to_aws_json();
+        decode_event_payloads(&mut v);
+        normalise_causes(case, &mut v);
+        let v = normalise_value(case, &v);
+        if !json_eq(&v, w) {
+            return Err(format!("event differs:\n  got:  {v}\n  want: {w}"));
+        }
+    }
+    Ok(())
+}
+
+/// Applies the `'{json}'` → `'<json-input:N>'` rule to every `cause` value.
+fn normalise_causes(case: &Value, v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                match x {
+                    Value::String(s) if k == "cause" => *s = normalise_cause(case, s),
+                    _ => normalise_causes(case, x),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| normalise_causes(case, x)),
+        _ => {}
+    }
+}
+
+/// The snapshot library decodes string values that start with `{` inside objects.
+fn decode_event_payloads(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (_, x) in m.iter_mut() {
+                if let Value::String(s) = x {
+                    if s.starts_with('{') {
+                        if let Ok(parsed) = serde_json::from_str::<Value>(s) {
+                            *x = parsed;
+                            continue;
+                        }
+                    }
+                }
+                decode_event_payloads(x);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(decode_event_payloads),
+        _ => {}
+    }
 }
 
 /// JSON equality where object key order does not matter and 1 == 1.0.

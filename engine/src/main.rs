@@ -214,6 +214,17 @@ fn real_main() -> Result<ExitCode> {
             let report = conformance::run_dir(&dir)
                 .with_context(|| format!("cannot read cases from {}", dir.display()))?;
             if verbose {
+                for c in report
+                    .cases
+                    .iter()
+                    .filter(|c| c.history_exact == Some(false))
+                {
+                    println!(
+                        "HISTORY {}\n  {}",
+                        c.file,
+                        c.history_note.replace('\n', "\n  ")
+                    );
+                }
                 for c in report.cases.iter().filter(|c| !c.passed) {
                     println!(
                         "FAIL {} [{}]\n  {}",

@@ -321,6 +321,14 @@ impl World {
                         })
                     }
                 };
+                // A mocked task is picked up at once, then answers.
+                self.inbox.push_back((
+                    slot,
+                    Input::TaskStarted {
+                        task: d.task,
+                        worker_name: "mock".into(),
+                    },
+                ));
                 self.inbox.push_back((slot, input));
                 return Ok(());
             }

@@ -79,6 +79,9 @@ pub(crate) struct Frame {
     pub(crate) vars: Map<String, Value>,
     last_event: u64,
     entered_event: u64,
+    /// `previousEventId` of the current state's Entered event.
+    #[serde(default)]
+    entered_prev: u64,
     entered_ms: i64,
     retry_counts: Vec<u32>,
     retry_total: u32,
@@ -130,6 +133,8 @@ struct MapRun {
     failure: Option<Fault>,
     launching: bool,
     distributed: bool,
+    /// Id of the latest `MapIteration{Succeeded,Failed}` event.
+    last_iteration_event: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -218,6 +223,17 @@ fn payload_size(v: &Value) -> usize {
     let mut c = Counter(0);
     let _ = serde_json::to_writer(&mut c, v);
     c.0
+}
+
+/// The largest number of seconds ASL accepts in Seconds/TimeoutSeconds/HeartbeatSeconds.
+const MAX_SECONDS: u64 = 99_999_999;
+
+/// The maximum number of history events of one execution; AWS fails the execution there.
+pub const HISTORY_LIMIT: u64 = 25_000;
+
+/// `now + seconds`, saturating instead of overflowing.
+fn deadline(now_ms: i64, seconds: u64) -> i64 {
+    now_ms.saturating_add((seconds.min(MAX_SECONDS) as i64).saturating_mul(1000))
 }
 
 fn is_task_like(kind: &StateKind) -> bool {
@@ -337,25 +353,38 @@ impl<'a> Run<'a> {
 
     /// Appends an event in `fid`'s chain (or the execution's when `None`).
     fn emit(&mut self, fid: Option<u64>, kind: EventKind) -> u64 {
-        let mut prev = self.ex.last_event_id;
+        self.emit_linked(fid, kind, None, true)
+    }
+
+    /// Appends an event whose `previousEventId` is `prev` (the frame's last event when
+    /// `None`); `advance` says whether later events of the frame link to it. AWS links a few
+    /// events off the main chain (`EvaluationFailed` to 0, `MapStateSucceeded` beside it).
+    fn emit_linked(
+        &mut self,
+        fid: Option<u64>,
+        kind: EventKind,
+        prev: Option<u64>,
+        advance: bool,
+    ) -> u64 {
+        let mut chain = self.ex.last_event_id;
         if let Some(fid) = fid {
             if let Some(f) = self.ex.frames.get(&fid) {
                 if f.silent {
                     return 0;
                 }
-                prev = f.last_event;
+                chain = f.last_event;
             }
         }
         self.ex.last_event_id += 1;
         let id = self.ex.last_event_id;
         self.events.push(HistoryEvent {
             id,
-            previous_event_id: prev,
+            previous_event_id: prev.unwrap_or(chain),
             timestamp_ms: self.ctx.now_ms,
             kind,
         });
-        if let Some(fid) = fid {
-            if let Some(f) = self.ex.frames.get_mut(&fid) {
+        if advance {
+            if let Some(f) = fid.and_then(|fid| self.ex.frames.get_mut(&fid)) {
                 f.last_event = id;
             }
         }
@@ -463,7 +492,7 @@ impl<'a> Run<'a> {
                     );
                 }
                 if let Some(t) = self.def.timeout_seconds {
-                    let at = self.now() + (t as i64) * 1000;
+                    let at = deadline(self.now(), t);
                     self.schedule_timer(at, Timer::ExecutionTimeout);
                 }
                 let root = self.def.root();
@@ -476,8 +505,10 @@ impl<'a> Run<'a> {
                         input: info_input,
                         phase: Phase::Idle,
                         vars: Map::new(),
-                        last_event: self.ex.last_event_id,
+                        // AWS gives the first state's event previousEventId 0.
+                        last_event: 0,
                         entered_event: 0,
+                        entered_prev: 0,
                         entered_ms: self.now(),
                         retry_counts: Vec::new(),
                         retry_total: 0,
@@ -612,7 +643,7 @@ impl<'a> Run<'a> {
     ) -> R<()> {
         self.cancel_timer(old);
         let Some(s) = seconds else { return Ok(()) };
-        let at = self.now() + (s as i64) * 1000;
+        let at = deadline(self.now(), s);
         let new = self.schedule_timer(at, Timer::Heartbeat { frame: fid, task });
         if let Phase::Task {
             heartbeat_timer, ..
@@ -732,6 +763,20 @@ impl<'a> Run<'a> {
             if self.ex.is_finished() || !self.ex.frames.contains_key(&fid) {
                 return Ok(());
             }
+            if self.ex.last_event_id >= HISTORY_LIMIT {
+                // AWS fails an execution whose history reaches its size limit; this also
+                // bounds a step over an endless loop of non-blocking states.
+                return self.end_execution(
+                    ExecutionStatus::Failed,
+                    None,
+                    Some(Fault {
+                        error: Some(names::RUNTIME.into()),
+                        cause: Some(format!(
+                            "The execution reached the maximum number of history events ({HISTORY_LIMIT})."
+                        )),
+                    }),
+                );
+            }
             match self.enter_state(fid)? {
                 Flow::Continue => continue,
                 Flow::Blocked | Flow::Done => return Ok(()),
@@ -741,6 +786,7 @@ impl<'a> Run<'a> {
 
     fn enter_state(&mut self, fid: u64) -> R<Flow> {
         let state = self.state_of(fid)?;
+        let f_prev = self.frame(fid)?.last_event;
         let input = self.frame(fid)?.input.clone();
         let now = self.now();
         let id = self.emit(
@@ -752,6 +798,7 @@ impl<'a> Run<'a> {
             },
         );
         let f = self.frame_mut(fid)?;
+        f.entered_prev = f_prev;
         f.entered_event = id;
         f.entered_ms = now;
         f.retry_counts.clear();
@@ -830,26 +877,7 @@ impl<'a> Run<'a> {
         }?;
         match result {
             Ok(flow) => Ok(flow),
-            Err(failure) => {
-                let fault = self.in_state(fid, failure);
-                if fault.error.as_deref() == Some(names::QUERY_EVALUATION_ERROR) {
-                    let location = fault.cause.as_deref().and_then(|c| {
-                        let start = c.find("for the field '")? + "for the field '".len();
-                        let end = c[start..].find('\'')?;
-                        Some(c[start..start + end].to_string())
-                    });
-                    self.emit(
-                        Some(fid),
-                        EventKind::EvaluationFailed {
-                            error: names::QUERY_EVALUATION_ERROR.into(),
-                            cause: fault.cause.clone().unwrap_or_default(),
-                            location,
-                            state: state.name.to_string(),
-                        },
-                    );
-                }
-                self.state_failed(fid, fault)
-            }
+            Err(failure) => self.fail_in_state(fid, failure),
         }
     }
 
@@ -918,9 +946,10 @@ impl<'a> Run<'a> {
             (result, error_output),
             |s| s.eval(t, "Assign"),
         )?;
+        // AWS records `assignedVariables` only when something was assigned.
         Ok(v.map(|v| match v {
-            Value::Object(m) => Some(m),
-            _ => Some(Map::new()),
+            Value::Object(m) if !m.is_empty() => Some(m),
+            _ => None,
         }))
     }
 
@@ -1049,6 +1078,7 @@ impl<'a> Run<'a> {
     }
 
     fn fail_in_state(&mut self, fid: u64, f: Failure) -> R<Flow> {
+        let entered_prev = self.frame(fid)?.entered_prev;
         let fault = self.in_state(fid, f);
         if fault.error.as_deref() == Some(names::QUERY_EVALUATION_ERROR) {
             let state = self.state_of(fid)?;
@@ -1057,7 +1087,7 @@ impl<'a> Run<'a> {
                 let end = c[start..].find('\'')?;
                 Some(c[start..start + end].to_string())
             });
-            self.emit(
+            self.emit_linked(
                 Some(fid),
                 EventKind::EvaluationFailed {
                     error: names::QUERY_EVALUATION_ERROR.into(),
@@ -1065,6 +1095,8 @@ impl<'a> Run<'a> {
                     location,
                     state: state.name.to_string(),
                 },
+                Some(entered_prev),
+                true,
             );
         }
         self.state_failed(fid, fault)
@@ -1284,7 +1316,9 @@ impl<'a> Run<'a> {
                     Err(f) => return Ok(Err(f)),
                 };
                 match v.as_i64() {
-                    Some(s) if s >= 0 => self.now() + s * 1000,
+                    Some(s) if (0..=MAX_SECONDS as i64).contains(&s) => {
+                        deadline(self.now(), s as u64)
+                    }
                     _ => {
                         return Ok(Err(Failure::runtime(format!(
                             "The Seconds field must be a non-negative integer: {}",
@@ -1299,7 +1333,9 @@ impl<'a> Run<'a> {
                     Err(f) => return Ok(Err(f)),
                 };
                 match v.as_i64().or_else(|| v.as_u64().map(|u| u as i64)) {
-                    Some(s) if s >= 0 => self.now() + s * 1000,
+                    Some(s) if (0..=MAX_SECONDS as i64).contains(&s) => {
+                        deadline(self.now(), s as u64)
+                    }
                     Some(_) => {
                         return Ok(Err(Failure::runtime(format!(
                             "The SecondsPath parameter references a negative value: {} == {}",
@@ -1377,6 +1413,26 @@ impl<'a> Run<'a> {
                 self.scoped(fid, doc, &extra, (None, None), |s| s.eval(t, field))
             }
         }
+    }
+
+    /// A positive whole number of seconds no larger than ASL's maximum (99999999).
+    fn seconds_field(
+        &mut self,
+        fid: u64,
+        n: Option<&NumberSource>,
+        doc: &Value,
+        field: &str,
+    ) -> R<Result<Option<u64>, Failure>> {
+        Ok(match self.integer(fid, n, doc, field)? {
+            Ok(None) => Ok(None),
+            Ok(Some(x)) if x >= 1.0 && x <= MAX_SECONDS as f64 && x.fract() == 0.0 => {
+                Ok(Some(x as u64))
+            }
+            Ok(Some(x)) => Err(Failure::runtime(format!(
+                "The {field} value {x} is not a whole number of seconds between 1 and {MAX_SECONDS}."
+            ))),
+            Err(f) => Err(f),
+        })
     }
 
     /// An integer-valued field: numbers and numeric strings are accepted.
@@ -1460,13 +1516,14 @@ impl<'a> Run<'a> {
                 None => eff,
             }
         };
-        let timeout = match self.integer(fid, spec.timeout.as_ref(), &raw, "TimeoutSeconds")? {
-            Ok(v) => v.map(|x| x.max(1.0) as u64),
-            Err(f) => return Ok(Err(f)),
-        };
+        let timeout =
+            match self.seconds_field(fid, spec.timeout.as_ref(), &raw, "TimeoutSeconds")? {
+                Ok(v) => v,
+                Err(f) => return Ok(Err(f)),
+            };
         let heartbeat =
-            match self.integer(fid, spec.heartbeat.as_ref(), &raw, "HeartbeatSeconds")? {
-                Ok(v) => v.map(|x| x.max(1.0) as u64),
+            match self.seconds_field(fid, spec.heartbeat.as_ref(), &raw, "HeartbeatSeconds")? {
+                Ok(v) => v,
                 Err(f) => return Ok(Err(f)),
             };
         let activity = spec.is_activity();
@@ -1490,14 +1547,10 @@ impl<'a> Run<'a> {
         self.emit(Some(fid), kind);
         let now = self.now();
         let timeout_timer = timeout.map(|t| {
-            self.schedule_timer(
-                now + t as i64 * 1000,
-                Timer::TaskTimeout { frame: fid, task },
-            )
+            self.schedule_timer(deadline(now, t), Timer::TaskTimeout { frame: fid, task })
         });
-        let heartbeat_timer = heartbeat.map(|h| {
-            self.schedule_timer(now + h as i64 * 1000, Timer::Heartbeat { frame: fid, task })
-        });
+        let heartbeat_timer = heartbeat
+            .map(|h| self.schedule_timer(deadline(now, h), Timer::Heartbeat { frame: fid, task }));
         let attempt = self.frame(fid)?.retry_total + 1;
         self.ex.tasks.insert(task, fid);
         self.frame_mut(fid)?.phase = Phase::Task {
@@ -1607,6 +1660,7 @@ impl<'a> Run<'a> {
                 vars,
                 last_event: last,
                 entered_event: 0,
+                entered_prev: 0,
                 entered_ms: self.now(),
                 retry_counts: Vec::new(),
                 retry_total: 0,
@@ -1891,6 +1945,7 @@ impl<'a> Run<'a> {
             failure: None,
             launching: false,
             distributed,
+            last_iteration_event: 0,
         }));
         self.map_advance(fid).map(Ok)
     }
@@ -1977,23 +2032,33 @@ impl<'a> Run<'a> {
         if !done {
             return Ok(Flow::Blocked);
         }
-        let results = match std::mem::replace(&mut self.frame_mut(fid)?.phase, Phase::Idle) {
-            Phase::Map(m) => m.results,
-            _ => return Err(invariant("map phase vanished")),
-        };
+        let (results, last_iteration_event) =
+            match std::mem::replace(&mut self.frame_mut(fid)?.phase, Phase::Idle) {
+                Phase::Map(m) => (m.results, m.last_iteration_event),
+                _ => return Err(invariant("map phase vanished")),
+            };
+        // AWS links the success events beside the chain: the next state links to the last
+        // iteration's end (inline) or to the map run's start (distributed).
+        let mut prev = None;
         if distributed {
-            self.emit(
+            prev = Some(self.emit_linked(
                 Some(fid),
                 EventKind::Plain {
                     event_type: "MapRunSucceeded".into(),
                 },
-            );
+                None,
+                false,
+            ));
+        } else if last_iteration_event > 0 {
+            self.frame_mut(fid)?.last_event = last_iteration_event;
         }
-        self.emit(
+        self.emit_linked(
             Some(fid),
             EventKind::Plain {
                 event_type: "MapStateSucceeded".into(),
             },
+            prev,
+            false,
         );
         let arr = Value::Array(
             results
@@ -2296,17 +2361,20 @@ impl<'a> Run<'a> {
                 }
                 let launching = m.launching;
                 if !distributed {
-                    self.emit(
+                    // The iteration-ended event does not move the parent's chain forward.
+                    let id = self.emit_linked(
                         Some(pid),
                         EventKind::MapIteration {
                             status: Cow::Borrowed(if ok { "Succeeded" } else { "Failed" }),
                             name: state.name.clone(),
                             index: slot,
                         },
+                        None,
+                        false,
                     );
-                    // The iteration-ended event does not move the parent's chain forward.
-                    if let Some(p) = self.ex.frames.get_mut(&pid) {
-                        p.last_event = child_last;
+                    if let Some(Phase::Map(m)) = self.ex.frames.get_mut(&pid).map(|p| &mut p.phase)
+                    {
+                        m.last_iteration_event = id;
                     }
                 }
                 if launching {
