@@ -936,3 +936,29 @@ fn huge_runtime_durations_do_not_overflow() {
         problems.join("\n  ")
     );
 }
+
+#[test]
+fn an_endless_loop_of_pass_states_fails_at_the_history_limit() {
+    // A Choice that always loops back: valid ASL (a terminal state exists), never ends.
+    let def = definition(json!({"StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Next": "C"},
+        "C": {"Type": "Choice", "Choices": [{"Variable": "$.stop", "IsPresent": false, "Next": "A"}],
+              "Default": "Done"},
+        "Done": {"Type": "Succeed"}
+    }}));
+    let mut exec = Execution::new(info(json!({}), 1));
+    let ctx = Context {
+        now_ms: T0,
+        ..Context::default()
+    };
+    let step = exec.apply(&def, &Input::Start, &ctx).expect("apply");
+    assert_eq!(exec.status, ExecutionStatus::Failed);
+    assert_eq!(exec.error.as_deref(), Some("States.Runtime"));
+    let last = step.events.last().expect("events");
+    assert_eq!(last.kind.type_name(), "ExecutionFailed");
+    assert!(
+        (25_000..=25_002).contains(&last.id),
+        "history should stop at AWS's 25,000-event limit, ended at {}",
+        last.id
+    );
+}

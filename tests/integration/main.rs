@@ -6,8 +6,10 @@
 //!   inputs, stop, retry timers, replay and snapshots).
 //! * [`props`]: property tests that parsers and evaluators never panic.
 //! * [`conformance`]: the recorded-AWS corpus must not regress below its baseline.
+//! * [`tidy`]: house rules (pure modules do no IO, module docs, code map, no placeholders).
 
 mod conformance;
 mod golden;
 mod interp;
 mod props;
+mod tidy;
