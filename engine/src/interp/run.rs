@@ -173,6 +173,9 @@ pub(crate) struct Run<'a> {
 
 type R<T> = Result<T, InterpError>;
 
+/// Variables a state assigns (recorded in its Exited event).
+type Assigned = Option<Map<String, Value>>;
+
 /// An upper bound of a value's serialized size, computed without formatting.
 fn size_upper_bound(v: &Value, budget: usize) -> usize {
     match v {
@@ -975,6 +978,28 @@ impl<'a> Run<'a> {
         )
     }
 
+    /// JSONata states: `Assign` and `Output` (or `default`), evaluated with the same
+    /// `$states` bindings before any variable changes.
+    #[allow(clippy::too_many_arguments)]
+    fn jsonata_exit(
+        &mut self,
+        fid: u64,
+        assign: Option<&Template>,
+        output: Option<&Template>,
+        raw: &Value,
+        result: Option<&Value>,
+        error_output: Option<&Value>,
+        default: Value,
+    ) -> R<Result<(Value, Assigned), Failure>> {
+        let assigned = match self.eval_assign(fid, assign, raw, result, error_output)? {
+            Ok(a) => a,
+            Err(f) => return Ok(Err(f)),
+        };
+        Ok(self
+            .jsonata_output(fid, output, raw, result, error_output, default)?
+            .map(|out| (out, assigned)))
+    }
+
     /// Emits `…StateExited`, applies assigned variables and follows the transition.
     fn exit_state(
         &mut self,
@@ -1031,22 +1056,18 @@ impl<'a> Run<'a> {
         let state = self.state_of(fid)?;
         let raw = self.frame(fid)?.input.clone();
         let (output, assigned) = if state.query_language == QueryLanguage::JSONata {
-            let assigned = match self.eval_assign(fid, state.assign.as_ref(), &raw, None, None)? {
-                Ok(a) => a,
-                Err(f) => return self.fail_in_state(fid, f),
-            };
-            let out = match self.jsonata_output(
+            match self.jsonata_exit(
                 fid,
+                state.assign.as_ref(),
                 state.io.output.as_ref(),
                 &raw,
                 None,
                 None,
                 Value::clone(&raw),
             )? {
-                Ok(o) => o,
+                Ok(x) => x,
                 Err(f) => return self.fail_in_state(fid, f),
-            };
-            (out, assigned)
+            }
         } else {
             let assigned =
                 match self.eval_assign(fid, state.assign.as_ref(), &effective, None, None)? {
@@ -1113,20 +1134,17 @@ impl<'a> Run<'a> {
     ) -> R<Result<Flow, Failure>> {
         let raw = self.frame(fid)?.input.clone();
         if state.query_language == QueryLanguage::JSONata {
-            let assigned = match self.eval_assign(fid, state.assign.as_ref(), &raw, None, None)? {
-                Ok(a) => a,
-                Err(f) => return Ok(Err(f)),
-            };
             let default = result.cloned().unwrap_or_else(|| Value::clone(&raw));
-            let out = match self.jsonata_output(
+            let (out, assigned) = match self.jsonata_exit(
                 fid,
+                state.assign.as_ref(),
                 state.io.output.as_ref(),
                 &raw,
                 None,
                 None,
                 default,
             )? {
-                Ok(o) => o,
+                Ok(x) => x,
                 Err(f) => return Ok(Err(f)),
             };
             return self.exit_state(fid, state, out, assigned, None).map(Ok);
@@ -1592,20 +1610,16 @@ impl<'a> Run<'a> {
             );
         }
         if state.query_language == QueryLanguage::JSONata {
-            let assigned =
-                match self.eval_assign(fid, state.assign.as_ref(), &raw, Some(&result), None)? {
-                    Ok(a) => a,
-                    Err(f) => return self.fail_in_state(fid, f),
-                };
-            let out = match self.jsonata_output(
+            let (out, assigned) = match self.jsonata_exit(
                 fid,
+                state.assign.as_ref(),
                 state.io.output.as_ref(),
                 &raw,
                 Some(&result),
                 None,
                 result.clone(),
             )? {
-                Ok(o) => o,
+                Ok(x) => x,
                 Err(f) => return self.fail_in_state(fid, f),
             };
             return self.exit_state(fid, state, out, assigned, None);
@@ -2217,28 +2231,18 @@ impl<'a> Run<'a> {
                 let raw = self.frame(fid)?.input.clone();
                 let err_out = fault.output();
                 let (output, assigned) = if state.query_language == QueryLanguage::JSONata {
-                    let assigned = match self.eval_assign(
+                    match self.jsonata_exit(
                         fid,
                         c.assign.as_ref(),
-                        &raw,
-                        None,
-                        Some(&err_out),
-                    )? {
-                        Ok(a) => a,
-                        Err(f) => return self.frame_failed(fid, self.in_state(fid, f)),
-                    };
-                    let out = match self.jsonata_output(
-                        fid,
                         c.output.as_ref(),
                         &raw,
                         None,
                         Some(&err_out),
                         err_out.clone(),
                     )? {
-                        Ok(o) => o,
+                        Ok(x) => x,
                         Err(f) => return self.frame_failed(fid, self.in_state(fid, f)),
-                    };
-                    (out, assigned)
+                    }
                 } else {
                     let assigned =
                         match self.eval_assign(fid, c.assign.as_ref(), &err_out, None, None)? {
