@@ -4,7 +4,8 @@
 //! Pure modules (no IO, no clock, no randomness of their own): [`asl`], [`jsonpath`],
 //! [`intrinsics`], [`jsonata`], [`dataflow`], [`timestamp`], [`task_token`], [`history`],
 //! [`interp`]. The rest ([`mock`], [`runner`], [`conformance`], [`cli`]) drive the
-//! interpreter and may do IO.
+//! interpreter and may do IO; [`runtime`] is the distributed runtime (coordinators over a
+//! `Store` and a `Broker`).
 
 pub mod asl;
 pub mod conformance;
@@ -17,5 +18,6 @@ pub mod jsonata;
 pub mod jsonpath;
 pub mod mock;
 pub mod runner;
+pub mod runtime;
 pub mod task_token;
 pub mod timestamp;

@@ -1,0 +1,105 @@
+//! The `Broker` port: how task messages reach workers and how their replies (and the control
+//! plane's start/stop requests) reach the coordinator that owns an execution's partition.
+//!
+//! Topology (RabbitMQ adapter): one durable queue per activity/resource (persistent messages,
+//! publisher confirms, consumer prefetch); one durable input queue per partition
+//! (`stepline.partition.<n>`), which is the `reply_to` of every task message; a fanout
+//! exchange for cancellations; a dead-letter exchange (`stepline.dlx` → `stepline.dead`) for
+//! messages that cannot be parsed — logged, counted, never fatal to the consumer. The memory
+//! adapter keeps the same semantics with in-process channels
+//! ([`stepline_worker::hub::InProcessHub`]). One contract suite runs against both.
+
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use stepline_worker::protocol::{Reply, TaskMessage};
+
+/// Everything that enters a partition: worker replies and control-plane requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InputMessage {
+    /// A worker's reply (routed by the token's execution).
+    Worker { reply: Reply },
+    /// Start an execution whose record was just created.
+    Start { execution_arn: String },
+    /// Stop an execution.
+    Stop {
+        execution_arn: String,
+        error: Option<String>,
+        cause: Option<String>,
+    },
+    /// Complete a `.waitForTaskToken` task from outside (SendTask* API, SDK client).
+    Callback { reply: Reply },
+}
+
+pub use stepline_worker::topology::{partition_queue, task_queue};
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BrokerError {
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    #[error("publish not confirmed: {0}")]
+    NotConfirmed(String),
+    #[error("broker: {0}")]
+    Other(String),
+}
+
+/// Acknowledges one delivery. Dropping it without acking leaves the message to be redelivered
+/// (after the consumer/connection goes away).
+pub trait Acker: Send + Sync + 'static {
+    fn ack(
+        self: Box<Self>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>>;
+}
+
+/// One received input with its acknowledgement handle.
+pub struct Delivery {
+    pub message: InputMessage,
+    pub acker: Box<dyn Acker>,
+}
+
+/// A stream of a partition's inputs. `next` returns `None` when the consumer was cancelled.
+pub trait InputConsumer: Send + 'static {
+    fn next(&mut self) -> impl Future<Output = Option<Delivery>> + Send;
+}
+
+/// A task fetched with `get_task` (the GetActivityTask path).
+pub struct TaskDelivery {
+    pub message: TaskMessage,
+    pub acker: Box<dyn Acker>,
+}
+
+pub trait Broker: Send + Sync + 'static {
+    type Consumer: InputConsumer;
+
+    /// Publishes a task on the durable queue `queue` (declared on first use) and waits for
+    /// the broker's confirmation.
+    fn publish_task(
+        &self,
+        queue: &str,
+        message: &TaskMessage,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send;
+    /// Broadcasts that a task was given up.
+    fn publish_cancel(
+        &self,
+        task_token: &str,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send;
+    /// Sends an input to a partition's queue (confirmed).
+    fn publish_input(
+        &self,
+        partition: u32,
+        message: &InputMessage,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send;
+    /// Starts consuming a partition's inputs; malformed messages are dead-lettered, not
+    /// returned.
+    fn consume_inputs(
+        &self,
+        partition: u32,
+    ) -> impl Future<Output = Result<Self::Consumer, BrokerError>> + Send;
+    /// Takes one task from `queue` if one is waiting (no long poll here).
+    fn get_task(
+        &self,
+        queue: &str,
+    ) -> impl Future<Output = Result<Option<TaskDelivery>, BrokerError>> + Send;
+    /// Messages dead-lettered so far by this process (malformed input).
+    fn dead_lettered(&self) -> u64;
+}

@@ -1,0 +1,11 @@
+//! The distributed runtime: coordinators that drive the pure interpreter over a [`store::Store`]
+//! (Redis or memory) and a [`broker::Broker`] (RabbitMQ or memory).
+//!
+//! Flow of one input: the owner of the execution's partition loads the execution, applies the
+//! input with [`crate::interp::Execution::apply`], and commits events, snapshot, journal,
+//! timers and an outbox of messages in one atomic, version- and fence-checked
+//! [`store::Store::commit`]; only then does it publish the outbox. Every consumer tolerates
+//! duplicates (task tokens name the task; the interpreter ignores stale inputs).
+
+pub mod broker;
+pub mod store;

@@ -1,0 +1,259 @@
+//! The `Store` port: where state machines, activities and executions live.
+//!
+//! One [`Commit`] per interpreter step writes the execution record (with its serialized
+//! snapshot), the new history events, the journal entries, timer changes and the outbox in one
+//! atomic operation guarded by the expected version *and* the partition's fencing token, so a
+//! stale owner's commit fails. Keys of one execution share a hash tag (`{<execution arn>}`) so
+//! the Redis adapter also runs on Redis Cluster. Finished executions expire after the store's
+//! retention. Adapters: [`memory`](super::store_memory) and [`redis`](super::store_redis); one
+//! contract suite runs against both.
+
+use crate::asl::StateMachineType;
+use crate::history::HistoryEvent;
+use crate::interp::{ExecutionStatus, JournalEntry};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::future::Future;
+use stepline_worker::protocol::TaskMessage;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateMachineRecord {
+    pub arn: String,
+    pub name: String,
+    /// The definition as the user sent it (text, so it round-trips byte for byte).
+    pub definition: String,
+    pub machine_type: StateMachineType,
+    pub role_arn: String,
+    pub created_ms: i64,
+    /// Changes on every update; executions record the revision they started with.
+    pub revision_id: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivityRecord {
+    pub arn: String,
+    pub name: String,
+    pub created_ms: i64,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An execution's summary plus its interpreter snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    pub execution_arn: String,
+    pub state_machine_arn: String,
+    /// The definition revision this execution runs.
+    pub revision_id: String,
+    pub name: String,
+    pub partition: u32,
+    pub status: ExecutionStatus,
+    pub start_ms: i64,
+    pub stop_ms: Option<i64>,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    /// Incremented by every commit; 1 after creation.
+    pub version: u64,
+    /// `serde_json` of [`crate::interp::Execution`].
+    pub snapshot: Value,
+}
+
+/// A timer the runtime must deliver as `Input::TimerFired`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerEntry {
+    pub partition: u32,
+    pub execution_arn: String,
+    pub timer: u64,
+    pub fire_at_ms: i64,
+}
+
+/// A message to publish once its commit has succeeded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum OutboxMessage {
+    /// Publish a task to the durable queue of `queue` (the activity / resource).
+    Task { queue: String, message: TaskMessage },
+    /// Tell workers the engine gave up on a task (timeout, stop, sibling failure).
+    Cancel { task_token: String },
+}
+
+/// One pending outbox message of one execution; `seq` increases per execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub execution_arn: String,
+    pub seq: u64,
+    pub message: OutboxMessage,
+}
+
+/// Proof of partition ownership: commits carry it and fail once a newer owner exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fence {
+    pub partition: u32,
+    pub token: u64,
+}
+
+/// Everything one interpreter step changes, written atomically.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Commit {
+    pub fence: Fence,
+    /// 0 creates the execution (fails with `AlreadyExists` if it exists).
+    pub expected_version: u64,
+    /// The new record; its `version` must be `expected_version + 1`.
+    pub execution: ExecutionRecord,
+    pub events: Vec<HistoryEvent>,
+    pub journal: Vec<JournalEntry>,
+    pub outbox: Vec<OutboxMessage>,
+    pub timers_add: Vec<TimerEntry>,
+    /// Timers to drop (fired or cancelled).
+    pub timers_remove: Vec<TimerEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    #[error("version conflict: expected {expected}, found {found}")]
+    VersionConflict { expected: u64, found: u64 },
+    #[error("partition {partition} is owned by a newer fencing token")]
+    Fenced { partition: u32 },
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("{0} does not exist")]
+    NotFound(String),
+    #[error("store backend: {0}")]
+    Backend(String),
+}
+
+/// A page of results plus the token for the next page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_token: Option<String>,
+}
+
+/// The storage port. Every method is atomic on its own; [`Store::commit`] is atomic across
+/// everything it writes.
+pub trait Store: Send + Sync + 'static {
+    // State machines and activities.
+    fn create_state_machine(
+        &self,
+        sm: StateMachineRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn update_state_machine(
+        &self,
+        sm: StateMachineRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn get_state_machine(
+        &self,
+        arn: &str,
+    ) -> impl Future<Output = Result<Option<StateMachineRecord>, StoreError>> + Send;
+    /// Definitions of every revision stay readable while executions use them.
+    fn get_state_machine_revision(
+        &self,
+        arn: &str,
+        revision_id: &str,
+    ) -> impl Future<Output = Result<Option<StateMachineRecord>, StoreError>> + Send;
+    fn list_state_machines(
+        &self,
+        limit: usize,
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<Page<StateMachineRecord>, StoreError>> + Send;
+    fn delete_state_machine(
+        &self,
+        arn: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn create_activity(
+        &self,
+        a: ActivityRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn get_activity(
+        &self,
+        arn: &str,
+    ) -> impl Future<Output = Result<Option<ActivityRecord>, StoreError>> + Send;
+    fn list_activities(
+        &self,
+        limit: usize,
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<Page<ActivityRecord>, StoreError>> + Send;
+    fn delete_activity(&self, arn: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    // Executions.
+    fn commit(&self, c: Commit) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn get_execution(
+        &self,
+        arn: &str,
+    ) -> impl Future<Output = Result<Option<ExecutionRecord>, StoreError>> + Send;
+    /// Newest first; `status` filters when given.
+    fn list_executions(
+        &self,
+        state_machine_arn: &str,
+        status: Option<ExecutionStatus>,
+        limit: usize,
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<Page<ExecutionRecord>, StoreError>> + Send;
+    /// Events with `id > after_id`, oldest first, at most `limit`.
+    fn history(
+        &self,
+        arn: &str,
+        after_id: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<HistoryEvent>, StoreError>> + Send;
+    fn journal(
+        &self,
+        arn: &str,
+    ) -> impl Future<Output = Result<Vec<JournalEntry>, StoreError>> + Send;
+
+    // Outbox and timers of a partition.
+    fn pending_outbox(
+        &self,
+        partition: u32,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<OutboxEntry>, StoreError>> + Send;
+    /// Removes the execution's outbox entries with `seq <= up_to`.
+    fn ack_outbox(
+        &self,
+        partition: u32,
+        execution_arn: &str,
+        up_to: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Timers with `fire_at_ms <= now_ms`, earliest first.
+    fn due_timers(
+        &self,
+        partition: u32,
+        now_ms: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<TimerEntry>, StoreError>> + Send;
+    /// The earliest timer of the partition, if any (to know how long to sleep).
+    fn next_timer(
+        &self,
+        partition: u32,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+
+    // Partition leases with fencing tokens.
+    /// Takes the lease if it is free or expired; returns a token larger than any before.
+    fn acquire_lease(
+        &self,
+        partition: u32,
+        owner: &str,
+        ttl_ms: u64,
+    ) -> impl Future<Output = Result<Option<Fence>, StoreError>> + Send;
+    /// Extends a held lease; `false` if it was lost.
+    fn renew_lease(
+        &self,
+        fence: Fence,
+        owner: &str,
+        ttl_ms: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn release_lease(
+        &self,
+        fence: Fence,
+        owner: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The partition of an execution: a stable hash of its ARN.
+pub fn partition_of(execution_arn: &str, partitions: u32) -> u32 {
+    (crate::runner::seed_from(execution_arn) % u64::from(partitions.max(1))) as u32
+}

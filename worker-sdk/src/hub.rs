@@ -1,0 +1,118 @@
+//! The in-process transport: task queues, replies and cancellations as in-memory channels,
+//! shared by the engine's memory broker and in-process workers (embedded mode and tests).
+//!
+//! Semantics mirror the AMQP transport: a task queue per resource, each task delivered to one
+//! consumer; replies flow to a single sink the engine drains; cancellations are broadcast.
+
+use crate::protocol::{CancelMessage, Reply, TaskMessage};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, mpsc, Notify};
+
+#[derive(Default)]
+struct Queues {
+    tasks: HashMap<String, VecDeque<TaskMessage>>,
+}
+
+struct Inner {
+    queues: Mutex<Queues>,
+    task_ready: Notify,
+    replies_tx: mpsc::UnboundedSender<Reply>,
+    replies_rx: Mutex<Option<mpsc::UnboundedReceiver<Reply>>>,
+    cancels: broadcast::Sender<CancelMessage>,
+}
+
+/// A cloneable handle to one in-process hub.
+#[derive(Clone)]
+pub struct InProcessHub {
+    inner: Arc<Inner>,
+}
+
+impl Default for InProcessHub {
+    fn default() -> Self {
+        InProcessHub::new()
+    }
+}
+
+impl InProcessHub {
+    pub fn new() -> InProcessHub {
+        let (replies_tx, replies_rx) = mpsc::unbounded_channel();
+        let (cancels, _) = broadcast::channel(1024);
+        InProcessHub {
+            inner: Arc::new(Inner {
+                queues: Mutex::new(Queues::default()),
+                task_ready: Notify::new(),
+                replies_tx,
+                replies_rx: Mutex::new(Some(replies_rx)),
+                cancels,
+            }),
+        }
+    }
+
+    fn queues(&self) -> std::sync::MutexGuard<'_, Queues> {
+        // A poisoned lock only means another thread panicked mid-push; the data is intact.
+        self.inner.queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Engine side: enqueue a task on `queue`.
+    pub fn push_task(&self, queue: &str, task: TaskMessage) {
+        self.queues()
+            .tasks
+            .entry(queue.to_string())
+            .or_default()
+            .push_back(task);
+        self.inner.task_ready.notify_waiters();
+    }
+
+    /// Worker side: take the next task of any of `queues`, if one is waiting.
+    pub fn try_take_task(&self, queues: &[String]) -> Option<TaskMessage> {
+        let mut q = self.queues();
+        for name in queues {
+            if let Some(t) = q.tasks.get_mut(name).and_then(VecDeque::pop_front) {
+                return Some(t);
+            }
+        }
+        None
+    }
+
+    /// Worker side: wait for the next task of any of `queues`.
+    pub async fn take_task(&self, queues: &[String]) -> TaskMessage {
+        loop {
+            let notified = self.inner.task_ready.notified();
+            if let Some(t) = self.try_take_task(queues) {
+                return t;
+            }
+            notified.await;
+        }
+    }
+
+    /// Number of tasks waiting on `queue`.
+    pub fn queued(&self, queue: &str) -> usize {
+        self.queues().tasks.get(queue).map_or(0, VecDeque::len)
+    }
+
+    /// Worker side: send a reply to the engine.
+    pub fn reply(&self, reply: Reply) {
+        // The receiver lives as long as the hub; a send can only fail after shutdown.
+        let _ = self.inner.replies_tx.send(reply);
+    }
+
+    /// Engine side: the reply stream (can be taken once).
+    pub fn take_replies(&self) -> Option<mpsc::UnboundedReceiver<Reply>> {
+        self.inner
+            .replies_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Engine side: tell workers a task was given up.
+    pub fn cancel(&self, msg: CancelMessage) {
+        let _ = self.inner.cancels.send(msg);
+    }
+
+    /// Worker side: subscribe to cancellations.
+    pub fn cancellations(&self) -> broadcast::Receiver<CancelMessage> {
+        self.inner.cancels.subscribe()
+    }
+}
