@@ -19,8 +19,17 @@ use stepline_worker::protocol::{Reply, TaskMessage};
 pub enum InputMessage {
     /// A worker's reply (routed by the token's execution).
     Worker { reply: Reply },
-    /// Start an execution whose record was just created.
-    Start { execution_arn: String },
+    /// Create and start an execution. The partition owner creates the record (so creation is
+    /// fenced like every other write); a second Start for an existing ARN with the same input
+    /// is a no-op.
+    Start {
+        execution_arn: String,
+        state_machine_arn: String,
+        revision_id: String,
+        name: String,
+        input: serde_json::Value,
+        start_ms: i64,
+    },
     /// Stop an execution.
     Stop {
         execution_arn: String,
