@@ -8,4 +8,6 @@
 //! duplicates (task tokens name the task; the interpreter ignores stale inputs).
 
 pub mod broker;
+pub mod clock;
+pub mod coordinator;
 pub mod store;
