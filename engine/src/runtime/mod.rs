@@ -10,4 +10,5 @@
 pub mod broker;
 pub mod clock;
 pub mod coordinator;
+pub mod service;
 pub mod store;
