@@ -73,6 +73,8 @@ pub struct TimerEntry {
 }
 
 /// A message to publish once its commit has succeeded.
+// Outbox messages are short-lived and mostly `Task`s; boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum OutboxMessage {
     /// Publish a task to the durable queue of `queue` (the activity / resource).
