@@ -8,7 +8,11 @@
 //! duplicates (task tokens name the task; the interpreter ignores stale inputs).
 
 pub mod broker;
+pub mod broker_amqp;
+pub mod broker_memory;
 pub mod clock;
 pub mod coordinator;
 pub mod service;
 pub mod store;
+pub mod store_memory;
+pub mod store_redis;

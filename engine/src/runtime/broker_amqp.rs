@@ -1,0 +1,1005 @@
+//! The RabbitMQ [`Broker`] (AMQP 0-9-1 via lapin): the production transport.
+//!
+//! One connection per broker (one broker per process), with lapin's automatic recovery
+//! (queues, bindings, QoS, consumers and confirm mode are replayed after a reconnect); the first
+//! connection is retried with a bounded exponential backoff (`backon`). One confirm-mode
+//! channel publishes, one channel serves `get_task` (basic.get), and every input consumer gets
+//! its own channel with a prefetch limit, so dropping a consumer closes its channel and
+//! RabbitMQ requeues whatever it had not acked.
+//!
+//! Topology (names from [`stepline_worker::topology`], optionally prefixed by a namespace for
+//! isolated tests): the dead-letter exchange (fanout, durable) bound to the dead-letter queue;
+//! durable task and partition queues, declared on first use and cached, each with
+//! `x-dead-letter-exchange`; the cancellation fanout exchange. Messages are JSON, persistent
+//! (delivery mode 2) and confirmed; task and input publishes are `mandatory`, and since RabbitMQ
+//! *acks* an unroutable mandatory message (returning it alongside), a confirmation that carries
+//! a returned message counts as a failure (the queue is redeclared and the publish retried).
+//!
+//! A message that cannot be decoded ([`decode_input`], [`decode_task`]: bad JSON, unknown
+//! protocol version) is rejected without requeue, so RabbitMQ moves it to the dead-letter
+//! queue; it is logged and counted, and the consumer keeps consuming.
+//!
+//! Optionally ([`AmqpConfig::with_callback_routing`]) the broker also consumes the callback
+//! queue, where `.waitForTaskToken` callbacks arrive from clients that cannot know a token's
+//! partition, and forwards each one whose token verifies to its execution's partition queue
+//! (acked only after the forward is confirmed), as the memory broker routes the hub's replies.
+//! With a namespace, a task's `reply_to` partition queue is namespaced too.
+//!
+//! Not here: ownership of partitions (leases in the store), retries of ASL tasks (engine logic).
+
+use super::broker::{
+    partition_queue, Acker, Broker, BrokerError, Delivery, InputConsumer, InputMessage,
+    TaskDelivery,
+};
+use super::broker_memory::{decode_input, decode_task};
+use super::store::partition_of;
+use crate::task_token;
+use backon::{ExponentialBuilder, Retryable};
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
+    BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
+use std::collections::HashSet;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use stepline_worker::protocol::{CancelMessage, TaskMessage, PROTOCOL_VERSION};
+use stepline_worker::topology::{
+    CALLBACK_QUEUE, CANCEL_EXCHANGE, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE,
+    PARTITION_QUEUE_PREFIX, QUEUE_DEAD_LETTER_ARGUMENT,
+};
+use tokio::sync::oneshot;
+
+/// The URL of a local RabbitMQ with the default account and vhost.
+pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// How often one publish is tried (after a recovered channel error or a returned message).
+const PUBLISH_ATTEMPTS: usize = 3;
+
+/// Persistent delivery mode.
+const PERSISTENT: u8 = 2;
+
+/// How to reach RabbitMQ and how to use it.
+#[derive(Clone)]
+pub struct AmqpConfig {
+    /// `amqp://user:password@host:port/vhost` (vhost URL-encoded: `%2f` is `/`).
+    pub url: String,
+    /// Prefix for every exchange and queue name (`"<namespace>."`); empty in production, so
+    /// names are exactly those of [`stepline_worker::topology`]. Tests use a unique namespace to
+    /// isolate themselves (and [`AmqpBroker::delete_namespace`] to clean up).
+    pub namespace: String,
+    /// Unacked deliveries one input consumer may hold.
+    pub prefetch: u16,
+    /// Attempts to establish the first connection (exponential backoff, 200 ms to 5 s).
+    pub connect_attempts: usize,
+    /// TCP connection attempts per reconnection cycle after the connection is lost (lapin's
+    /// recovery backoff, 100 ms to 5 s).
+    pub reconnect_attempts: usize,
+    /// Shown in RabbitMQ's management UI.
+    pub connection_name: String,
+    /// When set, this broker consumes the callback queue and routes each callback to its
+    /// execution's partition (see [`AmqpConfig::with_callback_routing`]).
+    pub callback_routing: Option<CallbackRouting>,
+}
+
+/// What routing callbacks by task token needs: the engine's token key and partition count.
+#[derive(Clone)]
+pub struct CallbackRouting {
+    pub token_key: Vec<u8>,
+    pub partitions: u32,
+}
+
+impl fmt::Debug for CallbackRouting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallbackRouting")
+            .field("token_key", &"***")
+            .field("partitions", &self.partitions)
+            .finish()
+    }
+}
+
+impl AmqpConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        AmqpConfig {
+            url: url.into(),
+            namespace: String::new(),
+            prefetch: 64,
+            connect_attempts: 8,
+            reconnect_attempts: 10,
+            connection_name: "stepline-engine".into(),
+            callback_routing: None,
+        }
+    }
+
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    pub fn with_prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch = prefetch;
+        self
+    }
+
+    pub fn with_connect_attempts(mut self, attempts: usize) -> Self {
+        self.connect_attempts = attempts;
+        self
+    }
+
+    pub fn with_reconnect_attempts(mut self, attempts: usize) -> Self {
+        self.reconnect_attempts = attempts;
+        self
+    }
+
+    /// Consume [`CALLBACK_QUEUE`] (where the SDK's `TaskTokenClient` sends `.waitForTaskToken`
+    /// callbacks, not knowing their partition) and move each callback whose token verifies
+    /// with `token_key` to the input queue of its execution's partition; others are
+    /// dead-lettered. Every engine process may do this: the queue's consumers share the work.
+    pub fn with_callback_routing(mut self, token_key: impl Into<Vec<u8>>, partitions: u32) -> Self {
+        self.callback_routing = Some(CallbackRouting {
+            token_key: token_key.into(),
+            partitions: partitions.max(1),
+        });
+        self
+    }
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        AmqpConfig::new(DEFAULT_URL)
+    }
+}
+
+impl fmt::Debug for AmqpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("url", &redact(&self.url))
+            .field("namespace", &self.namespace)
+            .field("prefetch", &self.prefetch)
+            .field("connect_attempts", &self.connect_attempts)
+            .field("reconnect_attempts", &self.reconnect_attempts)
+            .field("connection_name", &self.connection_name)
+            .field("callback_routing", &self.callback_routing)
+            .finish()
+    }
+}
+
+/// `url` without its password, for logs and errors.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section is a single set operation; a poisoned lock leaves it consistent.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn unavailable(what: &str, e: lapin::Error) -> BrokerError {
+    BrokerError::Unavailable(format!("{what}: {e}"))
+}
+
+/// A channel that is open or will be once the connection recovers.
+fn usable(channel: &Channel) -> bool {
+    let s = channel.status();
+    s.connected() || s.reconnecting() || s.initializing()
+}
+
+struct Shared {
+    config: AmqpConfig,
+    /// `"<namespace>."` or empty.
+    prefix: String,
+    connection: Connection,
+    publisher: tokio::sync::Mutex<Channel>,
+    getter: tokio::sync::Mutex<Channel>,
+    /// Queues (full names) declared by this broker.
+    declared: Mutex<HashSet<String>>,
+    dead_lettered: AtomicU64,
+    consumer_tags: AtomicU64,
+    /// Dropped with the broker, which stops the callback router.
+    router_stop: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl Shared {
+    fn name(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    fn queue_arguments(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        args.insert(
+            QUEUE_DEAD_LETTER_ARGUMENT.0.into(),
+            AMQPValue::LongString(self.name(DEAD_LETTER_EXCHANGE).into()),
+        );
+        args
+    }
+
+    /// The channel in `slot`, reopened if it was closed (a channel-level error closes it).
+    async fn channel(
+        &self,
+        slot: &tokio::sync::Mutex<Channel>,
+        confirm: bool,
+    ) -> Result<Channel, BrokerError> {
+        let mut channel = slot.lock().await;
+        if !usable(&channel) {
+            tracing::info!(confirm, "reopening a closed RabbitMQ channel");
+            let fresh = self
+                .connection
+                .create_channel()
+                .await
+                .map_err(|e| unavailable("cannot open a channel", e))?;
+            if confirm {
+                fresh
+                    .confirm_select(ConfirmSelectOptions::default())
+                    .await
+                    .map_err(|e| unavailable("cannot enable publisher confirms", e))?;
+            }
+            *channel = fresh;
+        }
+        Ok(channel.clone())
+    }
+
+    /// Declares a durable Stepline queue (full name) once per broker.
+    async fn declare_queue(&self, queue: &str) -> Result<(), BrokerError> {
+        if lock(&self.declared).contains(queue) {
+            return Ok(());
+        }
+        let channel = self.channel(&self.publisher, true).await?;
+        channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                self.queue_arguments(),
+            )
+            .await
+            .map_err(|e| unavailable(&format!("cannot declare queue {queue}"), e))?;
+        lock(&self.declared).insert(queue.to_string());
+        Ok(())
+    }
+
+    /// Declares the exchanges and the dead-letter queue every broker needs.
+    async fn declare_topology(&self) -> Result<(), BrokerError> {
+        let channel = self.channel(&self.publisher, true).await?;
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        let dlx = self.name(DEAD_LETTER_EXCHANGE);
+        let dead = self.name(DEAD_LETTER_QUEUE);
+        let cancel = self.name(CANCEL_EXCHANGE);
+        let declare_error = |what: &str, e| unavailable(&format!("cannot declare {what}"), e);
+        channel
+            .exchange_declare(
+                dlx.as_str().into(),
+                ExchangeKind::Fanout,
+                durable,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| declare_error(&dlx, e))?;
+        channel
+            .queue_declare(
+                dead.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| declare_error(&dead, e))?;
+        channel
+            .queue_bind(
+                dead.as_str().into(),
+                dlx.as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| declare_error(&dead, e))?;
+        channel
+            .exchange_declare(
+                cancel.as_str().into(),
+                ExchangeKind::Fanout,
+                durable,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| declare_error(&cancel, e))?;
+        Ok(())
+    }
+
+    /// Publishes one persistent JSON message and waits for RabbitMQ's confirmation. With
+    /// `queue`, the message goes to that queue (declared first) through the default exchange
+    /// and must be routable.
+    async fn publish(
+        &self,
+        exchange: &str,
+        queue: Option<&str>,
+        payload: &[u8],
+    ) -> Result<(), BrokerError> {
+        let properties = BasicProperties::default()
+            .with_delivery_mode(PERSISTENT)
+            .with_content_type("application/json".into());
+        let options = BasicPublishOptions {
+            mandatory: queue.is_some(),
+            immediate: false,
+        };
+        let mut last = BrokerError::Other("publish was not attempted".into());
+        for _ in 0..PUBLISH_ATTEMPTS {
+            if let Some(queue) = queue {
+                self.declare_queue(queue).await?;
+            }
+            let channel = self.channel(&self.publisher, true).await?;
+            let confirmation = match channel
+                .basic_publish(
+                    exchange.into(),
+                    queue.unwrap_or("").into(),
+                    options,
+                    payload,
+                    properties.clone(),
+                )
+                .await
+            {
+                Ok(pending) => pending.await,
+                Err(e) => Err(e),
+            };
+            match confirmation {
+                Ok(Confirmation::Ack(None)) => return Ok(()),
+                Ok(Confirmation::Ack(Some(returned))) => {
+                    // RabbitMQ acks an unroutable mandatory message and returns it: the queue
+                    // is gone (deleted behind our back). Redeclare it and publish again.
+                    let target = queue.unwrap_or(exchange);
+                    tracing::warn!(
+                        queue = target,
+                        reply_code = returned.reply_code,
+                        reply_text = %returned.reply_text,
+                        "published message was returned as unroutable"
+                    );
+                    if let Some(queue) = queue {
+                        lock(&self.declared).remove(queue);
+                    }
+                    last = BrokerError::NotConfirmed(format!(
+                        "message to {target} was returned: {} {}",
+                        returned.reply_code, returned.reply_text
+                    ));
+                }
+                Ok(Confirmation::Nack(_)) => {
+                    return Err(BrokerError::NotConfirmed(
+                        "RabbitMQ nacked the message".into(),
+                    ))
+                }
+                Ok(Confirmation::NotRequested) => {
+                    return Err(BrokerError::NotConfirmed(
+                        "publisher confirms are off on the publishing channel".into(),
+                    ))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "publish failed; waiting for recovery");
+                    last = unavailable("publish failed", e.clone());
+                    if let Err(e) = channel.wait_for_recovery(e).await {
+                        tracing::debug!(error = %e, "publish error is not recoverable in place");
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Counts and logs a malformed message, and rejects it without requeue (to the DLX).
+    async fn dead_letter(
+        self: Arc<Self>,
+        acker: lapin::Acker,
+        size: usize,
+        reason: String,
+        queue: String,
+    ) {
+        self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%queue, %reason, size, "dead-lettering a malformed message");
+        if let Err(e) = acker.reject(BasicRejectOptions { requeue: false }).await {
+            tracing::warn!(%queue, error = %e, "rejecting a malformed message failed");
+        }
+    }
+}
+
+/// The RabbitMQ broker. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct AmqpBroker {
+    shared: Arc<Shared>,
+}
+
+impl AmqpBroker {
+    /// Connects (retrying with bounded exponential backoff) and declares the topology.
+    pub async fn connect(config: AmqpConfig) -> Result<AmqpBroker, BrokerError> {
+        let shown = redact(&config.url);
+        let properties = ConnectionProperties::default()
+            .with_connection_name(config.connection_name.clone().into())
+            .with_backoff(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_max_times(config.reconnect_attempts),
+            )
+            .enable_auto_recover();
+        let url = config.url.clone();
+        let connection = (|| Connection::connect(&url, properties.clone()))
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_max_times(config.connect_attempts),
+            )
+            .sleep(tokio::time::sleep)
+            .notify(|e, after| {
+                tracing::warn!(url = %shown, error = %e, ?after, "cannot connect to RabbitMQ; retrying");
+            })
+            .await
+            .map_err(|e| {
+                BrokerError::Unavailable(format!("cannot connect to RabbitMQ at {shown}: {e}"))
+            })?;
+        let publisher = connection
+            .create_channel()
+            .await
+            .map_err(|e| unavailable("cannot open a channel", e))?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| unavailable("cannot enable publisher confirms", e))?;
+        let getter = connection
+            .create_channel()
+            .await
+            .map_err(|e| unavailable("cannot open a channel", e))?;
+        let prefix = if config.namespace.is_empty() {
+            String::new()
+        } else {
+            format!("{}.", config.namespace)
+        };
+        let shared = Arc::new(Shared {
+            config,
+            prefix,
+            connection,
+            publisher: tokio::sync::Mutex::new(publisher),
+            getter: tokio::sync::Mutex::new(getter),
+            declared: Mutex::new(HashSet::new()),
+            dead_lettered: AtomicU64::new(0),
+            consumer_tags: AtomicU64::new(0),
+            router_stop: Mutex::new(None),
+        });
+        shared.declare_topology().await?;
+        if let Some(routing) = shared.config.callback_routing.clone() {
+            start_callback_router(&shared, routing).await?;
+        }
+        Ok(AmqpBroker { shared })
+    }
+
+    /// The configuration this broker was connected with.
+    pub fn config(&self) -> &AmqpConfig {
+        &self.shared.config
+    }
+
+    /// The full name of a queue or exchange (with the namespace prefix).
+    pub fn name(&self, name: &str) -> String {
+        self.shared.name(name)
+    }
+
+    /// Publishes raw bytes onto a partition's input queue, bypassing encoding (tests, tooling).
+    pub async fn publish_raw_input(&self, partition: u32, bytes: &[u8]) -> Result<(), BrokerError> {
+        self.publish_raw(&partition_queue(partition), bytes).await
+    }
+
+    /// Publishes raw bytes onto a durable Stepline queue (`queue` without the namespace, e.g.
+    /// [`CALLBACK_QUEUE`]), confirmed, bypassing encoding (tests, tooling).
+    pub async fn publish_raw(&self, queue: &str, bytes: &[u8]) -> Result<(), BrokerError> {
+        let queue = self.name(queue);
+        self.shared.publish("", Some(&queue), bytes).await
+    }
+
+    /// Takes (and acks) the oldest message of the dead-letter queue, if any.
+    pub async fn take_dead_letter(&self) -> Result<Option<Vec<u8>>, BrokerError> {
+        let channel = self.shared.channel(&self.shared.getter, false).await?;
+        let queue = self.name(DEAD_LETTER_QUEUE);
+        let message = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .map_err(|e| unavailable(&format!("cannot read {queue}"), e))?;
+        Ok(message.map(|m| m.delivery.data))
+    }
+
+    /// Subscribes to cancellations: a server-named, exclusive queue bound to the cancellation
+    /// exchange, deleted when the subscription is dropped.
+    pub async fn subscribe_cancels(&self) -> Result<CancelSubscription, BrokerError> {
+        let channel = self
+            .shared
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| unavailable("cannot open a channel", e))?;
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| unavailable("cannot declare a cancellation queue", e))?;
+        let queue = queue.name().to_string();
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                self.name(CANCEL_EXCHANGE).into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| unavailable("cannot bind the cancellation queue", e))?;
+        let consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                self.consumer_tag().into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    exclusive: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| unavailable("cannot consume cancellations", e))?;
+        Ok(CancelSubscription {
+            _channel: channel,
+            consumer,
+        })
+    }
+
+    /// Deletes every queue this broker declared, the dead-letter queue and the exchanges.
+    /// Only for a namespaced broker (tests): the shared production topology is never deleted.
+    pub async fn delete_namespace(&self) -> Result<(), BrokerError> {
+        if self.shared.prefix.is_empty() {
+            return Err(BrokerError::Other(
+                "refusing to delete the topology of a broker without a namespace".into(),
+            ));
+        }
+        let channel = self
+            .shared
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| unavailable("cannot open a channel", e))?;
+        let mut queues: Vec<String> = lock(&self.shared.declared).drain().collect();
+        queues.push(self.name(DEAD_LETTER_QUEUE));
+        for queue in queues {
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .map_err(|e| unavailable(&format!("cannot delete queue {queue}"), e))?;
+        }
+        for exchange in [self.name(DEAD_LETTER_EXCHANGE), self.name(CANCEL_EXCHANGE)] {
+            channel
+                .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                .await
+                .map_err(|e| unavailable(&format!("cannot delete exchange {exchange}"), e))?;
+        }
+        Ok(())
+    }
+
+    /// Closes the connection (consumers end, unacked deliveries are requeued).
+    pub async fn close(&self) -> Result<(), BrokerError> {
+        self.shared
+            .connection
+            .close(200, "OK".into())
+            .await
+            .map_err(|e| unavailable("cannot close the connection", e))
+    }
+
+    fn consumer_tag(&self) -> String {
+        let n = self.shared.consumer_tags.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{}-{}-{n}",
+            self.shared.config.connection_name,
+            std::process::id()
+        )
+    }
+}
+
+impl Broker for AmqpBroker {
+    type Consumer = AmqpConsumer;
+
+    async fn publish_task(&self, queue: &str, message: &TaskMessage) -> Result<(), BrokerError> {
+        let payload = if !self.shared.prefix.is_empty()
+            && message.reply_to.starts_with(PARTITION_QUEUE_PREFIX)
+        {
+            // In a namespace, workers must reply to the namespaced partition queue.
+            let mut message = message.clone();
+            message.reply_to = self.name(&message.reply_to);
+            serde_json::to_vec(&message)
+        } else {
+            serde_json::to_vec(message)
+        }
+        .map_err(|e| BrokerError::Other(e.to_string()))?;
+        let queue = self.name(queue);
+        self.shared.publish("", Some(&queue), &payload).await
+    }
+
+    async fn publish_cancel(&self, task_token: &str) -> Result<(), BrokerError> {
+        let payload = serde_json::to_vec(&CancelMessage {
+            version: PROTOCOL_VERSION,
+            task_token: task_token.to_string(),
+        })
+        .map_err(|e| BrokerError::Other(e.to_string()))?;
+        // Not mandatory: a fanout exchange without subscribers is not an error.
+        let exchange = self.name(CANCEL_EXCHANGE);
+        self.shared.publish(&exchange, None, &payload).await
+    }
+
+    async fn publish_input(
+        &self,
+        partition: u32,
+        message: &InputMessage,
+    ) -> Result<(), BrokerError> {
+        let payload = serde_json::to_vec(message).map_err(|e| BrokerError::Other(e.to_string()))?;
+        let queue = self.name(&partition_queue(partition));
+        self.shared.publish("", Some(&queue), &payload).await
+    }
+
+    async fn consume_inputs(&self, partition: u32) -> Result<AmqpConsumer, BrokerError> {
+        let queue = self.name(&partition_queue(partition));
+        self.shared.declare_queue(&queue).await?;
+        let channel = self
+            .shared
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| unavailable("cannot open a channel", e))?;
+        channel
+            .basic_qos(self.shared.config.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| unavailable("cannot set the prefetch", e))?;
+        let consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                self.consumer_tag().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| unavailable(&format!("cannot consume {queue}"), e))?;
+        Ok(AmqpConsumer {
+            _channel: channel,
+            consumer,
+            shared: self.shared.clone(),
+            queue,
+        })
+    }
+
+    async fn get_task(&self, queue: &str) -> Result<Option<TaskDelivery>, BrokerError> {
+        let queue = self.name(queue);
+        // basic.get on a missing queue would close the channel: declare it first.
+        self.shared.declare_queue(&queue).await?;
+        let channel = self.shared.channel(&self.shared.getter, false).await?;
+        loop {
+            let Some(message) = channel
+                .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
+                .await
+                .map_err(|e| unavailable(&format!("cannot get from {queue}"), e))?
+            else {
+                return Ok(None);
+            };
+            let delivery = message.delivery;
+            match decode_task(&delivery.data) {
+                Ok(task) => {
+                    return Ok(Some(TaskDelivery {
+                        message: task,
+                        acker: Box::new(AmqpTaskAcker {
+                            acker: Some(delivery.acker),
+                        }),
+                    }))
+                }
+                Err(reason) => {
+                    self.shared
+                        .clone()
+                        .dead_letter(delivery.acker, delivery.data.len(), reason, queue.clone())
+                        .await
+                }
+            }
+        }
+    }
+
+    fn dead_lettered(&self) -> u64 {
+        self.shared.dead_lettered.load(Ordering::Relaxed)
+    }
+}
+
+/// Consumes one partition's input queue on its own channel. Dropping it closes the channel,
+/// so RabbitMQ requeues every delivery it had not acked.
+pub struct AmqpConsumer {
+    _channel: Channel,
+    consumer: lapin::Consumer,
+    shared: Arc<Shared>,
+    queue: String,
+}
+
+impl InputConsumer for AmqpConsumer {
+    /// Cancel-safe: the only await is the consumer stream; a malformed message is rejected in
+    /// a background task.
+    async fn next(&mut self) -> Option<Delivery> {
+        loop {
+            match self.consumer.next().await {
+                None => return None,
+                Some(Err(e)) => {
+                    let status = self.shared.connection.status();
+                    if status.closed() || status.errored() {
+                        tracing::warn!(queue = %self.queue, error = %e, "input consumer ended");
+                        return None;
+                    }
+                    tracing::warn!(
+                        queue = %self.queue,
+                        error = %e,
+                        "input consumer error; waiting for the connection to recover"
+                    );
+                }
+                Some(Ok(delivery)) => match decode_input(&delivery.data) {
+                    Ok(message) => {
+                        return Some(Delivery {
+                            message,
+                            acker: Box::new(AmqpAcker(delivery.acker)),
+                        })
+                    }
+                    Err(reason) => {
+                        let shared = self.shared.clone();
+                        let size = delivery.data.len();
+                        tokio::spawn(shared.dead_letter(
+                            delivery.acker,
+                            size,
+                            reason,
+                            self.queue.clone(),
+                        ));
+                    }
+                },
+            }
+        }
+    }
+}
+
+async fn ack(acker: lapin::Acker) -> Result<(), BrokerError> {
+    match acker.ack(BasicAckOptions::default()).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(BrokerError::Other(
+            "the delivery's channel was closed or recovered; it will be redelivered".into(),
+        )),
+        Err(e) => Err(unavailable("ack failed", e)),
+    }
+}
+
+struct AmqpAcker(lapin::Acker);
+
+impl Acker for AmqpAcker {
+    fn ack(self: Box<Self>) -> Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>> {
+        Box::pin(ack(self.0))
+    }
+}
+
+/// Acks a task taken with basic.get; dropped without an ack, it nacks the task back onto its
+/// queue at once (the `get_task` channel lives as long as the broker, so waiting for it to
+/// close would strand the task).
+struct AmqpTaskAcker {
+    acker: Option<lapin::Acker>,
+}
+
+impl Acker for AmqpTaskAcker {
+    fn ack(mut self: Box<Self>) -> Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>> {
+        match self.acker.take() {
+            Some(acker) => Box::pin(ack(acker)),
+            None => Box::pin(std::future::ready(Ok(()))),
+        }
+    }
+}
+
+impl Drop for AmqpTaskAcker {
+    fn drop(&mut self) {
+        let Some(acker) = self.acker.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime, no connection: RabbitMQ requeues the task when the channel closes.
+            return;
+        };
+        runtime.spawn(async move {
+            let requeue = BasicNackOptions {
+                multiple: false,
+                requeue: true,
+            };
+            if let Err(e) = acker.nack(requeue).await {
+                tracing::warn!(error = %e, "returning an unacked task failed");
+            }
+        });
+    }
+}
+
+/// Cancellations received from the fanout exchange (see [`AmqpBroker::subscribe_cancels`]).
+pub struct CancelSubscription {
+    _channel: Channel,
+    consumer: lapin::Consumer,
+}
+
+impl CancelSubscription {
+    /// The next cancellation; `None` once the subscription ended. Malformed ones are skipped.
+    pub async fn next(&mut self) -> Option<CancelMessage> {
+        loop {
+            match self.consumer.next().await? {
+                Ok(delivery) => match serde_json::from_slice::<CancelMessage>(&delivery.data) {
+                    Ok(cancel) if cancel.version == PROTOCOL_VERSION => return Some(cancel),
+                    Ok(cancel) => {
+                        tracing::warn!(version = cancel.version, "skipping a cancellation")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "skipping a malformed cancellation"),
+                },
+                Err(e) => tracing::warn!(error = %e, "cancellation subscription error"),
+            }
+        }
+    }
+}
+
+/// Starts the task that routes callbacks from [`CALLBACK_QUEUE`] (own channel, prefetch).
+async fn start_callback_router(
+    shared: &Arc<Shared>,
+    routing: CallbackRouting,
+) -> Result<(), BrokerError> {
+    let queue = shared.name(CALLBACK_QUEUE);
+    shared.declare_queue(&queue).await?;
+    let channel = shared
+        .connection
+        .create_channel()
+        .await
+        .map_err(|e| unavailable("cannot open a channel", e))?;
+    channel
+        .basic_qos(shared.config.prefetch, BasicQosOptions::default())
+        .await
+        .map_err(|e| unavailable("cannot set the prefetch", e))?;
+    let n = shared.consumer_tags.fetch_add(1, Ordering::Relaxed);
+    let tag = format!(
+        "{}-{}-callbacks-{n}",
+        shared.config.connection_name,
+        std::process::id()
+    );
+    let mut consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            tag.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| unavailable(&format!("cannot consume {queue}"), e))?;
+    let (stop, mut stopped) = oneshot::channel();
+    *lock(&shared.router_stop) = Some(stop);
+    let weak = Arc::downgrade(shared);
+    tokio::spawn(async move {
+        let _channel = channel;
+        loop {
+            let next = tokio::select! {
+                _ = &mut stopped => return,
+                next = consumer.next() => next,
+            };
+            let Some(shared) = weak.upgrade() else {
+                return;
+            };
+            match next {
+                None => return,
+                Some(Err(e)) => {
+                    let status = shared.connection.status();
+                    if status.closed() || status.errored() {
+                        tracing::warn!(%queue, error = %e, "callback router ended");
+                        return;
+                    }
+                    tracing::warn!(%queue, error = %e, "callback router error; waiting for recovery");
+                }
+                Some(Ok(delivery)) => route_callback(&shared, &routing, &queue, delivery).await,
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Forwards one callback to its partition's input queue, then acks it; dead-letters it if it
+/// is malformed or its token does not verify; requeues it if forwarding failed.
+async fn route_callback(
+    shared: &Arc<Shared>,
+    routing: &CallbackRouting,
+    queue: &str,
+    delivery: lapin::message::Delivery,
+) {
+    let reply = match decode_input(&delivery.data) {
+        Ok(InputMessage::Callback { reply } | InputMessage::Worker { reply }) => reply,
+        Ok(_) => {
+            let reason = "only worker replies and callbacks belong on the callback queue";
+            let size = delivery.data.len();
+            return shared
+                .clone()
+                .dead_letter(delivery.acker, size, reason.into(), queue.into())
+                .await;
+        }
+        Err(reason) => {
+            let size = delivery.data.len();
+            return shared
+                .clone()
+                .dead_letter(delivery.acker, size, reason, queue.into())
+                .await;
+        }
+    };
+    let Some((execution_arn, _task)) = task_token::verify(&routing.token_key, reply.task_token())
+    else {
+        let size = delivery.data.len();
+        return shared
+            .clone()
+            .dead_letter(
+                delivery.acker,
+                size,
+                "task token does not verify".into(),
+                queue.into(),
+            )
+            .await;
+    };
+    let partition = partition_of(&execution_arn, routing.partitions);
+    let target = shared.name(&partition_queue(partition));
+    match shared.publish("", Some(&target), &delivery.data).await {
+        Ok(()) => {
+            if let Err(e) = ack(delivery.acker).await {
+                // Redelivered later and forwarded again: a duplicate the engine ignores.
+                tracing::warn!(%queue, error = %e, "acking a routed callback failed");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(%queue, %target, error = %e, "forwarding a callback failed; requeueing it");
+            // Do not spin on a broker that keeps refusing: give it a moment first.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let requeue = BasicNackOptions {
+                multiple: false,
+                requeue: true,
+            };
+            if let Err(e) = delivery.acker.nack(requeue).await {
+                tracing::warn!(%queue, error = %e, "requeueing a callback failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(
+            redact("amqp://guest:secret@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact("amqp://host/%2f"), "amqp://host/%2f");
+        assert_eq!(redact("not a url"), "not a url");
+    }
+}

@@ -1,0 +1,1119 @@
+//! `RedisStore`: the production [`Store`] adapter on Redis (single node or primary/replica).
+//!
+//! One [`ConnectionManager`] (a multiplexed connection that reconnects in the background) is
+//! shared by all clones. No blocking command is ever sent, so the manager's response timeout
+//! (5 s here) never cuts a command short on purpose. Records, events, journal entries and
+//! outbox messages are stored as `serde_json` text.
+//!
+//! # Keys
+//!
+//! Every key starts with the store's `key_prefix` (a namespace: tests use a unique one per run).
+//!
+//! | key | type | content |
+//! |---|---|---|
+//! | `{<execution arn>}:exec` | hash | `version`, `status`, `record` (JSON with snapshot), `order` (list key), `outbox_seq` |
+//! | `{<execution arn>}:events` / `:journal` | list | history events / journal entries, oldest first |
+//! | `{<execution arn>}:outbox` | sorted set | score = seq, member = `<seq>:<message JSON>` |
+//! | `{<execution arn>}:timers` | set | the execution's timer members (to drop them when it finishes) |
+//! | `{p<n>}:timers` | sorted set | member = `<execution arn>\|<timer id>`, score = `fire_at_ms` |
+//! | `{p<n>}:outbox` | sorted set | executions with pending outbox entries, in arrival order (`{p<n>}:outbox_counter`) |
+//! | `{p<n>}:fence` / `{p<n>}:lease` | string | the latest fencing token / `<token>\|<owner>` with a PX expiry |
+//! | `{sm:<state machine arn>}:executions[:<STATUS>]` | sorted set | lex-ordered [`execution_order_key`]s, newest first |
+//! | `{catalog}:state_machines` / `:activities` | hash | ARN → record JSON, with a lex index `…_index` |
+//! | `{catalog}:revisions:<state machine arn>` | hash | revision id → record JSON |
+//!
+//! # Atomicity, and the Redis Cluster trade-off
+//!
+//! [`Store::commit`] is one Lua script (`redis::Script`, EVALSHA with fallback): it checks the
+//! partition's fencing token and the execution's version, then writes the record, events,
+//! journal, timers, outbox, list indexes and expiry — all or nothing. Leases, outbox acks and
+//! catalog changes are scripts too.
+//!
+//! The commit script touches keys of three hash tags: the execution's `{<arn>}`, its
+//! partition's `{p<n>}` (fence, timers, outbox index) and its state machine's `{sm:<arn>}`
+//! (list indexes). Redis Cluster refuses a script whose keys live in different slots
+//! (`CROSSSLOT`), so **this adapter needs a single Redis primary** (with replicas/Sentinel for
+//! failover); it does not run on Redis Cluster, whatever the per-execution hash tags suggest.
+//! Scaling out means sharding whole partitions over independent Redis primaries (the
+//! partition → primary map is static configuration). The cluster-ready alternative would give
+//! every key of an execution the *partition's* tag (`{p<n>}:exec:<arn>`, so one slot holds a
+//! partition and a commit stays in one slot), and maintain the per-state-machine list indexes
+//! outside the commit, idempotently, from the outbox — making `list_executions` eventually
+//! consistent. That is not done here.
+//!
+//! # Expiry
+//!
+//! A commit that leaves an execution finished (status other than `RUNNING`) drops its
+//! remaining timers and sets a TTL of `retention` on every key of the execution; a later
+//! `RUNNING` commit (redrive) removes the TTLs. Index entries that outlive their execution
+//! (the list indexes, the partition outbox index) cannot carry a TTL; they are skipped and
+//! pruned when a listing or `pending_outbox` meets them. Revisions of a deleted state machine
+//! expire after `retention` as well.
+//!
+//! What this is not: a cache or a queue. It never blocks on Redis (no BLPOP/XREAD), and it
+//! reads no clock: expiry is Redis's own.
+
+use super::store::{
+    ActivityRecord, Commit, ExecutionRecord, Fence, OutboxEntry, OutboxMessage, Page,
+    StateMachineRecord, Store, StoreError, TimerEntry,
+};
+use super::store_memory::{check_commit, execution_order_key, timer_member};
+use crate::history::HistoryEvent;
+use crate::interp::{ExecutionStatus, JournalEntry};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use super::store_memory::DEFAULT_RETENTION;
+
+/// The statuses, in the order the commit script receives their index keys.
+const STATUSES: [ExecutionStatus; 5] = [
+    ExecutionStatus::Running,
+    ExecutionStatus::Succeeded,
+    ExecutionStatus::Failed,
+    ExecutionStatus::TimedOut,
+    ExecutionStatus::Aborted,
+];
+
+/// The atomic commit (see the module doc).
+///
+/// KEYS: 1 exec hash, 2 events, 3 journal, 4 outbox, 5 exec timers, 6 partition timers,
+/// 7 partition outbox index, 8 partition outbox counter, 9 partition fence,
+/// 10 machine index (all), 11..15 machine index per status (order of `STATUSES`).
+/// ARGV: 1 execution arn, 2 expected version, 3 fence token, 4 new version, 5 new status,
+/// 6 record JSON, 7 order key, 8 retention ms; then counted groups: events, journal entries,
+/// outbox messages, timer removals (members), timer additions (member, fire_at_ms).
+const COMMIT_LUA: &str = r#"
+local statuses = {RUNNING = 11, SUCCEEDED = 12, FAILED = 13, TIMED_OUT = 14, ABORTED = 15}
+local new_status_key = statuses[ARGV[5]]
+if not new_status_key then
+  return redis.error_reply('stepline commit: unknown status ' .. ARGV[5])
+end
+local fence = redis.call('GET', KEYS[9]) or '0'
+if fence ~= ARGV[3] then
+  return {'fenced', fence}
+end
+local current = redis.call('HGET', KEYS[1], 'version')
+if ARGV[2] == '0' then
+  if current then return {'exists', current} end
+else
+  if not current then return {'missing', '0'} end
+  if current ~= ARGV[2] then return {'conflict', current} end
+end
+
+local old_status = redis.call('HGET', KEYS[1], 'status')
+local old_order = redis.call('HGET', KEYS[1], 'order')
+if old_order then
+  redis.call('ZREM', KEYS[10], old_order)
+  if old_status and statuses[old_status] then
+    redis.call('ZREM', KEYS[statuses[old_status]], old_order)
+  end
+end
+redis.call('ZADD', KEYS[10], 0, ARGV[7])
+redis.call('ZADD', KEYS[new_status_key], 0, ARGV[7])
+redis.call('HSET', KEYS[1], 'version', ARGV[4], 'status', ARGV[5], 'record', ARGV[6],
+  'order', ARGV[7])
+
+local i = 9
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do redis.call('RPUSH', KEYS[2], ARGV[i]); i = i + 1 end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do redis.call('RPUSH', KEYS[3], ARGV[i]); i = i + 1 end
+n = tonumber(ARGV[i]); i = i + 1
+if n > 0 then
+  for _ = 1, n do
+    local seq = redis.call('HINCRBY', KEYS[1], 'outbox_seq', 1)
+    redis.call('ZADD', KEYS[4], seq, seq .. ':' .. ARGV[i]); i = i + 1
+  end
+  if not redis.call('ZSCORE', KEYS[7], ARGV[1]) then
+    redis.call('ZADD', KEYS[7], redis.call('INCR', KEYS[8]), ARGV[1])
+  end
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call('ZREM', KEYS[6], ARGV[i]); redis.call('SREM', KEYS[5], ARGV[i]); i = i + 1
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call('ZADD', KEYS[6], ARGV[i + 1], ARGV[i]); redis.call('SADD', KEYS[5], ARGV[i])
+  i = i + 2
+end
+
+if ARGV[5] ~= 'RUNNING' then
+  for _, member in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+    redis.call('ZREM', KEYS[6], member)
+  end
+  redis.call('DEL', KEYS[5])
+  for k = 1, 4 do redis.call('PEXPIRE', KEYS[k], ARGV[8]) end
+else
+  for k = 1, 5 do redis.call('PERSIST', KEYS[k]) end
+end
+return {'ok', ARGV[4]}
+"#;
+
+/// KEYS: 1 records hash, 2 lex index, 3 revisions hash. ARGV: arn, JSON, revision id, mode.
+const PUT_STATE_MACHINE_LUA: &str = r#"
+local exists = redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1
+if ARGV[4] == 'create' and exists then return 'exists' end
+if ARGV[4] == 'update' and not exists then return 'missing' end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[2])
+redis.call('PERSIST', KEYS[3])
+return 'ok'
+"#;
+
+/// KEYS: 1 records hash, 2 lex index, 3 revisions hash. ARGV: arn, retention ms.
+const DELETE_STATE_MACHINE_LUA: &str = r#"
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 'missing' end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+return 'ok'
+"#;
+
+/// KEYS: 1 records hash, 2 lex index. ARGV: arn, JSON.
+const CREATE_ACTIVITY_LUA: &str = r#"
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 'exists' end
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+return 'ok'
+"#;
+
+/// KEYS: 1 records hash, 2 lex index. ARGV: arn.
+const DELETE_ACTIVITY_LUA: &str = r#"
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 'missing' end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 'ok'
+"#;
+
+/// KEYS: 1 execution outbox, 2 partition outbox index. ARGV: up_to, execution arn.
+/// With up_to 0 it only unlists an execution whose outbox is gone. Returns 1 if it unlisted.
+const ACK_OUTBOX_LUA: &str = r#"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) == 0 then return redis.call('ZREM', KEYS[2], ARGV[2]) end
+return 0
+"#;
+
+/// KEYS: 1 lease, 2 fence counter. ARGV: owner, ttl ms. The token is drawn only when the
+/// lease is free, so a failed attempt never moves the partition's current token.
+const ACQUIRE_LEASE_LUA: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token .. '|' .. ARGV[1], 'PX', ARGV[2])
+return token
+"#;
+
+/// KEYS: 1 lease. ARGV: `<token>|<owner>`, ttl ms.
+const RENEW_LEASE_LUA: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"#;
+
+/// KEYS: 1 lease. ARGV: `<token>|<owner>`.
+const RELEASE_LEASE_LUA: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+struct Scripts {
+    commit: redis::Script,
+    put_state_machine: redis::Script,
+    delete_state_machine: redis::Script,
+    create_activity: redis::Script,
+    delete_activity: redis::Script,
+    ack_outbox: redis::Script,
+    acquire_lease: redis::Script,
+    renew_lease: redis::Script,
+    release_lease: redis::Script,
+}
+
+impl Scripts {
+    fn new() -> Scripts {
+        Scripts {
+            commit: redis::Script::new(COMMIT_LUA),
+            put_state_machine: redis::Script::new(PUT_STATE_MACHINE_LUA),
+            delete_state_machine: redis::Script::new(DELETE_STATE_MACHINE_LUA),
+            create_activity: redis::Script::new(CREATE_ACTIVITY_LUA),
+            delete_activity: redis::Script::new(DELETE_ACTIVITY_LUA),
+            ack_outbox: redis::Script::new(ACK_OUTBOX_LUA),
+            acquire_lease: redis::Script::new(ACQUIRE_LEASE_LUA),
+            renew_lease: redis::Script::new(RENEW_LEASE_LUA),
+            release_lease: redis::Script::new(RELEASE_LEASE_LUA),
+        }
+    }
+}
+
+/// Key names (see the table in the module doc).
+struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    fn catalog(&self, name: &str) -> String {
+        format!("{}{{catalog}}:{name}", self.prefix)
+    }
+    fn revisions(&self, state_machine_arn: &str) -> String {
+        format!("{}{{catalog}}:revisions:{state_machine_arn}", self.prefix)
+    }
+    fn execution(&self, arn: &str, part: &str) -> String {
+        format!("{}{{{arn}}}:{part}", self.prefix)
+    }
+    fn partition(&self, partition: u32, part: &str) -> String {
+        format!("{}{{p{partition}}}:{part}", self.prefix)
+    }
+    fn machine_index(&self, state_machine_arn: &str, status: Option<ExecutionStatus>) -> String {
+        match status {
+            None => format!("{}{{sm:{state_machine_arn}}}:executions", self.prefix),
+            Some(s) => format!(
+                "{}{{sm:{state_machine_arn}}}:executions:{}",
+                self.prefix,
+                s.as_str()
+            ),
+        }
+    }
+}
+
+/// The Redis store. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: Arc<Keys>,
+    scripts: Arc<Scripts>,
+    retention_ms: u64,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("key_prefix", &self.keys.prefix)
+            .field("retention_ms", &self.retention_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend(context: impl std::fmt::Display, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("{context}: {e}"))
+}
+
+fn to_json<T: Serialize>(what: &str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| backend(format!("cannot serialize {what}"), e))
+}
+
+fn from_json<T: DeserializeOwned>(
+    what: impl std::fmt::Display,
+    text: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| backend(format!("corrupt {what} in Redis"), e))
+}
+
+/// A sorted-set score that must be a whole number of milliseconds.
+fn score_to_ms(what: &str, score: f64) -> Result<i64, StoreError> {
+    if !score.is_finite() || score.fract() != 0.0 {
+        return Err(StoreError::Backend(format!(
+            "corrupt {what} in Redis: score {score} is not a whole number"
+        )));
+    }
+    Ok(score as i64)
+}
+
+/// The lower bound of a ZRANGEBYLEX after `token` (exclusive), or from the start.
+fn lex_after(token: Option<&str>) -> String {
+    match token {
+        Some(t) => format!("({t}"),
+        None => "-".to_string(),
+    }
+}
+
+/// Escapes glob metacharacters for SCAN MATCH.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://host:port/db`) and keeps finished executions for
+    /// `retention` ([`DEFAULT_RETENTION`] in production). `key_prefix` namespaces every key
+    /// (e.g. `"stepline:"`); it must not contain braces.
+    ///
+    /// The connection manager retries a refused or dropped connection 4 times with
+    /// exponential backoff (100 ms doubling, at most 1 s apart), so an unreachable Redis is
+    /// reported within about two seconds; later commands trigger new reconnection rounds.
+    pub async fn connect(
+        url: &str,
+        key_prefix: &str,
+        retention: Duration,
+    ) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| backend("invalid Redis URL", e))?;
+        let address = client.get_connection_info().addr().to_string();
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(4)
+            .set_min_delay(Duration::from_millis(100))
+            .set_max_delay(Duration::from_secs(1))
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)));
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| backend(format!("cannot connect to Redis at {address}"), e))?;
+        RedisStore::from_manager(conn, key_prefix, retention)
+    }
+
+    /// A store over an existing connection manager (own timeouts, TLS, retries).
+    pub fn from_manager(
+        conn: ConnectionManager,
+        key_prefix: &str,
+        retention: Duration,
+    ) -> Result<RedisStore, StoreError> {
+        if key_prefix.contains(['{', '}']) {
+            return Err(StoreError::Backend(format!(
+                "Redis key prefix {key_prefix:?} must not contain braces (they pick hash slots)"
+            )));
+        }
+        let retention_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+        if retention_ms == 0 {
+            return Err(StoreError::Backend(
+                "retention must be at least 1 ms".into(),
+            ));
+        }
+        Ok(RedisStore {
+            conn,
+            keys: Arc::new(Keys {
+                prefix: key_prefix.to_string(),
+            }),
+            scripts: Arc::new(Scripts::new()),
+            retention_ms,
+        })
+    }
+
+    /// The namespace every key of this store starts with.
+    pub fn key_prefix(&self) -> &str {
+        &self.keys.prefix
+    }
+
+    /// Deletes every key of this store's prefix; returns how many. For tests and tools: it
+    /// scans the whole keyspace and is not atomic.
+    pub async fn purge_namespace(&self) -> Result<usize, StoreError> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}*", glob_escape(&self.keys.prefix));
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| backend("SCAN", e))?;
+            if !keys.is_empty() {
+                let n: usize = redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| backend("DEL", e))?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    /// One page of a lex-indexed catalog hash (state machines, activities).
+    async fn list_catalog<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        limit: usize,
+        next_token: Option<String>,
+    ) -> Result<Page<T>, StoreError> {
+        let mut conn = self.conn.clone();
+        let limit = limit.max(1);
+        let mut arns: Vec<String> = redis::cmd("ZRANGEBYLEX")
+            .arg(self.keys.catalog(&format!("{what}_index")))
+            .arg(lex_after(next_token.as_deref()))
+            .arg("+")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit + 1)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| backend(format!("listing {what}"), e))?;
+        let next_token = if arns.len() > limit {
+            arns.truncate(limit);
+            arns.last().cloned()
+        } else {
+            None
+        };
+        if arns.is_empty() {
+            return Ok(Page {
+                items: Vec::new(),
+                next_token,
+            });
+        }
+        let texts: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.keys.catalog(what))
+            .arg(&arns)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| backend(format!("reading {what}"), e))?;
+        let mut items = Vec::with_capacity(texts.len());
+        for (arn, text) in arns.iter().zip(texts) {
+            if let Some(text) = text {
+                items.push(from_json(format_args!("{what} record {arn}"), &text)?);
+            }
+        }
+        Ok(Page { items, next_token })
+    }
+
+    async fn get_catalog<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        arn: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let mut conn = self.conn.clone();
+        let text: Option<String> = redis::cmd("HGET")
+            .arg(self.keys.catalog(what))
+            .arg(arn)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| backend(format!("reading {what} {arn}"), e))?;
+        text.map(|t| from_json(format_args!("{what} record {arn}"), &t))
+            .transpose()
+    }
+
+    async fn put_state_machine(
+        &self,
+        sm: StateMachineRecord,
+        mode: &str,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let json = to_json("state machine", &sm)?;
+        let reply: String = self
+            .scripts
+            .put_state_machine
+            .key(self.keys.catalog("state_machines"))
+            .key(self.keys.catalog("state_machines_index"))
+            .key(self.keys.revisions(&sm.arn))
+            .arg(&sm.arn)
+            .arg(json)
+            .arg(&sm.revision_id)
+            .arg(mode)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| backend(format!("writing state machine {}", sm.arn), e))?;
+        match reply.as_str() {
+            "ok" => Ok(()),
+            "exists" => Err(StoreError::AlreadyExists(sm.arn)),
+            "missing" => Err(StoreError::NotFound(sm.arn)),
+            other => Err(StoreError::Backend(format!(
+                "writing state machine {}: unexpected script reply {other:?}",
+                sm.arn
+            ))),
+        }
+    }
+
+    /// Unlists executions whose records have expired from every index of their machine.
+    async fn prune_executions(
+        &self,
+        state_machine_arn: &str,
+        members: &[String],
+    ) -> Result<(), StoreError> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZREM")
+            .arg(self.keys.machine_index(state_machine_arn, None))
+            .arg(members)
+            .ignore();
+        for s in STATUSES {
+            pipe.cmd("ZREM")
+                .arg(self.keys.machine_index(state_machine_arn, Some(s)))
+                .arg(members)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| backend("pruning expired executions", e))
+    }
+
+    /// Acks up to `up_to`; returns 1 if the execution left the partition's outbox index.
+    async fn ack(
+        &self,
+        partition: u32,
+        execution_arn: &str,
+        up_to: u64,
+    ) -> Result<usize, StoreError> {
+        let mut conn = self.conn.clone();
+        self.scripts
+            .ack_outbox
+            .key(self.keys.execution(execution_arn, "outbox"))
+            .key(self.keys.partition(partition, "outbox"))
+            .arg(up_to)
+            .arg(execution_arn)
+            .invoke_async::<usize>(&mut conn)
+            .await
+            .map_err(|e| backend(format!("acking the outbox of {execution_arn}"), e))
+    }
+
+    async fn read_events(
+        &self,
+        arn: &str,
+        start: i64,
+        stop: i64,
+    ) -> Result<Vec<HistoryEvent>, StoreError> {
+        let mut conn = self.conn.clone();
+        let texts: Vec<String> = redis::cmd("LRANGE")
+            .arg(self.keys.execution(arn, "events"))
+            .arg(start)
+            .arg(stop)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| backend(format!("reading history of {arn}"), e))?;
+        texts
+            .iter()
+            .map(|t| from_json(format_args!("history event of {arn}"), t))
+            .collect()
+    }
+}
+
+impl Store for RedisStore {
+    async fn create_state_machine(&self, sm: StateMachineRecord) -> Result<(), StoreError> {
+        self.put_state_machine(sm, "create").await
+    }
+
+    async fn update_state_machine(&self, sm: StateMachineRecord) -> Result<(), StoreError> {
+        self.put_state_machine(sm, "update").await
+    }
+
+    async fn get_state_machine(&self, arn: &str) -> Result<Option<StateMachineRecord>, StoreError> {
+        self.get_catalog("state_machines", arn).await
+    }
+
+    async fn get_state_machine_revision(
+        &self,
+        arn: &str,
+        revision_id: &str,
+    ) -> Result<Option<StateMachineRecord>, StoreError> {
+        let mut conn = self.conn.clone();
+        let text: Option<String> = redis::cmd("HGET")
+            .arg(self.keys.revisions(arn))
+            .arg(revision_id)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| backend(format!("reading revision {revision_id} of {arn}"), e))?;
+        text.map(|t| from_json(format_args!("revision {revision_id} of {arn}"), &t))
+            .transpose()
+    }
+
+    async fn list_state_machines(
+        &self,
+        limit: usize,
+        next_token: Option<String>,
+    ) -> Result<Page<StateMachineRecord>, StoreError> {
+        self.list_catalog("state_machines", limit, next_token).await
+    }
+
+    async fn delete_state_machine(&self, arn: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: String = self
+            .scripts
+            .delete_state_machine
+            .key(self.keys.catalog("state_machines"))
+            .key(self.keys.catalog("state_machines_index"))
+            .key(self.keys.revisions(arn))
+            .arg(arn)
+            .arg(self.retention_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| backend(format!("deleting state machine {arn}"), e))?;
+        match reply.as_str() {
+            "ok" => Ok(()),
+            "missing" => Err(StoreError::NotFound(arn.to_string())),
+            other => Err(StoreError::Backend(format!(
+                "deleting state machine {arn}: unexpected script reply {other:?}"
+            ))),
+        }
+    }
+
+    async fn create_activity(&self, a: ActivityRecord) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let json = to_json("activity", &a)?;
+        let reply: String = self
+            .scripts
+            .create_activity
+            .key(self.keys.catalog("activities"))
+            .key(self.keys.catalog("activities_index"))
+            .arg(&a.arn)
+            .arg(json)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| backend(format!("creating activity {}", a.arn), e))?;
+        match reply.as_str() {
+            "ok" => Ok(()),
+            "exists" => Err(StoreError::AlreadyExists(a.arn)),
+            other => Err(StoreError::Backend(format!(
+                "creating activity {}: unexpected script reply {other:?}",
+                a.arn
+            ))),
+        }
+    }
+
+    async fn get_activity(&self, arn: &str) -> Result<Option<ActivityRecord>, StoreError> {
+        self.get_catalog("activities", arn).await
+    }
+
+    async fn list_activities(
+        &self,
+        limit: usize,
+        next_token: Option<String>,
+    ) -> Result<Page<ActivityRecord>, StoreError> {
+        self.list_catalog("activities", limit, next_token).await
+    }
+
+    async fn delete_activity(&self, arn: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: String = self
+            .scripts
+            .delete_activity
+            .key(self.keys.catalog("activities"))
+            .key(self.keys.catalog("activities_index"))
+            .arg(arn)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| backend(format!("deleting activity {arn}"), e))?;
+        match reply.as_str() {
+            "ok" => Ok(()),
+            "missing" => Err(StoreError::NotFound(arn.to_string())),
+            other => Err(StoreError::Backend(format!(
+                "deleting activity {arn}: unexpected script reply {other:?}"
+            ))),
+        }
+    }
+
+    async fn commit(&self, c: Commit) -> Result<(), StoreError> {
+        check_commit(&c)?;
+        let arn = c.execution.execution_arn.as_str();
+        let partition = c.fence.partition;
+        let sm = c.execution.state_machine_arn.as_str();
+        let k = &self.keys;
+        let record = to_json("execution record", &c.execution)?;
+
+        let mut invocation = self.scripts.commit.prepare_invoke();
+        invocation
+            .key(k.execution(arn, "exec"))
+            .key(k.execution(arn, "events"))
+            .key(k.execution(arn, "journal"))
+            .key(k.execution(arn, "outbox"))
+            .key(k.execution(arn, "timers"))
+            .key(k.partition(partition, "timers"))
+            .key(k.partition(partition, "outbox"))
+            .key(k.partition(partition, "outbox_counter"))
+            .key(k.partition(partition, "fence"))
+            .key(k.machine_index(sm, None));
+        for s in STATUSES {
+            invocation.key(k.machine_index(sm, Some(s)));
+        }
+        invocation
+            .arg(arn)
+            .arg(c.expected_version)
+            .arg(c.fence.token)
+            .arg(c.execution.version)
+            .arg(c.execution.status.as_str())
+            .arg(record)
+            .arg(execution_order_key(c.execution.start_ms, arn))
+            .arg(self.retention_ms);
+        invocation.arg(c.events.len());
+        for e in &c.events {
+            invocation.arg(to_json("history event", e)?);
+        }
+        invocation.arg(c.journal.len());
+        for j in &c.journal {
+            invocation.arg(to_json("journal entry", j)?);
+        }
+        invocation.arg(c.outbox.len());
+        for m in &c.outbox {
+            invocation.arg(to_json("outbox message", m)?);
+        }
+        invocation.arg(c.timers_remove.len());
+        for t in &c.timers_remove {
+            invocation.arg(timer_member(&t.execution_arn, t.timer));
+        }
+        invocation.arg(c.timers_add.len());
+        for t in &c.timers_add {
+            invocation
+                .arg(timer_member(&t.execution_arn, t.timer))
+                .arg(t.fire_at_ms);
+        }
+
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| backend(format!("committing {arn}"), e))?;
+        let found = || {
+            reply
+                .get(1)
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    StoreError::Backend(format!("committing {arn}: malformed reply {reply:?}"))
+                })
+        };
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(()),
+            Some("fenced") => Err(StoreError::Fenced { partition }),
+            Some("exists") => Err(StoreError::AlreadyExists(arn.to_string())),
+            Some("missing") => Err(StoreError::NotFound(arn.to_string())),
+            Some("conflict") => Err(StoreError::VersionConflict {
+                expected: c.expected_version,
+                found: found()?,
+            }),
+            _ => Err(StoreError::Backend(format!(
+                "committing {arn}: unexpected script reply {reply:?}"
+            ))),
+        }
+    }
+
+    async fn get_execution(&self, arn: &str) -> Result<Option<ExecutionRecord>, StoreError> {
+        let mut conn = self.conn.clone();
+        let text: Option<String> = redis::cmd("HGET")
+            .arg(self.keys.execution(arn, "exec"))
+            .arg("record")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| backend(format!("reading execution {arn}"), e))?;
+        text.map(|t| from_json(format_args!("execution record {arn}"), &t))
+            .transpose()
+    }
+
+    async fn list_executions(
+        &self,
+        state_machine_arn: &str,
+        status: Option<ExecutionStatus>,
+        limit: usize,
+        next_token: Option<String>,
+    ) -> Result<Page<ExecutionRecord>, StoreError> {
+        let limit = limit.max(1);
+        let index = self.keys.machine_index(state_machine_arn, status);
+        let mut conn = self.conn.clone();
+        let mut cursor = lex_after(next_token.as_deref());
+        let mut items: Vec<(String, ExecutionRecord)> = Vec::new();
+        // Expired executions leave index entries behind: skip and prune them, read on.
+        loop {
+            let want = limit + 1 - items.len();
+            let members: Vec<String> = redis::cmd("ZRANGEBYLEX")
+                .arg(&index)
+                .arg(&cursor)
+                .arg("+")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(want)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| backend(format!("listing executions of {state_machine_arn}"), e))?;
+            let Some(last) = members.last() else {
+                break;
+            };
+            cursor = format!("({last}");
+            let mut pipe = redis::pipe();
+            for member in &members {
+                let arn = member.split_once('|').map(|(_, a)| a).ok_or_else(|| {
+                    StoreError::Backend(format!(
+                        "corrupt execution index entry {member:?} of {state_machine_arn}"
+                    ))
+                })?;
+                pipe.cmd("HGET")
+                    .arg(self.keys.execution(arn, "exec"))
+                    .arg("record");
+            }
+            let texts: Vec<Option<String>> = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| backend(format!("reading executions of {state_machine_arn}"), e))?;
+            let mut gone = Vec::new();
+            for (member, text) in members.iter().zip(texts) {
+                match text {
+                    Some(t) => {
+                        let record: ExecutionRecord =
+                            from_json(format_args!("execution record in {member:?}"), &t)?;
+                        // A commit may have moved it since the index was read.
+                        if status.is_none_or(|s| record.status == s) {
+                            items.push((member.clone(), record));
+                        }
+                    }
+                    None => gone.push(member.clone()),
+                }
+            }
+            self.prune_executions(state_machine_arn, &gone).await?;
+            if items.len() > limit || members.len() < want {
+                break;
+            }
+        }
+        let next_token = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|(m, _)| m.clone())
+        } else {
+            None
+        };
+        Ok(Page {
+            items: items.into_iter().map(|(_, r)| r).collect(),
+            next_token,
+        })
+    }
+
+    async fn history(
+        &self,
+        arn: &str,
+        after_id: u64,
+        limit: usize,
+    ) -> Result<Vec<HistoryEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Event ids are dense from 1, so event `after_id + 1` sits at index `after_id`; the
+        // first event read confirms it, else (never expected) fall back to a full scan.
+        let start = i64::try_from(after_id).unwrap_or(i64::MAX);
+        let stop = start.saturating_add(i64::try_from(limit).unwrap_or(i64::MAX) - 1);
+        let events = self.read_events(arn, start, stop).await?;
+        match events.first() {
+            Some(first) if first.id == after_id.saturating_add(1) => return Ok(events),
+            None => {
+                let last = self.read_events(arn, -1, -1).await?;
+                if last.first().is_none_or(|e| e.id <= after_id) {
+                    return Ok(Vec::new());
+                }
+            }
+            Some(_) => {}
+        }
+        let all = self.read_events(arn, 0, -1).await?;
+        Ok(all
+            .into_iter()
+            .filter(|e| e.id > after_id)
+            .take(limit)
+            .collect())
+    }
+
+    async fn journal(&self, arn: &str) -> Result<Vec<JournalEntry>, StoreError> {
+        let mut conn = self.conn.clone();
+        let texts: Vec<String> = redis::cmd("LRANGE")
+            .arg(self.keys.execution(arn, "journal"))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| backend(format!("reading journal of {arn}"), e))?;
+        texts
+            .iter()
+            .map(|t| from_json(format_args!("journal entry of {arn}"), t))
+            .collect()
+    }
+
+    async fn pending_outbox(
+        &self,
+        partition: u32,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        const CHUNK: usize = 100;
+        let mut conn = self.conn.clone();
+        let index = self.keys.partition(partition, "outbox");
+        let mut out = Vec::new();
+        let mut offset = 0usize;
+        while out.len() < limit {
+            let arns: Vec<String> = redis::cmd("ZRANGE")
+                .arg(&index)
+                .arg(offset)
+                .arg(offset + CHUNK - 1)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| {
+                    backend(format!("reading outbox index of partition {partition}"), e)
+                })?;
+            if arns.is_empty() {
+                break;
+            }
+            let mut pruned = 0;
+            for arn in &arns {
+                if out.len() >= limit {
+                    break;
+                }
+                let want = limit - out.len();
+                let members: Vec<String> = redis::cmd("ZRANGE")
+                    .arg(self.keys.execution(arn, "outbox"))
+                    .arg(0)
+                    .arg(want - 1)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| backend(format!("reading outbox of {arn}"), e))?;
+                if members.is_empty() {
+                    // Acked meanwhile, or expired with its execution: unlist it.
+                    pruned += self.ack(partition, arn, 0).await?;
+                    continue;
+                }
+                for member in members {
+                    let (seq, message) = member
+                        .split_once(':')
+                        .and_then(|(s, m)| Some((s.parse::<u64>().ok()?, m)))
+                        .ok_or_else(|| {
+                            StoreError::Backend(format!("corrupt outbox entry of {arn} in Redis"))
+                        })?;
+                    let message: OutboxMessage =
+                        from_json(format_args!("outbox entry {seq} of {arn}"), message)?;
+                    out.push(OutboxEntry {
+                        execution_arn: arn.clone(),
+                        seq,
+                        message,
+                    });
+                }
+            }
+            offset += arns.len() - pruned;
+        }
+        Ok(out)
+    }
+
+    async fn ack_outbox(
+        &self,
+        partition: u32,
+        execution_arn: &str,
+        up_to: u64,
+    ) -> Result<(), StoreError> {
+        self.ack(partition, execution_arn, up_to).await.map(|_| ())
+    }
+
+    async fn due_timers(
+        &self,
+        partition: u32,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<TimerEntry>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let raw: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.keys.partition(partition, "timers"))
+            .arg("-inf")
+            .arg(now_ms)
+            .arg("WITHSCORES")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| backend(format!("reading timers of partition {partition}"), e))?;
+        raw.into_iter()
+            .map(|(member, score)| {
+                let (arn, timer) = member
+                    .rsplit_once('|')
+                    .and_then(|(a, t)| Some((a, t.parse::<u64>().ok()?)))
+                    .ok_or_else(|| {
+                        StoreError::Backend(format!("corrupt timer {member:?} in Redis"))
+                    })?;
+                Ok(TimerEntry {
+                    partition,
+                    execution_arn: arn.to_string(),
+                    timer,
+                    fire_at_ms: score_to_ms("timer", score)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn next_timer(&self, partition: u32) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.conn.clone();
+        let raw: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(self.keys.partition(partition, "timers"))
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| backend(format!("reading timers of partition {partition}"), e))?;
+        raw.first()
+            .map(|(_, score)| score_to_ms("timer", *score))
+            .transpose()
+    }
+
+    async fn acquire_lease(
+        &self,
+        partition: u32,
+        owner: &str,
+        ttl_ms: u64,
+    ) -> Result<Option<Fence>, StoreError> {
+        if ttl_ms == 0 {
+            return Err(StoreError::Backend(
+                "lease ttl must be at least 1 ms".into(),
+            ));
+        }
+        let mut conn = self.conn.clone();
+        let token: Option<u64> = self
+            .scripts
+            .acquire_lease
+            .key(self.keys.partition(partition, "lease"))
+            .key(self.keys.partition(partition, "fence"))
+            .arg(owner)
+            .arg(ttl_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| backend(format!("acquiring the lease of partition {partition}"), e))?;
+        Ok(token.map(|token| Fence { partition, token }))
+    }
+
+    async fn renew_lease(
+        &self,
+        fence: Fence,
+        owner: &str,
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError> {
+        if ttl_ms == 0 {
+            return Err(StoreError::Backend(
+                "lease ttl must be at least 1 ms".into(),
+            ));
+        }
+        let mut conn = self.conn.clone();
+        let renewed: i64 = self
+            .scripts
+            .renew_lease
+            .key(self.keys.partition(fence.partition, "lease"))
+            .arg(format!("{}|{owner}", fence.token))
+            .arg(ttl_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| {
+                backend(
+                    format!("renewing the lease of partition {}", fence.partition),
+                    e,
+                )
+            })?;
+        Ok(renewed == 1)
+    }
+
+    async fn release_lease(&self, fence: Fence, owner: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.scripts
+            .release_lease
+            .key(self.keys.partition(fence.partition, "lease"))
+            .arg(format!("{}|{owner}", fence.token))
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map_err(|e| {
+                backend(
+                    format!("releasing the lease of partition {}", fence.partition),
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+}

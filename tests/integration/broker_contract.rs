@@ -1,0 +1,649 @@
+//! The `Broker` contract: one suite of behaviours, run against every adapter, so the embedded
+//! mode (`MemoryBroker`) and the production mode (`AmqpBroker` on RabbitMQ) cannot drift.
+//!
+//! Each contract is a function generic over the broker; the `contract!` macro instantiates it
+//! as `broker_contract::memory::<name>` and `broker_contract::rabbitmq::<name>`. The RabbitMQ
+//! tests need a real RabbitMQ (`STEPLINE_AMQP_URL`, default `amqp://guest:guest@127.0.0.1:5672/%2f`)
+//! and fail with a clear message when it is unreachable; each runs in its own namespace (a
+//! unique prefix on every queue and exchange) and deletes it afterwards, even when it fails.
+//! No sleeping for synchronisation: waits are bounded polls and timeouts.
+
+use futures_util::FutureExt;
+use serde_json::json;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+use stepline_engine::runtime::broker::{
+    partition_queue, task_queue, Broker, Delivery, InputConsumer, InputMessage, TaskDelivery,
+};
+use stepline_engine::runtime::broker_amqp::{AmqpBroker, AmqpConfig, CancelSubscription};
+use stepline_engine::runtime::broker_memory::MemoryBroker;
+use stepline_engine::runtime::store::partition_of;
+use stepline_engine::task_token;
+use stepline_worker::hub::InProcessHub;
+use stepline_worker::protocol::{CancelMessage, Reply, TaskMessage, PROTOCOL_VERSION};
+use stepline_worker::topology::CALLBACK_QUEUE;
+use tokio::sync::broadcast;
+
+/// Upper bound of every wait in this suite.
+const WAIT: Duration = Duration::from_secs(15);
+const PARTITION: u32 = 3;
+const ACTIVITY: &str = "arn:aws:states:us-east-1:123456789012:activity:contract";
+const TOKEN_KEY: &[u8] = b"contract-suite-key";
+
+// ---------------------------------------------------------------------------------------------
+// What the suite needs beyond the port: raw publishing, the dead-letter queue, cancellations.
+
+trait Fixture: Broker {
+    type Cancels: Cancels;
+    /// Puts raw bytes on a partition's queue (a malformed message).
+    async fn raw_input(&self, partition: u32, bytes: &[u8]);
+    /// Takes the oldest dead-lettered message.
+    async fn dead_letter(&self) -> Option<Vec<u8>>;
+    /// A subscriber to cancellations, as a worker has.
+    async fn cancels(&self) -> Self::Cancels;
+    /// The queue a worker replies to for `partition` (namespaced on RabbitMQ).
+    fn reply_queue(&self, partition: u32) -> String;
+    /// `message` as a worker receives it: `reply_to` names the (namespaced) partition queue.
+    fn as_received(&self, message: &TaskMessage) -> TaskMessage {
+        TaskMessage {
+            reply_to: self.reply_queue(PARTITION),
+            ..message.clone()
+        }
+    }
+}
+
+trait Cancels {
+    async fn next_cancel(&mut self) -> Option<CancelMessage>;
+}
+
+impl Fixture for MemoryBroker {
+    type Cancels = broadcast::Receiver<CancelMessage>;
+    async fn raw_input(&self, partition: u32, bytes: &[u8]) {
+        self.publish_raw_input(partition, bytes);
+    }
+    async fn dead_letter(&self) -> Option<Vec<u8>> {
+        self.take_dead_letter()
+    }
+    async fn cancels(&self) -> Self::Cancels {
+        self.hub().cancellations()
+    }
+    fn reply_queue(&self, partition: u32) -> String {
+        partition_queue(partition)
+    }
+}
+
+impl Cancels for broadcast::Receiver<CancelMessage> {
+    async fn next_cancel(&mut self) -> Option<CancelMessage> {
+        self.recv().await.ok()
+    }
+}
+
+impl Fixture for AmqpBroker {
+    type Cancels = CancelSubscription;
+    async fn raw_input(&self, partition: u32, bytes: &[u8]) {
+        self.publish_raw_input(partition, bytes)
+            .await
+            .expect("raw publish to RabbitMQ");
+    }
+    async fn dead_letter(&self) -> Option<Vec<u8>> {
+        self.take_dead_letter()
+            .await
+            .expect("read the dead-letter queue")
+    }
+    async fn cancels(&self) -> Self::Cancels {
+        self.subscribe_cancels()
+            .await
+            .expect("subscribe to cancellations")
+    }
+    fn reply_queue(&self, partition: u32) -> String {
+        self.name(&partition_queue(partition))
+    }
+}
+
+impl Cancels for CancelSubscription {
+    async fn next_cancel(&mut self) -> Option<CancelMessage> {
+        self.next().await
+    }
+}
+
+fn memory_broker() -> MemoryBroker {
+    MemoryBroker::new(InProcessHub::new(), TOKEN_KEY.to_vec(), 8)
+}
+
+async fn rabbitmq() -> AmqpBroker {
+    rabbitmq_with(|config| config).await
+}
+
+/// A broker on the test RabbitMQ in a fresh namespace; `configure` may adjust its config.
+async fn rabbitmq_with(configure: impl FnOnce(AmqpConfig) -> AmqpConfig) -> AmqpBroker {
+    let url = std::env::var("STEPLINE_AMQP_URL")
+        .unwrap_or_else(|_| stepline_engine::runtime::broker_amqp::DEFAULT_URL.to_string());
+    let config = AmqpConfig::new(url)
+        .with_namespace(unique_namespace())
+        .with_connect_attempts(3)
+        .with_reconnect_attempts(3);
+    match AmqpBroker::connect(configure(config)).await {
+        Ok(broker) => broker,
+        Err(e) => panic!(
+            "the RabbitMQ broker contract tests need a running RabbitMQ, and none answered at \
+             STEPLINE_AMQP_URL (or the default amqp://guest:guest@127.0.0.1:5672/%2f): {e}. \
+             Start one (`.ci/services`, or `rabbitmq-server -detached`) or point \
+             STEPLINE_AMQP_URL at one."
+        ),
+    }
+}
+
+fn unique_namespace() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "stepline-test-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+async fn clean_up(broker: &AmqpBroker) {
+    if let Err(e) = broker.delete_namespace().await {
+        eprintln!(
+            "could not delete test namespace {}: {e}",
+            broker.config().namespace
+        );
+    }
+    let _ = broker.close().await;
+}
+
+macro_rules! contract {
+    ($($test:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(&super::memory_broker()).await
+                }
+            )*
+        }
+
+        /// These need a real RabbitMQ.
+        mod rabbitmq {
+            use super::{AssertUnwindSafe, FutureExt};
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let broker = super::rabbitmq().await;
+                    let outcome = AssertUnwindSafe(super::$test(&broker)).catch_unwind().await;
+                    super::clean_up(&broker).await;
+                    if let Err(panic) = outcome {
+                        std::panic::resume_unwind(panic);
+                    }
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    task_round_trip,
+    task_dropped_without_ack_is_redelivered,
+    inputs_arrive_in_order_and_acked_ones_are_gone,
+    unacked_inputs_are_redelivered_after_the_consumer_is_dropped,
+    malformed_inputs_are_dead_lettered_and_the_consumer_goes_on,
+    cancellations_reach_subscribers,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for {what}"))
+}
+
+/// Polls `get_task` (which does not long-poll) until a task arrives, at most [`WAIT`].
+async fn poll_task<B: Broker>(broker: &B, queue: &str) -> TaskDelivery {
+    within(&format!("a task on {queue}"), async {
+        loop {
+            if let Some(task) = broker.get_task(queue).await.expect("get_task") {
+                return task;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+async fn next_delivery<C: InputConsumer>(consumer: &mut C) -> Delivery {
+    within("an input", consumer.next())
+        .await
+        .expect("the consumer ended unexpectedly")
+}
+
+async fn ack_next<C: InputConsumer>(consumer: &mut C) -> InputMessage {
+    let delivery = next_delivery(consumer).await;
+    within("an ack", delivery.acker.ack()).await.expect("ack");
+    delivery.message
+}
+
+fn task(n: u32) -> TaskMessage {
+    TaskMessage {
+        version: PROTOCOL_VERSION,
+        task_token: format!("token-{n}"),
+        resource: ACTIVITY.into(),
+        execution_arn: format!("arn:aws:states:us-east-1:123456789012:execution:sm:e{n}"),
+        state_name: "Work".into(),
+        input: json!({ "n": n, "nested": { "list": [1, 2.5, "x", null] } }),
+        attempt: 1,
+        timeout_seconds: Some(30),
+        heartbeat_seconds: Some(10),
+        deadline_ms: Some(1_700_000_030_000),
+        reply_to: partition_queue(PARTITION),
+    }
+}
+
+fn start(n: u32) -> InputMessage {
+    InputMessage::Start {
+        execution_arn: format!("arn:aws:states:us-east-1:123456789012:execution:sm:e{n}"),
+        state_machine_arn: "arn:aws:states:us-east-1:123456789012:stateMachine:sm".into(),
+        revision_id: "r1".into(),
+        name: format!("e{n}"),
+        input: json!({ "n": n }),
+        start_ms: 1_700_000_000_000 + i64::from(n),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The contract.
+
+async fn task_round_trip<B: Fixture>(broker: &B) {
+    let queue = task_queue(ACTIVITY);
+    let first = task(1);
+    broker
+        .publish_task(&queue, &first)
+        .await
+        .expect("publish_task");
+    let got = poll_task(broker, &queue).await;
+    assert_eq!(
+        got.message,
+        broker.as_received(&first),
+        "get_task returns the published payload"
+    );
+    within("an ack", got.acker.ack()).await.expect("ack");
+    assert!(
+        broker.get_task(&queue).await.expect("get_task").is_none(),
+        "nothing is left after the ack"
+    );
+    // Had the first task been requeued, it would come back before a later one.
+    let second = task(2);
+    broker
+        .publish_task(&queue, &second)
+        .await
+        .expect("publish_task");
+    let got = poll_task(broker, &queue).await;
+    assert_eq!(
+        got.message,
+        broker.as_received(&second),
+        "an acked task never comes back"
+    );
+    within("an ack", got.acker.ack()).await.expect("ack");
+}
+
+async fn task_dropped_without_ack_is_redelivered<B: Fixture>(broker: &B) {
+    let queue = task_queue(ACTIVITY);
+    let message = task(3);
+    broker
+        .publish_task(&queue, &message)
+        .await
+        .expect("publish_task");
+    let got = poll_task(broker, &queue).await;
+    assert_eq!(got.message, broker.as_received(&message));
+    drop(got); // e.g. the API handler crashed before recording ActivityStarted
+    let again = poll_task(broker, &queue).await;
+    assert_eq!(
+        again.message,
+        broker.as_received(&message),
+        "the unacked task is delivered again"
+    );
+    within("an ack", again.acker.ack()).await.expect("ack");
+}
+
+async fn inputs_arrive_in_order_and_acked_ones_are_gone<B: Fixture>(broker: &B) {
+    let mut consumer = broker
+        .consume_inputs(PARTITION)
+        .await
+        .expect("consume_inputs");
+    let reply = Reply::Succeeded {
+        version: PROTOCOL_VERSION,
+        task_token: "token-1".into(),
+        output: json!({ "ok": true }),
+    };
+    let sent = vec![
+        start(1),
+        InputMessage::Worker {
+            reply: reply.clone(),
+        },
+        InputMessage::Callback { reply },
+        InputMessage::Stop {
+            execution_arn: "arn:aws:states:us-east-1:123456789012:execution:sm:e1".into(),
+            error: Some("Halt".into()),
+            cause: None,
+        },
+        start(2),
+    ];
+    for message in &sent {
+        broker
+            .publish_input(PARTITION, message)
+            .await
+            .expect("publish_input");
+    }
+    for message in &sent {
+        assert_eq!(
+            &ack_next(&mut consumer).await,
+            message,
+            "inputs keep their order"
+        );
+    }
+    drop(consumer);
+    // A fresh consumer sees only what is published now: the acked inputs are gone.
+    let mut consumer = broker
+        .consume_inputs(PARTITION)
+        .await
+        .expect("consume_inputs");
+    let marker = start(99);
+    broker
+        .publish_input(PARTITION, &marker)
+        .await
+        .expect("publish_input");
+    assert_eq!(ack_next(&mut consumer).await, marker);
+}
+
+async fn unacked_inputs_are_redelivered_after_the_consumer_is_dropped<B: Fixture>(broker: &B) {
+    let mut first = broker
+        .consume_inputs(PARTITION)
+        .await
+        .expect("consume_inputs");
+    let (a, b, c) = (start(1), start(2), start(3));
+    for message in [&a, &b, &c] {
+        broker
+            .publish_input(PARTITION, message)
+            .await
+            .expect("publish_input");
+    }
+    assert_eq!(ack_next(&mut first).await, a);
+    let delivery = next_delivery(&mut first).await;
+    assert_eq!(delivery.message, b);
+    drop(delivery); // dropped without an ack…
+    drop(first); // …and the coordinator crashed
+    let mut second = broker
+        .consume_inputs(PARTITION)
+        .await
+        .expect("consume_inputs");
+    assert_eq!(
+        ack_next(&mut second).await,
+        b,
+        "the unacked input comes back first"
+    );
+    assert_eq!(ack_next(&mut second).await, c, "then the rest, in order");
+    let marker = start(99);
+    broker
+        .publish_input(PARTITION, &marker)
+        .await
+        .expect("publish_input");
+    assert_eq!(
+        ack_next(&mut second).await,
+        marker,
+        "the acked input was not redelivered"
+    );
+}
+
+async fn malformed_inputs_are_dead_lettered_and_the_consumer_goes_on<B: Fixture>(broker: &B) {
+    let before = broker.dead_lettered();
+    let mut consumer = broker
+        .consume_inputs(PARTITION)
+        .await
+        .expect("consume_inputs");
+    let garbage = b"{not json".to_vec();
+    let unknown_kind = br#"{"kind":"teleport","execution_arn":"x"}"#.to_vec();
+    let future_version = serde_json::to_vec(&json!({
+        "kind": "worker",
+        "reply": { "type": "heartbeat", "version": PROTOCOL_VERSION + 1, "task_token": "t" }
+    }))
+    .expect("json");
+    for bytes in [&garbage, &unknown_kind, &future_version] {
+        broker.raw_input(PARTITION, bytes).await;
+    }
+    let good = start(7);
+    broker
+        .publish_input(PARTITION, &good)
+        .await
+        .expect("publish_input");
+    assert_eq!(
+        ack_next(&mut consumer).await,
+        good,
+        "the consumer skips malformed messages and keeps working"
+    );
+    assert_eq!(broker.dead_lettered(), before + 3, "each one is counted");
+    let mut dead = Vec::new();
+    within("three dead letters", async {
+        while dead.len() < 3 {
+            match broker.dead_letter().await {
+                Some(message) => dead.push(message),
+                None => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    })
+    .await;
+    dead.sort();
+    let mut expected = vec![garbage, unknown_kind, future_version];
+    expected.sort();
+    assert_eq!(
+        dead, expected,
+        "they land, unchanged, in the dead-letter queue"
+    );
+    // And the consumer still works afterwards.
+    let after = start(8);
+    broker
+        .publish_input(PARTITION, &after)
+        .await
+        .expect("publish_input");
+    assert_eq!(ack_next(&mut consumer).await, after);
+}
+
+async fn cancellations_reach_subscribers<B: Fixture>(broker: &B) {
+    let mut subscriber = broker.cancels().await;
+    broker
+        .publish_cancel("token-9")
+        .await
+        .expect("publish_cancel");
+    let cancel = within("a cancellation", subscriber.next_cancel())
+        .await
+        .expect("subscription open");
+    assert_eq!(
+        cancel,
+        CancelMessage {
+            version: PROTOCOL_VERSION,
+            task_token: "token-9".into()
+        }
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The memory adapter's own duty: routing the hub's worker replies by task token.
+
+#[tokio::test]
+async fn memory_routes_worker_replies_to_their_execution_partition() {
+    let hub = InProcessHub::new();
+    let partitions = 8;
+    let broker = MemoryBroker::new(hub.clone(), TOKEN_KEY.to_vec(), partitions);
+    let arn = "arn:aws:states:us-east-1:123456789012:execution:sm:routed";
+    let partition = partition_of(arn, partitions);
+    let token = task_token::mint(TOKEN_KEY, arn, 4);
+    let queue = task_queue(ACTIVITY);
+    let message = TaskMessage {
+        task_token: token.clone(),
+        execution_arn: arn.into(),
+        reply_to: partition_queue(partition),
+        ..task(4)
+    };
+    broker
+        .publish_task(&queue, &message)
+        .await
+        .expect("publish_task");
+    // An in-process worker of the SDK takes it from the hub.
+    let taken = within(
+        "the worker's task",
+        hub.take_task(std::slice::from_ref(&queue)),
+    )
+    .await;
+    assert_eq!(taken, message);
+    let reply = Reply::Succeeded {
+        version: PROTOCOL_VERSION,
+        task_token: token,
+        output: json!({ "done": true }),
+    };
+    hub.reply(reply.clone());
+    let mut consumer = broker
+        .consume_inputs(partition)
+        .await
+        .expect("consume_inputs");
+    assert_eq!(
+        ack_next(&mut consumer).await,
+        InputMessage::Worker { reply }
+    );
+
+    // A forged token and an unknown version are dead-lettered, not routed.
+    hub.reply(Reply::Heartbeat {
+        version: PROTOCOL_VERSION,
+        task_token: task_token::mint(b"another key", arn, 4),
+    });
+    hub.reply(Reply::Heartbeat {
+        version: PROTOCOL_VERSION + 1,
+        task_token: task_token::mint(TOKEN_KEY, arn, 4),
+    });
+    within("two dead letters", async {
+        while broker.dead_lettered() < 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(broker.take_dead_letter().is_some());
+    assert!(broker.take_dead_letter().is_some());
+    assert_eq!(broker.queued_inputs(partition), 0);
+}
+
+#[tokio::test]
+async fn memory_ack_after_consumer_drop_is_an_error_and_the_input_is_redelivered() {
+    let broker = memory_broker();
+    let mut consumer = broker.consume_inputs(1).await.expect("consume_inputs");
+    broker
+        .publish_input(1, &start(1))
+        .await
+        .expect("publish_input");
+    let delivery = next_delivery(&mut consumer).await;
+    drop(consumer);
+    assert!(delivery.acker.ack().await.is_err());
+    let mut consumer = broker.consume_inputs(1).await.expect("consume_inputs");
+    assert_eq!(ack_next(&mut consumer).await, start(1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The RabbitMQ adapter's own duty: an unroutable publish is not a success.
+
+/// RabbitMQ *acks* a `mandatory` message it cannot route and returns it alongside: the broker
+/// must notice, redeclare the queue that was deleted behind its back, and publish again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_publish_redeclares_a_queue_deleted_behind_its_back() {
+    let broker = rabbitmq().await;
+    let outcome = AssertUnwindSafe(async {
+        let queue = task_queue(ACTIVITY);
+        broker
+            .publish_task(&queue, &task(1))
+            .await
+            .expect("publish_task");
+        let first = poll_task(&broker, &queue).await;
+        within("an ack", first.acker.ack()).await.expect("ack");
+        // A second broker in the same namespace deletes the queue the first one has cached.
+        let config = broker.config().clone().with_connect_attempts(1);
+        let other = AmqpBroker::connect(config)
+            .await
+            .expect("second connection");
+        assert!(other.get_task(&queue).await.expect("get_task").is_none());
+        other.delete_namespace().await.expect("delete the queue");
+        let _ = other.close().await;
+        broker
+            .publish_task(&queue, &task(2))
+            .await
+            .expect("the publish is retried after the queue is redeclared");
+        let second = poll_task(&broker, &queue).await;
+        assert_eq!(second.message.task_token, task(2).task_token);
+        within("an ack", second.acker.ack()).await.expect("ack");
+    })
+    .catch_unwind()
+    .await;
+    clean_up(&broker).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// `.waitForTaskToken` callbacks published to the callback queue (by the SDK's
+/// `TaskTokenClient`, which cannot know a token's partition) reach the partition of the
+/// token's execution; a forged token is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_routes_callbacks_to_their_execution_partition() {
+    let partitions = 8;
+    let broker =
+        rabbitmq_with(|config| config.with_callback_routing(TOKEN_KEY.to_vec(), partitions)).await;
+    let outcome = AssertUnwindSafe(async {
+        let arn = "arn:aws:states:us-east-1:123456789012:execution:sm:callback";
+        let partition = partition_of(arn, partitions);
+        let mut consumer = broker
+            .consume_inputs(partition)
+            .await
+            .expect("consume_inputs");
+        let callback = InputMessage::Callback {
+            reply: Reply::Succeeded {
+                version: PROTOCOL_VERSION,
+                task_token: task_token::mint(TOKEN_KEY, arn, 2),
+                output: json!({ "approved": true }),
+            },
+        };
+        let forged = InputMessage::Callback {
+            reply: Reply::Heartbeat {
+                version: PROTOCOL_VERSION,
+                task_token: task_token::mint(b"another key", arn, 2),
+            },
+        };
+        let body = |m: &InputMessage| serde_json::to_vec(m).expect("json");
+        broker
+            .publish_raw(CALLBACK_QUEUE, &body(&forged))
+            .await
+            .expect("publish");
+        broker
+            .publish_raw(CALLBACK_QUEUE, &body(&callback))
+            .await
+            .expect("publish");
+        assert_eq!(ack_next(&mut consumer).await, callback);
+        let dead = within("the forged callback in the dead-letter queue", async {
+            loop {
+                match broker.dead_letter().await {
+                    Some(message) => return message,
+                    None => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
+        })
+        .await;
+        assert_eq!(dead, body(&forged));
+        assert_eq!(broker.dead_lettered(), 1);
+    })
+    .catch_unwind()
+    .await;
+    clean_up(&broker).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
