@@ -6,10 +6,26 @@
 //!   inputs, stop, retry timers, replay and snapshots).
 //! * [`props`]: property tests that parsers and evaluators never panic.
 //! * [`conformance`]: the recorded-AWS corpus must not regress below its baseline.
+//! * [`store_contract`]: one `Store` contract suite run against the memory store (manual
+//!   clock) and a real Redis (`STEPLINE_REDIS_URL`, default `redis://127.0.0.1:6379`; fails
+//!   loudly, never skips, when Redis is unreachable).
+//! * [`broker_contract`]: the `Broker` port's contract, run against `MemoryBroker` and (on a real
+//!   RabbitMQ, `STEPLINE_AMQP_URL`) `AmqpBroker`: task get/ack/redelivery, input order and
+//!   redelivery after a consumer drop, dead-lettering of malformed input, cancellations.
+//! * [`worker_amqp`]: the worker SDK on a real RabbitMQ (`STEPLINE_AMQP_URL`; fails loudly when
+//!   unreachable): a `Worker` serves a task from an activity queue, replies `Started` and
+//!   `Succeeded` to its `reply_to` in the engine's `InputMessage` envelope, acks it after the
+//!   reply, and a `CancelMessage` on the cancellation fanout reaches the running handler.
+//! * [`runtime_e2e`]: the runtime end to end — coordinator, store, broker and SDK workers —
+//!   embedded and over the real Redis and RabbitMQ (which must be running).
 //! * [`tidy`]: house rules (pure modules do no IO, module docs, code map, no placeholders).
 
+mod broker_contract;
 mod conformance;
 mod golden;
 mod interp;
 mod props;
+mod runtime_e2e;
+mod store_contract;
 mod tidy;
+mod worker_amqp;

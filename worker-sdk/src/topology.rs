@@ -28,3 +28,12 @@ pub fn partition_queue(partition: u32) -> String {
 /// sends it there.
 pub const QUEUE_DEAD_LETTER_ARGUMENT: (&str, &str) =
     ("x-dead-letter-exchange", DEAD_LETTER_EXCHANGE);
+
+/// Durable queue for `.waitForTaskToken` callbacks sent from outside a task's worker (the SDK's
+/// `TaskTokenClient` over AMQP): it cannot know the partition of a token, so it publishes here
+/// and the engine consumes this queue and routes each callback by the token's execution.
+/// Declared like every durable Stepline queue (durable, [`QUEUE_DEAD_LETTER_ARGUMENT`]).
+pub const CALLBACK_QUEUE: &str = "stepline.callbacks";
+/// [`CANCEL_EXCHANGE`] is a fanout exchange declared durable (not auto-delete, no arguments):
+/// RabbitMQ refuses a redeclaration with a different durability.
+pub const CANCEL_EXCHANGE_DURABLE: bool = true;

@@ -78,6 +78,19 @@ pub enum CoordinatorError {
     Interp(#[from] crate::interp::InterpError),
 }
 
+impl CoordinatorError {
+    /// True when retrying cannot help (the input itself is bad), false for IO trouble.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            CoordinatorError::MissingDefinition(..)
+                | CoordinatorError::BadDefinition(..)
+                | CoordinatorError::BadSnapshot(..)
+                | CoordinatorError::Interp(_)
+        )
+    }
+}
+
 /// Drives executions of the partitions it owns.
 pub struct Coordinator<S: Store, B: Broker, C: Clock> {
     store: Arc<S>,
@@ -207,7 +220,18 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                     None => return,
                     Some(d) => {
                         let r = self.handle_input(fence, d.message).await;
-                        if r.is_ok() {
+                        // Permanent problems (a message naming a deleted definition, an
+                        // unreadable snapshot) would fail forever: log and drop them.
+                        // Transient ones (store or broker down) leave the input unacked.
+                        let settle = match &r {
+                            Ok(()) => true,
+                            Err(e) if e.is_permanent() => {
+                                tracing::error!(partition = p, error = %e, "dropping an input that cannot be processed");
+                                true
+                            }
+                            Err(_) => false,
+                        };
+                        if settle {
                             if let Err(e) = d.acker.ack().await {
                                 tracing::warn!(partition = p, error = %e, "ack failed");
                             }
@@ -225,7 +249,14 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                     tracing::warn!(partition = p, "fenced out by a newer owner");
                     return;
                 }
-                Err(e) => tracing::error!(partition = p, error = %e, "input failed"),
+                Err(e) if e.is_permanent() => {}
+                Err(e) => {
+                    // Give the partition up so its unacked input is redelivered, to us or a
+                    // peer, once the store or broker is back.
+                    tracing::error!(partition = p, error = %e, "input failed; releasing the partition");
+                    let _ = self.store.release_lease(fence, &self.config.owner).await;
+                    return;
+                }
             }
         }
     }

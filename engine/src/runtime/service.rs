@@ -51,11 +51,9 @@ pub enum ServiceError {
 pub fn valid_name(name: &str) -> bool {
     let len = name.chars().count();
     (1..=80).contains(&len)
-        && !name.chars().any(|c| {
-            c.is_whitespace()
-                || c.is_control()
-                || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(c)
-        })
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(c))
 }
 
 /// A running runtime: a coordinator serving partitions plus the service calls.
@@ -117,13 +115,21 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
             definition: definition.to_string(),
             machine_type,
             role_arn: role_arn.unwrap_or_else(|| {
-                format!("arn:aws:iam::{}:role/stepline-execution-role", self.config().account)
+                format!(
+                    "arn:aws:iam::{}:role/stepline-execution-role",
+                    self.config().account
+                )
             }),
             created_ms: now,
             revision_id: format!("{now:x}"),
             tags: Default::default(),
         };
-        match self.coordinator.store().create_state_machine(record.clone()).await {
+        match self
+            .coordinator
+            .store()
+            .create_state_machine(record.clone())
+            .await
+        {
             Ok(()) => Ok(record),
             Err(StoreError::AlreadyExists(_)) => Err(ServiceError::StateMachineAlreadyExists(arn)),
             Err(e) => Err(e.into()),
@@ -144,7 +150,12 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
             created_ms: self.coordinator.clock().now_ms(),
             tags: Default::default(),
         };
-        match self.coordinator.store().create_activity(record.clone()).await {
+        match self
+            .coordinator
+            .store()
+            .create_activity(record.clone())
+            .await
+        {
             Ok(()) | Err(StoreError::AlreadyExists(_)) => Ok(record),
             Err(e) => Err(e.into()),
         }
@@ -180,7 +191,12 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
             ));
         }
         let execution_arn = self.arn("execution", &format!("{}:{name}", sm.name));
-        if let Some(existing) = self.coordinator.store().get_execution(&execution_arn).await? {
+        if let Some(existing) = self
+            .coordinator
+            .store()
+            .get_execution(&execution_arn)
+            .await?
+        {
             return if existing.input == input {
                 Ok(execution_arn)
             } else {
@@ -211,7 +227,13 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
         error: Option<String>,
         cause: Option<String>,
     ) -> Result<(), ServiceError> {
-        if self.coordinator.store().get_execution(execution_arn).await?.is_none() {
+        if self
+            .coordinator
+            .store()
+            .get_execution(execution_arn)
+            .await?
+            .is_none()
+        {
             return Err(ServiceError::ExecutionDoesNotExist(execution_arn.into()));
         }
         let partition = self.coordinator.partition_of(execution_arn);
@@ -229,7 +251,10 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
         Ok(())
     }
 
-    pub async fn describe_execution(&self, execution_arn: &str) -> Result<ExecutionRecord, ServiceError> {
+    pub async fn describe_execution(
+        &self,
+        execution_arn: &str,
+    ) -> Result<ExecutionRecord, ServiceError> {
         self.coordinator
             .store()
             .get_execution(execution_arn)
@@ -241,7 +266,11 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
         let mut out = Vec::new();
         loop {
             let after = out.last().map_or(0, |e: &HistoryEvent| e.id);
-            let page = self.coordinator.store().history(execution_arn, after, 1000).await?;
+            let page = self
+                .coordinator
+                .store()
+                .history(execution_arn, after, 1000)
+                .await?;
             if page.is_empty() {
                 return Ok(out);
             }
@@ -250,7 +279,11 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
     }
 
     /// Waits for the execution to leave RUNNING (it may not exist yet right after a start).
-    pub async fn wait(&self, execution_arn: &str, timeout: Duration) -> Result<ExecutionRecord, ServiceError> {
+    pub async fn wait(
+        &self,
+        execution_arn: &str,
+        timeout: Duration,
+    ) -> Result<ExecutionRecord, ServiceError> {
         self.coordinator
             .wait_finished(execution_arn, timeout)
             .await?
@@ -270,7 +303,11 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
     }
 
     /// `SendTaskSuccess`.
-    pub async fn send_task_success(&self, task_token: &str, output: Value) -> Result<(), ServiceError> {
+    pub async fn send_task_success(
+        &self,
+        task_token: &str,
+        output: Value,
+    ) -> Result<(), ServiceError> {
         self.send_task_reply(Reply::Succeeded {
             version: PROTOCOL_VERSION,
             task_token: task_token.into(),

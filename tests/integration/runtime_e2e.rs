@@ -1,0 +1,496 @@
+//! End-to-end runs of the runtime: a coordinator ([`Service`]) over a store and a broker, with
+//! activity workers from the worker SDK — once embedded (memory store, memory broker,
+//! in-process workers) and once over the real servers (Redis at `STEPLINE_REDIS_URL`, RabbitMQ
+//! at `STEPLINE_AMQP_URL`, AMQP workers; these fail loudly when the servers are unreachable).
+//!
+//! Each scenario is one generic function run on both stacks: a task served by a worker, Retry
+//! then Catch on a worker's error, a heartbeat timeout when no worker picks the task up, Stop
+//! cancelling the running handler, duplicate replies changing nothing, and a coordinator
+//! restarted mid-execution finishing it exactly once.
+
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use stepline_engine::asl::StateMachineType;
+use stepline_engine::history::HistoryEvent;
+use stepline_engine::interp::ExecutionStatus;
+use stepline_engine::runtime::broker::Broker;
+use stepline_engine::runtime::broker_amqp::{AmqpBroker, AmqpConfig};
+use stepline_engine::runtime::broker_memory::MemoryBroker;
+use stepline_engine::runtime::clock::SystemClock;
+use stepline_engine::runtime::coordinator::CoordinatorConfig;
+use stepline_engine::runtime::service::Service;
+use stepline_engine::runtime::store::Store;
+use stepline_engine::runtime::store_memory::MemoryStore;
+use stepline_engine::runtime::store_redis::RedisStore;
+use stepline_worker::hub::InProcessHub;
+use stepline_worker::transport::amqp::AmqpTransport;
+use stepline_worker::transport::Transport;
+use stepline_worker::{TaskContext, TaskError, Worker};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn config(partitions: u32) -> CoordinatorConfig {
+    CoordinatorConfig {
+        partitions,
+        lease_ttl_ms: 3_000,
+        timer_poll_ms: 25,
+        token_key: b"e2e-key".to_vec(),
+        ..CoordinatorConfig::default()
+    }
+}
+
+/// One stack: how to start coordinators and how workers reach them.
+struct Stack<S: Store, B: Broker> {
+    store: Arc<S>,
+    broker: Arc<B>,
+    transport: Box<dyn Fn() -> Transport + Send + Sync>,
+    /// Unique per test so parallel tests never share activities or state machines.
+    tag: String,
+}
+
+impl<S: Store, B: Broker> Stack<S, B> {
+    fn service(&self) -> Service<S, B, SystemClock> {
+        Service::start(
+            self.store.clone(),
+            self.broker.clone(),
+            Arc::new(SystemClock),
+            config(4),
+        )
+    }
+
+    fn name(&self, base: &str) -> String {
+        format!("{base}-{}", self.tag)
+    }
+
+    /// Starts a worker; returns its shutdown handle.
+    fn worker(
+        &self,
+        build: impl FnOnce(stepline_worker::WorkerBuilder) -> stepline_worker::WorkerBuilder,
+    ) -> CancellationToken {
+        let worker = build(Worker::builder().handle_signals(false)).build((self.transport)());
+        let stop = worker.shutdown_handle();
+        tokio::spawn(async move {
+            if let Err(e) = worker.run().await {
+                panic!("worker failed: {e}");
+            }
+        });
+        stop
+    }
+}
+
+fn tag() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn memory_stack() -> Stack<MemoryStore, MemoryBroker> {
+    let hub = InProcessHub::new();
+    let cfg = config(4);
+    let broker = MemoryBroker::new(hub.clone(), cfg.token_key.clone(), cfg.partitions);
+    Stack {
+        store: Arc::new(MemoryStore::with_system_clock(Duration::from_secs(3600))),
+        broker: Arc::new(broker),
+        transport: Box::new(move || Transport::from(hub.clone())),
+        tag: tag(),
+    }
+}
+
+fn redis_url() -> String {
+    std::env::var("STEPLINE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn amqp_url() -> String {
+    std::env::var("STEPLINE_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+async fn real_stack() -> Stack<RedisStore, AmqpBroker> {
+    let tag = tag();
+    let ns = format!("e2e-{tag}");
+    let store = RedisStore::connect(&redis_url(), &format!("{ns}:"), Duration::from_secs(3600))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "Redis must be running at {} (start it or set STEPLINE_REDIS_URL): {e}",
+                redis_url()
+            )
+        });
+    let broker = AmqpBroker::connect(AmqpConfig::new(amqp_url()).with_namespace(ns.clone()))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "RabbitMQ must be running at {} (start it or set STEPLINE_AMQP_URL): {e}",
+                amqp_url()
+            )
+        });
+    let url = amqp_url();
+    Stack {
+        store: Arc::new(store),
+        broker: Arc::new(broker),
+        transport: Box::new(move || {
+            Transport::from(AmqpTransport::new(url.clone()).namespace(&ns))
+        }),
+        tag,
+    }
+}
+
+fn types(h: &[HistoryEvent]) -> Vec<String> {
+    h.iter().map(|e| e.kind.type_name()).collect()
+}
+
+fn count(h: &[HistoryEvent], t: &str) -> usize {
+    h.iter().filter(|e| e.kind.type_name() == t).count()
+}
+
+async fn create<S: Store, B: Broker>(
+    svc: &Service<S, B, SystemClock>,
+    stack: &Stack<S, B>,
+    base: &str,
+    definition: Value,
+) -> String {
+    svc.create_state_machine(
+        &stack.name(base),
+        &definition.to_string(),
+        StateMachineType::Standard,
+        None,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("create_state_machine: {e}"))
+    .arn
+}
+
+async fn activity<S: Store, B: Broker>(
+    svc: &Service<S, B, SystemClock>,
+    stack: &Stack<S, B>,
+    base: &str,
+) -> String {
+    svc.create_activity(&stack.name(base))
+        .await
+        .expect("create_activity")
+        .arn
+}
+
+async fn run_to_end<S: Store, B: Broker>(
+    svc: &Service<S, B, SystemClock>,
+    sm: &str,
+    input: Value,
+) -> (
+    stepline_engine::runtime::store::ExecutionRecord,
+    Vec<HistoryEvent>,
+) {
+    let arn = svc.start_execution(sm, None, input).await.expect("start");
+    let rec = svc.wait(&arn, WAIT).await.expect("wait");
+    assert_ne!(
+        rec.status,
+        ExecutionStatus::Running,
+        "execution did not finish in {WAIT:?}"
+    );
+    let h = svc.history(&arn).await.expect("history");
+    (rec, h)
+}
+
+// ------------------------------------------------------------------------------------------
+// Scenarios
+
+async fn worker_serves_a_task<S: Store, B: Broker>(stack: Stack<S, B>) {
+    let svc = stack.service();
+    let act = activity(&svc, &stack, "double").await;
+    let stop = stack.worker(|w| {
+        w.activity(act.clone(), |_ctx: TaskContext, n: i64| async move {
+            Ok::<_, TaskError>(json!({"doubled": n * 2}))
+        })
+    });
+    let sm = create(&svc, &stack, "double", json!({
+        "StartAt": "Double",
+        "States": {"Double": {"Type": "Task", "Resource": act, "InputPath": "$.n", "ResultPath": "$.out", "End": true}}
+    })).await;
+    let (rec, h) = run_to_end(&svc, &sm, json!({"n": 21})).await;
+    assert_eq!(
+        rec.status,
+        ExecutionStatus::Succeeded,
+        "{:?} {:?}",
+        rec.error,
+        rec.cause
+    );
+    assert_eq!(rec.output, Some(json!({"n": 21, "out": {"doubled": 42}})));
+    assert_eq!(
+        types(&h),
+        [
+            "ExecutionStarted",
+            "TaskStateEntered",
+            "ActivityScheduled",
+            "ActivityStarted",
+            "ActivitySucceeded",
+            "TaskStateExited",
+            "ExecutionSucceeded"
+        ]
+    );
+    stop.cancel();
+    svc.shutdown().await;
+}
+
+async fn retry_then_catch<S: Store, B: Broker>(stack: Stack<S, B>) {
+    let svc = stack.service();
+    let act = activity(&svc, &stack, "flaky").await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let c2 = calls.clone();
+    let stop = stack.worker(move |w| {
+        w.activity(act.clone(), move |ctx: TaskContext, _: Value| {
+            let c = c2.clone();
+            async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                Err::<Value, _>(TaskError::new(
+                    "Gateway.Busy",
+                    format!("attempt {}", ctx.attempt()),
+                ))
+            }
+        })
+    });
+    let sm = create(&svc, &stack, "flaky", json!({
+        "StartAt": "Call",
+        "States": {
+            "Call": {"Type": "Task", "Resource": stack_activity_arn(&svc, &stack, "flaky"),
+                     "Retry": [{"ErrorEquals": ["Gateway.Busy"], "IntervalSeconds": 1, "MaxAttempts": 2, "BackoffRate": 1.0}],
+                     "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Recovered"}],
+                     "End": true},
+            "Recovered": {"Type": "Pass", "End": true}
+        }
+    })).await;
+    let (rec, h) = run_to_end(&svc, &sm, json!({})).await;
+    assert_eq!(
+        rec.status,
+        ExecutionStatus::Succeeded,
+        "{:?} {:?}",
+        rec.error,
+        rec.cause
+    );
+    assert_eq!(
+        rec.output,
+        Some(json!({"error": {"Error": "Gateway.Busy", "Cause": "attempt 3"}}))
+    );
+    assert_eq!(count(&h, "ActivityScheduled"), 3, "{:?}", types(&h));
+    assert_eq!(count(&h, "ActivityFailed"), 3);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // Retries wait IntervalSeconds (1 s, BackoffRate 1) between attempts.
+    let scheduled: Vec<i64> = h
+        .iter()
+        .filter(|e| e.kind.type_name() == "ActivityScheduled")
+        .map(|e| e.timestamp_ms)
+        .collect();
+    for w in scheduled.windows(2) {
+        assert!(w[1] - w[0] >= 1_000, "retry came after {} ms", w[1] - w[0]);
+    }
+    stop.cancel();
+    svc.shutdown().await;
+}
+
+fn stack_activity_arn<S: Store, B: Broker>(
+    svc: &Service<S, B, SystemClock>,
+    stack: &Stack<S, B>,
+    base: &str,
+) -> String {
+    let c = svc.coordinator().config();
+    format!(
+        "arn:aws:states:{}:{}:activity:{}",
+        c.region,
+        c.account,
+        stack.name(base)
+    )
+}
+
+async fn heartbeat_timeout_without_a_worker<S: Store, B: Broker>(stack: Stack<S, B>) {
+    let svc = stack.service();
+    let act = activity(&svc, &stack, "nobody").await;
+    let sm = create(&svc, &stack, "hb", json!({
+        "StartAt": "Wait",
+        "States": {
+            "Wait": {"Type": "Task", "Resource": act, "HeartbeatSeconds": 1, "TimeoutSeconds": 60,
+                     "Catch": [{"ErrorEquals": ["States.HeartbeatTimeout"], "Next": "TimedOut"}], "End": true},
+            "TimedOut": {"Type": "Pass", "Result": "no heartbeat", "End": true}
+        }
+    })).await;
+    let (rec, h) = run_to_end(&svc, &sm, json!({})).await;
+    assert_eq!(rec.status, ExecutionStatus::Succeeded, "{:?}", types(&h));
+    assert_eq!(rec.output, Some(json!("no heartbeat")));
+    assert_eq!(count(&h, "ActivityTimedOut"), 1);
+    svc.shutdown().await;
+}
+
+async fn stop_cancels_the_running_handler<S: Store, B: Broker>(stack: Stack<S, B>) {
+    let svc = stack.service();
+    let act = activity(&svc, &stack, "slow").await;
+    let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (cancelled_tx, mut cancelled_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let stop = stack.worker(move |w| {
+        w.activity(act.clone(), move |ctx: TaskContext, _: Value| {
+            let started = started_tx.clone();
+            let cancelled = cancelled_tx.clone();
+            async move {
+                let _ = started.send(());
+                ctx.cancelled().await;
+                let _ = cancelled.send(());
+                Err::<Value, _>(TaskError::new("Cancelled", "stopped"))
+            }
+        })
+    });
+    let sm = create(&svc, &stack, "slow", json!({
+        "StartAt": "Slow",
+        "States": {"Slow": {"Type": "Task", "Resource": stack_activity_arn(&svc, &stack, "slow"), "End": true}}
+    })).await;
+    let arn = svc
+        .start_execution(&sm, None, json!({}))
+        .await
+        .expect("start");
+    tokio::time::timeout(WAIT, started_rx.recv())
+        .await
+        .expect("handler never started");
+    svc.stop_execution(
+        &arn,
+        Some("Operator".into()),
+        Some("stopped by test".into()),
+    )
+    .await
+    .expect("stop");
+    let rec = svc.wait(&arn, WAIT).await.expect("wait");
+    assert_eq!(rec.status, ExecutionStatus::Aborted);
+    tokio::time::timeout(WAIT, cancelled_rx.recv())
+        .await
+        .expect("the handler's cancellation token never fired");
+    stop.cancel();
+    svc.shutdown().await;
+}
+
+async fn duplicate_replies_change_nothing<S: Store, B: Broker>(stack: Stack<S, B>) {
+    let svc = stack.service();
+    let act = activity(&svc, &stack, "callback").await;
+    let sm = create(
+        &svc,
+        &stack,
+        "callback",
+        json!({
+            "StartAt": "Approve",
+            "States": {"Approve": {"Type": "Task", "Resource": act, "End": true}}
+        }),
+    )
+    .await;
+    let arn = svc
+        .start_execution(&sm, None, json!({}))
+        .await
+        .expect("start");
+    // Take the task ourselves, as an external system would, and answer twice.
+    let queue =
+        stepline_worker::topology::task_queue(&stack_activity_arn(&svc, &stack, "callback"));
+    let task = loop {
+        if let Some(t) = stack.broker.get_task(&queue).await.expect("get_task") {
+            break t;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let token = task.message.task_token.clone();
+    task.acker.ack().await.expect("ack");
+    svc.send_task_success(&token, json!({"approved": true}))
+        .await
+        .expect("first reply");
+    let rec = svc.wait(&arn, WAIT).await.expect("wait");
+    assert_eq!(rec.status, ExecutionStatus::Succeeded);
+    let before = svc.history(&arn).await.expect("history");
+    svc.send_task_success(&token, json!({"approved": false}))
+        .await
+        .expect("duplicate reply is accepted by the API");
+    // Give the duplicate time to be processed, then check nothing changed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = svc.history(&arn).await.expect("history");
+    assert_eq!(before, after);
+    assert_eq!(
+        svc.describe_execution(&arn).await.expect("describe").output,
+        Some(json!({"approved": true}))
+    );
+    svc.shutdown().await;
+}
+
+async fn restart_mid_execution_finishes_once<S: Store, B: Broker>(stack: Stack<S, B>) {
+    let svc = stack.service();
+    let sm = create(
+        &svc,
+        &stack,
+        "restart",
+        json!({
+            "StartAt": "Pause",
+            "States": {
+                "Pause": {"Type": "Wait", "Seconds": 1, "Next": "Done"},
+                "Done": {"Type": "Pass", "Result": "finished", "End": true}
+            }
+        }),
+    )
+    .await;
+    let mut arns = Vec::new();
+    for _ in 0..5 {
+        arns.push(
+            svc.start_execution(&sm, None, json!({}))
+                .await
+                .expect("start"),
+        );
+    }
+    // Wait until every execution is waiting, then stop the coordinator mid-flight.
+    for arn in &arns {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let h = svc.history(arn).await.expect("history");
+            if count(&h, "WaitStateEntered") == 1 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "execution never reached its Wait"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    svc.shutdown().await;
+    let svc = stack.service();
+    for arn in &arns {
+        let rec = svc.wait(arn, WAIT).await.expect("wait");
+        assert_eq!(rec.status, ExecutionStatus::Succeeded);
+        let h = svc.history(arn).await.expect("history");
+        assert_eq!(count(&h, "ExecutionSucceeded"), 1, "{:?}", types(&h));
+        assert_eq!(count(&h, "WaitStateExited"), 1);
+    }
+    svc.shutdown().await;
+}
+
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::memory_stack()).await;
+                }
+            )*
+        }
+        mod real_servers {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::real_stack().await).await;
+                }
+            )*
+        }
+    };
+}
+
+scenarios!(
+    worker_serves_a_task,
+    retry_then_catch,
+    heartbeat_timeout_without_a_worker,
+    stop_cancels_the_running_handler,
+    duplicate_replies_change_nothing,
+    restart_mid_execution_finishes_once,
+);

@@ -1,0 +1,251 @@
+//! The worker SDK's AMQP transport against a real RabbitMQ (`STEPLINE_AMQP_URL`, default
+//! `amqp://guest:guest@127.0.0.1:5672/%2f`): a task published on an activity queue (declared
+//! with the topology's arguments, as the engine declares it) is served by a `Worker`, whose
+//! `Started` and `Succeeded` replies arrive on the task's `reply_to` queue in the envelope the
+//! engine's partition consumer decodes (`InputMessage::Worker`); a `CancelMessage` on the
+//! cancellation fanout reaches a running handler's token; the task is acked only after its
+//! reply. Fails loudly, never skips, when RabbitMQ is unreachable.
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer};
+use serde_json::{json, Value};
+use std::time::Duration;
+use stepline_engine::runtime::broker::InputMessage;
+use stepline_worker::protocol::{CancelMessage, Reply, TaskMessage, PROTOCOL_VERSION};
+use stepline_worker::topology::{task_queue, CANCEL_EXCHANGE, QUEUE_DEAD_LETTER_ARGUMENT};
+use stepline_worker::{activity_arn, AmqpTransport, TaskContext, TaskError, Worker};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn amqp_url() -> String {
+    std::env::var("STEPLINE_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
+}
+
+async fn connect(url: &str) -> Connection {
+    match tokio::time::timeout(
+        Duration::from_secs(10),
+        Connection::connect(url, ConnectionProperties::default()),
+    )
+    .await
+    {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(e)) => panic!(
+            "worker_amqp needs a real RabbitMQ at STEPLINE_AMQP_URL (or the default \
+             amqp://guest:guest@127.0.0.1:5672/%2f): {e}. Start rabbitmq-server or point \
+             STEPLINE_AMQP_URL at one."
+        ),
+        Err(_) => panic!("worker_amqp: connecting to RabbitMQ at {url} timed out"),
+    }
+}
+
+async fn publish(channel: &Channel, exchange: &str, routing_key: &str, body: &[u8]) {
+    let confirmation = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            body,
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirmation");
+    assert_eq!(
+        confirmation,
+        Confirmation::Ack(None),
+        "publish to {exchange}/{routing_key}"
+    );
+}
+
+async fn next_reply(replies: &mut Consumer) -> Reply {
+    let delivery = tokio::time::timeout(WAIT, replies.next())
+        .await
+        .unwrap_or_else(|_| panic!("no reply within {WAIT:?}"))
+        .expect("reply consumer open")
+        .expect("reply delivery");
+    match serde_json::from_slice::<InputMessage>(&delivery.data) {
+        Ok(InputMessage::Worker { reply }) => reply,
+        other => panic!(
+            "expected a worker reply, got {other:?} from {}",
+            String::from_utf8_lossy(&delivery.data)
+        ),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Input {
+    n: i64,
+    #[serde(default)]
+    wait_for_cancel: bool,
+}
+
+async fn double(ctx: TaskContext, input: Input) -> Result<Value, TaskError> {
+    if input.wait_for_cancel {
+        ctx.cancelled().await;
+        return Err(TaskError::new("Test.Cancelled", "the engine gave up"));
+    }
+    Ok(json!({"doubled": input.n * 2, "attempt": ctx.attempt()}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_serves_a_task_from_real_rabbitmq_and_honours_cancellation() {
+    let url = amqp_url();
+    let connection = connect(&url).await;
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+
+    let unique = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos()
+    );
+    let arn = activity_arn("us-east-1", "111111111111", &format!("it-worker-{unique}"));
+    let queue = task_queue(&arn);
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        QUEUE_DEAD_LETTER_ARGUMENT.0.into(),
+        AMQPValue::LongString(QUEUE_DEAD_LETTER_ARGUMENT.1.into()),
+    );
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            arguments.clone(),
+        )
+        .await
+        .expect("declare the task queue as the engine does");
+    let reply_to = format!("stepline.test.replies.{unique}");
+    channel
+        .queue_declare(
+            reply_to.as_str().into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare the reply queue");
+    let mut replies = channel
+        .basic_consume(
+            reply_to.as_str().into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume replies");
+
+    let task = |token: &str, input: Value| TaskMessage {
+        version: PROTOCOL_VERSION,
+        task_token: token.to_string(),
+        resource: arn.clone(),
+        execution_arn: "arn:aws:states:us-east-1:111111111111:execution:it:run".to_string(),
+        state_name: "Double".to_string(),
+        input,
+        attempt: 1,
+        timeout_seconds: None,
+        heartbeat_seconds: None,
+        deadline_ms: None,
+        reply_to: reply_to.clone(),
+    };
+    let body = serde_json::to_vec(&task("tok-1", json!({"n": 21}))).expect("json");
+    publish(&channel, "", &queue, &body).await;
+
+    let worker = Worker::builder()
+        .activity(arn.clone(), double)
+        .name("it-worker")
+        .concurrency(2)
+        .handle_signals(false)
+        .build(AmqpTransport::new(url.clone()));
+    let shutdown = worker.shutdown_handle();
+    let running = tokio::spawn(worker.run());
+
+    assert_eq!(
+        next_reply(&mut replies).await,
+        Reply::Started {
+            version: PROTOCOL_VERSION,
+            task_token: "tok-1".into(),
+            worker_name: "it-worker".into(),
+        }
+    );
+    assert_eq!(
+        next_reply(&mut replies).await,
+        Reply::Succeeded {
+            version: PROTOCOL_VERSION,
+            task_token: "tok-1".into(),
+            output: json!({"doubled": 42, "attempt": 1}),
+        }
+    );
+
+    // A running handler is cancelled by a CancelMessage on the fanout exchange.
+    let body =
+        serde_json::to_vec(&task("tok-2", json!({"n": 1, "wait_for_cancel": true}))).expect("json");
+    publish(&channel, "", &queue, &body).await;
+    assert!(matches!(
+        next_reply(&mut replies).await,
+        Reply::Started { task_token, .. } if task_token == "tok-2"
+    ));
+    let cancel = serde_json::to_vec(&CancelMessage {
+        version: PROTOCOL_VERSION,
+        task_token: "tok-2".into(),
+    })
+    .expect("json");
+    publish(&channel, CANCEL_EXCHANGE, "", &cancel).await;
+    assert_eq!(
+        next_reply(&mut replies).await,
+        Reply::Failed {
+            version: PROTOCOL_VERSION,
+            task_token: "tok-2".into(),
+            error: Some("Test.Cancelled".into()),
+            cause: Some("the engine gave up".into()),
+        }
+    );
+
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, running)
+        .await
+        .expect("the worker stops within the wait")
+        .expect("worker task")
+        .expect("worker ran");
+
+    // Both tasks were acked: with the worker's connection closed, nothing came back.
+    let remaining = channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            arguments,
+        )
+        .await
+        .expect("task queue still there");
+    assert_eq!(remaining.message_count(), 0, "tasks left on {queue}");
+    channel
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete the task queue");
+    let _ = connection.close(200, "done".into()).await;
+}

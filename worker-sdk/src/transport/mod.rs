@@ -1,0 +1,243 @@
+//! Transports: how a worker receives tasks and cancellations and sends its replies.
+//!
+//! Two transports with one set of semantics: RabbitMQ ([`amqp`], behind the default-on `amqp`
+//! feature) and the in-process hub ([`crate::hub::InProcessHub`]). The worker runtime
+//! (`crate::worker`) only sees the three halves below — a [`TaskSource`] it pulls from when it
+//! has a free slot, a [`CancelSource`] it listens to all the time, and a [`ReplySink`] its tasks
+//! publish through — and a [`Delivery`] per task that it settles exactly once: ack after the
+//! final reply is confirmed, hand back (requeue) when it gives the task up, or reject
+//! (dead-letter) when the message cannot be processed.
+//!
+//! This module is not a public extension point: [`Transport`] is an opaque value built from an
+//! `InProcessHub` or an `AmqpTransport`.
+
+#[cfg(feature = "amqp")]
+pub mod amqp;
+pub(crate) mod in_process;
+
+use crate::hub::InProcessHub;
+use crate::protocol::{Reply, TaskMessage};
+use tokio_util::sync::CancellationToken;
+
+/// Where a worker gets tasks from and sends replies to: build it from an
+/// [`InProcessHub`] or (feature `amqp`) an [`amqp::AmqpTransport`].
+pub struct Transport {
+    kind: Kind,
+}
+
+enum Kind {
+    InProcess(InProcessHub),
+    #[cfg(feature = "amqp")]
+    Amqp(amqp::AmqpTransport),
+}
+
+impl From<InProcessHub> for Transport {
+    fn from(hub: InProcessHub) -> Self {
+        Transport {
+            kind: Kind::InProcess(hub),
+        }
+    }
+}
+
+impl From<&InProcessHub> for Transport {
+    fn from(hub: &InProcessHub) -> Self {
+        Transport::from(hub.clone())
+    }
+}
+
+#[cfg(feature = "amqp")]
+impl From<amqp::AmqpTransport> for Transport {
+    fn from(amqp: amqp::AmqpTransport) -> Self {
+        Transport {
+            kind: Kind::Amqp(amqp),
+        }
+    }
+}
+
+/// Failures of the transport itself (never of a task: those are [`crate::TaskError`]s).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// The broker could not be reached within the reconnect policy.
+    #[error("cannot connect to the broker: {0}")]
+    Connect(String),
+    /// The connection is down (a reconnect may be under way).
+    #[error("not connected to the broker: {0}")]
+    Disconnected(String),
+    /// The broker refused or did not confirm a publish.
+    #[error("publish to `{queue}` not confirmed: {reason}")]
+    NotConfirmed { queue: String, reason: String },
+    /// No queue exists for the routing key (e.g. a `reply_to` nobody declared).
+    #[error("no queue `{0}`: the message was returned unroutable")]
+    Unroutable(String),
+}
+
+/// What a worker asks of a transport when it starts.
+#[cfg_attr(not(feature = "amqp"), allow(dead_code))]
+pub(crate) struct Subscription<'a> {
+    /// Activity ARNs to consume (their queues are `topology::task_queue(arn)`).
+    pub activities: &'a [String],
+    /// Maximum tasks handed to this worker and not yet settled.
+    pub prefetch: u16,
+    /// Shown to the broker (AMQP connection name).
+    pub worker_name: &'a str,
+}
+
+/// The three halves of a started transport.
+pub(crate) struct Started {
+    pub tasks: TaskSource,
+    pub cancels: CancelSource,
+    pub replies: ReplySink,
+}
+
+impl Transport {
+    /// Starts consuming. For AMQP this spawns the connection supervisor, which connects (and
+    /// reconnects) in the background; a connection that cannot be made within the policy
+    /// surfaces as an `Err` from [`TaskSource::next`].
+    pub(crate) fn start(self, subscription: Subscription<'_>) -> Started {
+        match self.kind {
+            Kind::InProcess(hub) => in_process::start(hub, subscription),
+            #[cfg(feature = "amqp")]
+            Kind::Amqp(amqp) => amqp.start(subscription),
+        }
+    }
+}
+
+/// One task as received, with how to settle it.
+pub(crate) struct Delivery {
+    pub payload: Payload,
+    /// The activity whose queue it came from, when the transport knows it.
+    pub activity: Option<String>,
+    pub settle: Settle,
+    /// Cancelled when the delivery is lost with its connection: the broker has already put the
+    /// task back, so its handler must stop and nothing may be sent for it.
+    pub lost: CancellationToken,
+}
+
+#[cfg_attr(not(feature = "amqp"), allow(dead_code))]
+pub(crate) enum Payload {
+    Task(Box<TaskMessage>),
+    /// Not a task message at all (bad JSON, wrong shape): dead-letter it.
+    Malformed(String),
+}
+
+/// How a delivery is settled; each consumes the handle, so it happens once.
+pub(crate) enum Settle {
+    InProcess(InProcessHub),
+    #[cfg(feature = "amqp")]
+    Amqp(lapin::Acker),
+}
+
+impl Settle {
+    /// Done: the final reply is confirmed (or the task needs no reply).
+    pub async fn ack(self) -> Result<(), TransportError> {
+        match self {
+            Settle::InProcess(_) => Ok(()),
+            #[cfg(feature = "amqp")]
+            Settle::Amqp(acker) => amqp::ack(acker).await,
+        }
+    }
+
+    /// Given up unfinished: put the task back for another worker.
+    pub async fn hand_back(self, task: TaskMessage) -> Result<(), TransportError> {
+        match self {
+            Settle::InProcess(hub) => {
+                in_process::hand_back(&hub, task);
+                Ok(())
+            }
+            #[cfg(feature = "amqp")]
+            Settle::Amqp(acker) => amqp::requeue(acker).await,
+        }
+    }
+
+    /// Cannot be processed: dead-letter it (AMQP); dropped in process, where it cannot occur
+    /// short of a bug.
+    pub async fn reject(self) -> Result<(), TransportError> {
+        match self {
+            Settle::InProcess(_) => Ok(()),
+            #[cfg(feature = "amqp")]
+            Settle::Amqp(acker) => amqp::dead_letter(acker).await,
+        }
+    }
+}
+
+/// Tasks, pulled by the runtime only when it has room for one more.
+pub(crate) enum TaskSource {
+    InProcess(in_process::Tasks),
+    #[cfg(feature = "amqp")]
+    Amqp(amqp::Tasks),
+}
+
+impl TaskSource {
+    /// The next task. Cancel-safe. `Err` is final: the transport gave up reconnecting.
+    pub async fn next(&mut self) -> Result<Delivery, TransportError> {
+        match self {
+            TaskSource::InProcess(t) => Ok(t.next().await),
+            #[cfg(feature = "amqp")]
+            TaskSource::Amqp(t) => t.next().await,
+        }
+    }
+
+    /// Stops taking tasks and returns those received but not yet handed to the runtime (the
+    /// caller hands them back). Replies and acks keep working until [`TaskSource::close`].
+    pub async fn stop(&mut self) -> Vec<Delivery> {
+        match self {
+            TaskSource::InProcess(_) => Vec::new(),
+            #[cfg(feature = "amqp")]
+            TaskSource::Amqp(t) => t.stop().await,
+        }
+    }
+
+    /// Closes the transport once every delivery is settled.
+    pub async fn close(self) {
+        match self {
+            TaskSource::InProcess(_) => {}
+            #[cfg(feature = "amqp")]
+            TaskSource::Amqp(t) => t.close().await,
+        }
+    }
+}
+
+/// Task tokens the engine gave up on.
+pub(crate) enum CancelSource {
+    InProcess(in_process::Cancels),
+    #[cfg(feature = "amqp")]
+    Amqp(tokio::sync::mpsc::UnboundedReceiver<String>),
+}
+
+impl CancelSource {
+    /// The next cancelled task token; `None` once the source is closed for good. Cancel-safe.
+    pub async fn next(&mut self) -> Option<String> {
+        match self {
+            CancelSource::InProcess(c) => c.next().await,
+            #[cfg(feature = "amqp")]
+            CancelSource::Amqp(rx) => rx.recv().await,
+        }
+    }
+}
+
+/// Sends replies; cheap to clone, one per running task.
+#[derive(Clone)]
+pub(crate) enum ReplySink {
+    InProcess(InProcessHub),
+    #[cfg(feature = "amqp")]
+    Amqp(std::sync::Arc<amqp::Publisher>),
+}
+
+impl ReplySink {
+    /// Sends `reply` to `reply_to` and waits until the broker has confirmed it.
+    pub async fn send(&self, reply_to: &str, reply: &Reply) -> Result<(), TransportError> {
+        match self {
+            ReplySink::InProcess(hub) => {
+                // The hub has one reply stream; the engine routes by the token.
+                let _ = reply_to;
+                hub.reply(reply.clone());
+                Ok(())
+            }
+            #[cfg(feature = "amqp")]
+            ReplySink::Amqp(publisher) => {
+                let body = amqp::worker_reply_body(reply);
+                publisher.publish(reply_to, &body).await
+            }
+        }
+    }
+}

@@ -1,0 +1,1366 @@
+//! The worker runtime: declare activity handlers, run them against a transport.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), stepline_worker::WorkerError> {
+//! use stepline_worker::{InProcessHub, TaskContext, TaskError, Worker};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Charge { card: String, cents: u64 }
+//! #[derive(serde::Serialize)]
+//! struct Receipt { id: String }
+//!
+//! async fn charge(ctx: TaskContext, input: Charge) -> Result<Receipt, TaskError> {
+//!     if input.cents == 0 {
+//!         return Err(TaskError::new("Card.Invalid", "nothing to charge"));
+//!     }
+//!     ctx.heartbeat().await.ok(); // optional: heartbeats are also sent automatically
+//!     Ok(Receipt { id: format!("{}-{}", input.card, ctx.attempt()) })
+//! }
+//!
+//! Worker::builder()
+//!     .activity("charge-card", charge)
+//!     .concurrency(8)
+//!     .build(InProcessHub::new())
+//!     .run()
+//!     .await
+//! # }
+//! ```
+//!
+//! Per task the runtime: sends `Started`; decodes the input into the handler's type (a
+//! mismatch fails the task with [`INVALID_INPUT`]); runs the handler in its own tokio task
+//! inside a `task` span (`activity`, `execution`, `state`, `attempt`); heartbeats every third
+//! of `HeartbeatSeconds` while it runs; cancels the handler's [`CancellationToken`] when the
+//! engine gives the task up (a `CancelMessage`) or its deadline passes, and drops the handler
+//! if it ignores that for [`WorkerBuilder::cancel_grace`]; turns the result into `Succeeded`
+//! or `Failed` (a panic is a [`TASK_FAILED`] with the panic message; the worker lives on); and
+//! settles the delivery only once that final reply is confirmed.
+//!
+//! Concurrency is bounded by a semaphore, and a task is taken from the transport only when a
+//! slot is free (the AMQP prefetch equals the concurrency). Shutdown (SIGTERM/Ctrl-C, or the
+//! [`Worker::shutdown_handle`]): take no more tasks, hand back received-but-unstarted ones,
+//! let in-flight ones finish for [`WorkerBuilder::shutdown_grace`], then cancel those still
+//! running and hand them back; a second signal skips the rest of the grace period.
+//!
+//! Not here: retries (the engine's `Retry` decides, with each attempt a new task) and
+//! deduplication of at-least-once deliveries (the engine drops stale replies).
+
+use crate::hub::InProcessHub;
+use crate::protocol::{Reply, TaskError, TaskMessage, PROTOCOL_VERSION};
+use crate::transport::{
+    Delivery, Payload, ReplySink, Settle, Started, Subscription, Transport, TransportError,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinError, JoinSet};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn, Instrument};
+
+/// Error of a handler that panicked (cause: the panic message), as AWS names a task failure.
+pub const TASK_FAILED: &str = "States.TaskFailed";
+/// Error of a task whose input does not deserialize into the handler's input type.
+pub const INVALID_INPUT: &str = "Worker.InvalidInput";
+/// Error of a task whose output does not serialize to JSON.
+pub const INVALID_OUTPUT: &str = "Worker.InvalidOutput";
+/// Error of a task for an activity this worker has no handler for.
+pub const UNKNOWN_ACTIVITY: &str = "Worker.UnknownActivity";
+
+/// Region used for short activity names unless [`WorkerBuilder::region`] says otherwise.
+pub const DEFAULT_REGION: &str = "us-east-1";
+/// Account used for short activity names unless [`WorkerBuilder::account`] says otherwise.
+pub const DEFAULT_ACCOUNT: &str = "111111111111";
+
+/// How many cancelled tokens are remembered so a task cancelled before it starts is skipped.
+const RECENT_CANCELS: usize = 4096;
+
+/// The activity ARN for a short activity name.
+pub fn activity_arn(region: &str, account: &str, name: &str) -> String {
+    format!("arn:aws:states:{region}:{account}:activity:{name}")
+}
+
+/// Errors that end [`Worker::run`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkerError {
+    #[error("the worker has no activities")]
+    NoActivities,
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+type HandlerFuture = Pin<Box<dyn Future<Output = Result<Value, TaskError>> + Send>>;
+type Handler = Arc<dyn Fn(TaskContext, Value) -> HandlerFuture + Send + Sync>;
+
+/// Wraps a typed handler: JSON in, typed call, JSON out.
+fn erase<F, Fut, In, Out, E>(handler: F) -> Handler
+where
+    F: Fn(TaskContext, In) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Out, E>> + Send + 'static,
+    In: DeserializeOwned + Send + 'static,
+    Out: Serialize + 'static,
+    E: Into<TaskError> + 'static,
+{
+    let handler = Arc::new(handler);
+    Arc::new(move |ctx: TaskContext, input: Value| {
+        let handler = handler.clone();
+        Box::pin(async move {
+            let input: In = serde_json::from_value(input)
+                .map_err(|e| TaskError::new(INVALID_INPUT, e.to_string()))?;
+            let output = handler(ctx, input).await.map_err(Into::into)?;
+            serde_json::to_value(output).map_err(|e| TaskError::new(INVALID_OUTPUT, e.to_string()))
+        }) as HandlerFuture
+    })
+}
+
+/// Builds a [`Worker`]; see the module docs for an example.
+pub struct WorkerBuilder {
+    activities: Vec<(String, Handler)>,
+    region: String,
+    account: String,
+    name: Option<String>,
+    concurrency: usize,
+    shutdown_grace: Duration,
+    cancel_grace: Duration,
+    handle_signals: bool,
+}
+
+impl WorkerBuilder {
+    /// Serves `activity` — a full activity ARN, or a short name turned into
+    /// `arn:aws:states:<region>:<account>:activity:<name>` — with `handler`, an async function
+    /// of a [`TaskContext`] and a typed input returning `Result<Output, E>` where
+    /// `E: Into<TaskError>`; the error's name is what the state's `ErrorEquals` matches.
+    ///
+    /// # Panics
+    ///
+    /// [`WorkerBuilder::build`] panics if two handlers resolve to the same ARN.
+    pub fn activity<F, Fut, In, Out, E>(mut self, activity: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(TaskContext, In) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Out, E>> + Send + 'static,
+        In: DeserializeOwned + Send + 'static,
+        Out: Serialize + 'static,
+        E: Into<TaskError> + 'static,
+    {
+        self.activities.push((activity.into(), erase(handler)));
+        self
+    }
+
+    /// Region of short activity names (default `us-east-1`).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = region.into();
+        self
+    }
+
+    /// Account of short activity names (default `111111111111`).
+    pub fn account(mut self, account: impl Into<String>) -> Self {
+        self.account = account.into();
+        self
+    }
+
+    /// The `worker_name` reported in `Started` (default `<host>:<pid>`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Maximum tasks in flight at once, across all activities (default 8, at least 1).
+    pub fn concurrency(mut self, max_in_flight: usize) -> Self {
+        self.concurrency = max_in_flight.clamp(1, usize::from(u16::MAX));
+        self
+    }
+
+    /// How long a shutdown waits for in-flight tasks before cancelling them and handing them
+    /// back (default 30 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// How long a handler may keep running after its cancellation token fired (engine gave
+    /// up, or deadline) before the runtime drops it and frees its slot (default 30 s).
+    pub fn cancel_grace(mut self, grace: Duration) -> Self {
+        self.cancel_grace = grace;
+        self
+    }
+
+    /// Whether [`Worker::run`] shuts down on SIGTERM/Ctrl-C (default true). Embedders that own
+    /// signal handling turn this off and use [`Worker::shutdown_handle`].
+    pub fn handle_signals(mut self, yes: bool) -> Self {
+        self.handle_signals = yes;
+        self
+    }
+
+    /// The worker, ready to [`Worker::run`] on `transport` (an [`InProcessHub`] or an
+    /// `AmqpTransport`).
+    pub fn build(self, transport: impl Into<Transport>) -> Worker {
+        let mut activities = HashMap::new();
+        for (name, handler) in self.activities {
+            let arn = if name.starts_with("arn:") {
+                name
+            } else {
+                activity_arn(&self.region, &self.account, &name)
+            };
+            assert!(
+                activities.insert(arn.clone(), handler).is_none(),
+                "two handlers for activity {arn}"
+            );
+        }
+        Worker {
+            activities,
+            name: self.name.unwrap_or_else(default_worker_name),
+            concurrency: self.concurrency,
+            shutdown_grace: self.shutdown_grace,
+            cancel_grace: self.cancel_grace,
+            handle_signals: self.handle_signals,
+            shutdown: CancellationToken::new(),
+            transport: transport.into(),
+        }
+    }
+}
+
+fn default_worker_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_string());
+    format!("{host}:{}", std::process::id())
+}
+
+/// A configured worker; [`Worker::run`] serves tasks until shut down.
+pub struct Worker {
+    activities: HashMap<String, Handler>,
+    name: String,
+    concurrency: usize,
+    shutdown_grace: Duration,
+    cancel_grace: Duration,
+    handle_signals: bool,
+    shutdown: CancellationToken,
+    transport: Transport,
+}
+
+impl Worker {
+    pub fn builder() -> WorkerBuilder {
+        WorkerBuilder {
+            activities: Vec::new(),
+            region: DEFAULT_REGION.to_string(),
+            account: DEFAULT_ACCOUNT.to_string(),
+            name: None,
+            concurrency: 8,
+            shutdown_grace: Duration::from_secs(30),
+            cancel_grace: Duration::from_secs(30),
+            handle_signals: true,
+        }
+    }
+
+    /// Cancelling this token starts a graceful shutdown, as SIGTERM does.
+    pub fn shutdown_handle(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// The activity ARNs this worker serves, sorted.
+    pub fn activity_arns(&self) -> Vec<String> {
+        let mut arns: Vec<String> = self.activities.keys().cloned().collect();
+        arns.sort();
+        arns
+    }
+
+    /// Serves tasks until shutdown; returns once every task taken is finished or handed back.
+    /// `Err` if there is nothing to serve or the transport gave up reconnecting.
+    pub async fn run(self) -> Result<(), WorkerError> {
+        if self.activities.is_empty() {
+            return Err(WorkerError::NoActivities);
+        }
+        let arns = self.activity_arns();
+        let prefetch = u16::try_from(self.concurrency).unwrap_or(u16::MAX);
+        let Started {
+            mut tasks,
+            mut cancels,
+            replies,
+        } = self.transport.start(Subscription {
+            activities: &arns,
+            prefetch,
+            worker_name: &self.name,
+        });
+        info!(worker = %self.name, activities = ?arns, concurrency = self.concurrency, "worker started");
+
+        let shutdown = self.shutdown;
+        let force = CancellationToken::new();
+        let signals = self
+            .handle_signals
+            .then(|| tokio::spawn(watch_signals(shutdown.clone(), force.clone())));
+        let env = Arc::new(Env {
+            activities: self.activities,
+            worker_name: self.name,
+            replies,
+            cancels: Mutex::new(Cancels::default()),
+            force: force.clone(),
+            cancel_grace: self.cancel_grace,
+        });
+
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let mut running = JoinSet::new();
+        let mut slot: Option<OwnedSemaphorePermit> = None;
+        let mut cancels_open = true;
+        let failure = loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break None,
+                token = cancels.next(), if cancels_open => match token {
+                    Some(token) => env.cancel(&token),
+                    None => cancels_open = false,
+                },
+                Some(joined) = running.join_next(), if !running.is_empty() => log_join(joined),
+                permit = slots.clone().acquire_owned(), if slot.is_none() => slot = permit.ok(),
+                delivery = tasks.next(), if slot.is_some() => match (delivery, slot.take()) {
+                    (Ok(delivery), Some(permit)) => {
+                        running.spawn(drive(env.clone(), delivery, permit));
+                    }
+                    // Not reachable (the branch needs a slot); never run a task without one.
+                    (Ok(delivery), None) => hand_back_unstarted(delivery).await,
+                    (Err(e), _) => break Some(e),
+                },
+            }
+        };
+
+        match &failure {
+            None => info!(
+                in_flight = running.len(),
+                "shutting down: taking no more tasks"
+            ),
+            Some(e) => error!(error = %e, in_flight = running.len(), "transport failed; stopping"),
+        }
+        for delivery in tasks.stop().await {
+            hand_back_unstarted(delivery).await;
+        }
+        let grace = tokio::time::sleep(self.shutdown_grace);
+        tokio::pin!(grace);
+        while !running.is_empty() {
+            tokio::select! {
+                biased;
+                _ = force.cancelled() => break,
+                _ = &mut grace => {
+                    warn!(in_flight = running.len(), "shutdown grace period over: cancelling and handing back");
+                    break;
+                }
+                token = cancels.next(), if cancels_open => match token {
+                    Some(token) => env.cancel(&token),
+                    None => cancels_open = false,
+                },
+                Some(joined) = running.join_next() => log_join(joined),
+            }
+        }
+        force.cancel();
+        while let Some(joined) = running.join_next().await {
+            log_join(joined);
+        }
+        tasks.close().await;
+        if let Some(signals) = signals {
+            signals.abort();
+        }
+        info!("worker stopped");
+        failure.map_or(Ok(()), |e| Err(e.into()))
+    }
+}
+
+fn log_join(joined: Result<(), JoinError>) {
+    if let Err(e) = joined {
+        error!(error = %e, "a task driver failed");
+    }
+}
+
+async fn hand_back_unstarted(delivery: Delivery) {
+    let result = match delivery.payload {
+        Payload::Task(task) => delivery.settle.hand_back(*task).await,
+        // Malformed: handing it back would only bring it back; dead-letter it now.
+        Payload::Malformed(_) => delivery.settle.reject().await,
+    };
+    if let Err(e) = result {
+        debug!(error = %e, "handing back an unstarted task");
+    }
+}
+
+/// First SIGTERM/Ctrl-C: graceful shutdown; second: skip the rest of the grace period.
+async fn watch_signals(shutdown: CancellationToken, force: CancellationToken) {
+    loop {
+        signal().await;
+        if shutdown.is_cancelled() {
+            warn!("second shutdown signal: cancelling in-flight tasks now");
+            force.cancel();
+            return;
+        }
+        info!("shutdown signal received");
+        shutdown.cancel();
+    }
+}
+
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c().await;
+}
+
+async fn ctrl_c() {
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        warn!(error = %e, "cannot listen for Ctrl-C");
+        std::future::pending::<()>().await;
+    }
+}
+
+/// What every task driver shares.
+struct Env {
+    activities: HashMap<String, Handler>,
+    worker_name: String,
+    replies: ReplySink,
+    cancels: Mutex<Cancels>,
+    /// Fired when the shutdown grace period is over.
+    force: CancellationToken,
+    cancel_grace: Duration,
+}
+
+/// Cancellation tokens of running tasks, and tokens cancelled recently (bounded).
+#[derive(Default)]
+struct Cancels {
+    running: HashMap<String, (CancellationToken, usize)>,
+    recent: HashSet<String>,
+    recent_order: VecDeque<String>,
+}
+
+impl Env {
+    fn cancels(&self) -> std::sync::MutexGuard<'_, Cancels> {
+        self.cancels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cancel(&self, task_token: &str) {
+        let mut cancels = self.cancels();
+        if let Some((token, _)) = cancels.running.get(task_token) {
+            debug!("the engine gave up a running task: cancelling its handler");
+            token.cancel();
+        }
+        if cancels.recent.insert(task_token.to_string()) {
+            cancels.recent_order.push_back(task_token.to_string());
+            if cancels.recent_order.len() > RECENT_CANCELS {
+                if let Some(old) = cancels.recent_order.pop_front() {
+                    cancels.recent.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// The cancellation token of a starting task, or `None` if it was already cancelled.
+    fn register(self: &Arc<Self>, task_token: &str) -> Option<Registration> {
+        let mut cancels = self.cancels();
+        if cancels.recent.contains(task_token) {
+            return None;
+        }
+        let entry = cancels
+            .running
+            .entry(task_token.to_string())
+            .or_insert_with(|| (CancellationToken::new(), 0));
+        entry.1 += 1;
+        Some(Registration {
+            env: self.clone(),
+            task_token: task_token.to_string(),
+            token: entry.0.clone(),
+        })
+    }
+}
+
+/// A running task's entry in [`Cancels`]; removed on drop.
+struct Registration {
+    env: Arc<Env>,
+    task_token: String,
+    token: CancellationToken,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut cancels = self.env.cancels();
+        if let Some(entry) = cancels.running.get_mut(&self.task_token) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                cancels.running.remove(&self.task_token);
+            }
+        }
+    }
+}
+
+/// Runs one delivery from receipt to settlement; holds its concurrency slot throughout.
+async fn drive(env: Arc<Env>, delivery: Delivery, _slot: OwnedSemaphorePermit) {
+    let Delivery {
+        payload,
+        activity,
+        settle,
+        lost,
+    } = delivery;
+    let task = match payload {
+        Payload::Task(task) => *task,
+        Payload::Malformed(reason) => {
+            warn!(%reason, "dead-lettering a message that is not a task");
+            if let Err(e) = settle.reject().await {
+                debug!(error = %e, "dead-lettering");
+            }
+            return;
+        }
+    };
+    if task.version != PROTOCOL_VERSION {
+        warn!(
+            version = task.version,
+            "dead-lettering a task of an unknown protocol version"
+        );
+        if let Err(e) = settle.reject().await {
+            debug!(error = %e, "dead-lettering");
+        }
+        return;
+    }
+    let activity = activity.unwrap_or_else(|| task.resource.clone());
+    let span = tracing::info_span!(
+        "task",
+        activity = %activity,
+        execution = %task.execution_arn,
+        state = %task.state_name,
+        attempt = task.attempt,
+    );
+    run_task(env, activity, task, settle, lost)
+        .instrument(span)
+        .await;
+}
+
+enum Outcome {
+    /// The handler returned (or panicked): send this as the final reply.
+    Finished(Result<Value, TaskError>),
+    /// Shutdown grace over: the handler was cancelled and dropped; hand the task back.
+    HandBack,
+    /// The delivery was lost with its connection; the broker already requeued it.
+    Lost,
+    /// The handler ignored its cancellation for `cancel_grace`; it was dropped.
+    Abandoned,
+}
+
+async fn run_task(
+    env: Arc<Env>,
+    activity: String,
+    task: TaskMessage,
+    settle: Settle,
+    lost: CancellationToken,
+) {
+    let Some(registration) = env.register(&task.task_token) else {
+        debug!("skipping a task the engine already gave up");
+        settle_or_log(settle.ack().await);
+        return;
+    };
+    let started = Reply::Started {
+        version: PROTOCOL_VERSION,
+        task_token: task.task_token.clone(),
+        worker_name: env.worker_name.clone(),
+    };
+    if let Err(e) = env.replies.send(&task.reply_to, &started).await {
+        undeliverable(settle, task, &lost, e).await;
+        return;
+    }
+    debug!("task started");
+
+    let ctx = TaskContext::new(&task, &activity, registration.token.clone(), &env.replies);
+    let outcome = match env.activities.get(&activity) {
+        Some(handler) => {
+            let handler = handler.clone();
+            let handle = tokio::spawn(
+                handler(ctx.clone(), task.input.clone()).instrument(tracing::Span::current()),
+            );
+            supervise(&env, &ctx, handle, &lost).await
+        }
+        None => Outcome::Finished(Err(TaskError::new(
+            UNKNOWN_ACTIVITY,
+            format!("this worker has no handler for {activity}"),
+        ))),
+    };
+    drop(registration);
+
+    match outcome {
+        Outcome::Finished(result) => {
+            let reply = match result {
+                Ok(output) => {
+                    info!("task succeeded");
+                    Reply::Succeeded {
+                        version: PROTOCOL_VERSION,
+                        task_token: task.task_token.clone(),
+                        output,
+                    }
+                }
+                Err(TaskError { error, cause }) => {
+                    info!(%error, %cause, "task failed");
+                    Reply::Failed {
+                        version: PROTOCOL_VERSION,
+                        task_token: task.task_token.clone(),
+                        error: Some(error),
+                        cause: Some(cause),
+                    }
+                }
+            };
+            match env.replies.send(&task.reply_to, &reply).await {
+                Ok(()) => settle_or_log(settle.ack().await),
+                Err(e) => undeliverable(settle, task, &lost, e).await,
+            }
+        }
+        Outcome::HandBack => {
+            info!("task cancelled by shutdown: handing it back");
+            settle_or_log(settle.hand_back(task).await);
+        }
+        Outcome::Lost => warn!("task lost with the broker connection; it will be redelivered"),
+        Outcome::Abandoned => {
+            warn!(grace = ?env.cancel_grace, "handler ignored its cancellation: dropped it");
+            settle_or_log(settle.ack().await);
+        }
+    }
+}
+
+fn settle_or_log(result: Result<(), TransportError>) {
+    if let Err(e) = result {
+        warn!(error = %e, "settling a task");
+    }
+}
+
+/// A reply could not be sent: the task cannot finish here.
+async fn undeliverable(
+    settle: Settle,
+    task: TaskMessage,
+    lost: &CancellationToken,
+    e: TransportError,
+) {
+    if lost.is_cancelled() {
+        // The broker already requeued it.
+        return;
+    }
+    match e {
+        TransportError::Unroutable(queue) => {
+            error!(reply_to = %queue, "reply queue does not exist: dead-lettering the task");
+            settle_or_log(settle.reject().await);
+        }
+        e => {
+            warn!(error = %e, "cannot send a reply: handing the task back");
+            settle_or_log(settle.hand_back(task).await);
+        }
+    }
+}
+
+/// Waits for the handler while heartbeating and watching cancellation, deadline, shutdown and
+/// connection loss.
+async fn supervise(
+    env: &Env,
+    ctx: &TaskContext,
+    mut handle: tokio::task::JoinHandle<Result<Value, TaskError>>,
+    lost: &CancellationToken,
+) -> Outcome {
+    let cancel = ctx.cancellation_token().clone();
+    let mut heartbeat = ctx.inner.heartbeat_seconds.filter(|s| *s > 0).map(|s| {
+        let period =
+            Duration::from_millis(s.saturating_mul(1000) / 3).max(Duration::from_millis(1));
+        let mut interval = tokio::time::interval_at(Instant::now() + period, period);
+        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        interval
+    });
+    let mut deadline = ctx.inner.deadline_at;
+    let mut abandon_at: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            biased;
+            joined = &mut handle => return Outcome::Finished(joined.map_err(panic_to_error).and_then(|r| r)),
+            _ = env.force.cancelled() => {
+                cancel.cancel();
+                handle.abort();
+                return Outcome::HandBack;
+            }
+            _ = lost.cancelled() => {
+                cancel.cancel();
+                handle.abort();
+                return Outcome::Lost;
+            }
+            _ = sleep_until(abandon_at), if abandon_at.is_some() => {
+                handle.abort();
+                return Outcome::Abandoned;
+            }
+            _ = cancel.cancelled(), if abandon_at.is_none() => {
+                abandon_at = Some(Instant::now() + env.cancel_grace);
+            }
+            _ = sleep_until(deadline), if deadline.is_some() => {
+                debug!("task deadline passed: cancelling its handler");
+                deadline = None;
+                cancel.cancel();
+            }
+            _ = tick(&mut heartbeat), if heartbeat.is_some() => {
+                if let Err(e) = ctx.heartbeat().await {
+                    warn!(error = %e, "automatic heartbeat not sent");
+                }
+            }
+        }
+    }
+}
+
+/// An instant no timer reaches (for deadlines beyond what `Instant` can represent).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn panic_to_error(e: JoinError) -> TaskError {
+    let message = if e.is_panic() {
+        let payload = e.into_panic();
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the handler panicked".to_string())
+    } else {
+        "the handler was cancelled".to_string()
+    };
+    TaskError::new(TASK_FAILED, message)
+}
+
+/// What a handler knows about its task, and how it talks back.
+#[derive(Clone)]
+pub struct TaskContext {
+    inner: Arc<ContextInner>,
+}
+
+struct ContextInner {
+    task_token: String,
+    activity_arn: String,
+    execution_arn: String,
+    state_name: String,
+    attempt: u32,
+    heartbeat_seconds: Option<u64>,
+    deadline: Option<SystemTime>,
+    deadline_at: Option<Instant>,
+    cancel: CancellationToken,
+    replies: ReplySink,
+    reply_to: String,
+}
+
+impl TaskContext {
+    fn new(
+        task: &TaskMessage,
+        activity: &str,
+        cancel: CancellationToken,
+        replies: &ReplySink,
+    ) -> Self {
+        // The engine's deadline is wall-clock time; timers run on tokio's clock. Without one,
+        // TimeoutSeconds counted from receipt is a deadline no earlier than the engine's.
+        let deadline = match (task.deadline_ms, task.timeout_seconds) {
+            (Some(ms), _) => Some(
+                u64::try_from(ms)
+                    .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+                    .unwrap_or(UNIX_EPOCH),
+            ),
+            (None, Some(seconds)) => SystemTime::now().checked_add(Duration::from_secs(seconds)),
+            (None, None) => None,
+        };
+        let deadline_at = deadline.map(|deadline| {
+            let remaining = deadline
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO);
+            Instant::now()
+                .checked_add(remaining)
+                .unwrap_or_else(far_future)
+        });
+        TaskContext {
+            inner: Arc::new(ContextInner {
+                task_token: task.task_token.clone(),
+                activity_arn: activity.to_string(),
+                execution_arn: task.execution_arn.clone(),
+                state_name: task.state_name.clone(),
+                attempt: task.attempt,
+                heartbeat_seconds: task.heartbeat_seconds,
+                deadline,
+                deadline_at,
+                cancel,
+                replies: replies.clone(),
+                reply_to: task.reply_to.clone(),
+            }),
+        }
+    }
+
+    /// A context for unit-testing a handler without a worker: heartbeats go to a private
+    /// in-process hub, nothing cancels it unless you cancel its token.
+    pub fn detached(task_token: impl Into<String>) -> Self {
+        let task = TaskMessage {
+            version: PROTOCOL_VERSION,
+            task_token: task_token.into(),
+            resource: String::new(),
+            execution_arn: String::new(),
+            state_name: String::new(),
+            input: Value::Null,
+            attempt: 1,
+            timeout_seconds: None,
+            heartbeat_seconds: None,
+            deadline_ms: None,
+            reply_to: String::new(),
+        };
+        let replies = ReplySink::InProcess(InProcessHub::new());
+        TaskContext::new(&task, "", CancellationToken::new(), &replies)
+    }
+
+    /// The opaque task token (what `.waitForTaskToken` callbacks need).
+    pub fn task_token(&self) -> &str {
+        &self.inner.task_token
+    }
+
+    pub fn activity_arn(&self) -> &str {
+        &self.inner.activity_arn
+    }
+
+    pub fn execution_arn(&self) -> &str {
+        &self.inner.execution_arn
+    }
+
+    pub fn state_name(&self) -> &str {
+        &self.inner.state_name
+    }
+
+    /// 1 for the first try, 2 for the first retry, …
+    pub fn attempt(&self) -> u32 {
+        self.inner.attempt
+    }
+
+    /// The state's `HeartbeatSeconds` (the runtime heartbeats every third of it by itself).
+    pub fn heartbeat_timeout(&self) -> Option<Duration> {
+        self.inner.heartbeat_seconds.map(Duration::from_secs)
+    }
+
+    /// When the engine stops waiting for this task (from `TimeoutSeconds`).
+    pub fn deadline(&self) -> Option<SystemTime> {
+        self.inner.deadline
+    }
+
+    /// Time left until [`TaskContext::deadline`] (zero once passed).
+    pub fn time_remaining(&self) -> Option<Duration> {
+        self.inner
+            .deadline_at
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    /// Fires when the engine gives the task up (timeout, stop, …) or the deadline passes: stop
+    /// work and return; whatever is returned after that is ignored by the engine.
+    pub fn cancellation_token(&self) -> &CancellationToken {
+        &self.inner.cancel
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+
+    /// Completes when the task is cancelled.
+    pub async fn cancelled(&self) {
+        self.inner.cancel.cancelled().await
+    }
+
+    /// Tells the engine the task is alive now (on top of the automatic heartbeats).
+    pub async fn heartbeat(&self) -> Result<(), TransportError> {
+        let reply = Reply::Heartbeat {
+            version: PROTOCOL_VERSION,
+            task_token: self.inner.task_token.clone(),
+        };
+        self.inner.replies.send(&self.inner.reply_to, &reply).await
+    }
+}
+
+impl std::fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("activity_arn", &self.inner.activity_arn)
+            .field("execution_arn", &self.inner.execution_arn)
+            .field("state_name", &self.inner.state_name)
+            .field("attempt", &self.inner.attempt)
+            .field("cancelled", &self.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::CancelMessage;
+    use crate::topology::task_queue;
+    use serde::Deserialize;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::sync::mpsc;
+
+    const ARN: &str = "arn:aws:states:us-east-1:111111111111:activity:test";
+
+    fn task(token: &str, input: Value) -> TaskMessage {
+        TaskMessage {
+            version: PROTOCOL_VERSION,
+            task_token: token.into(),
+            resource: ARN.into(),
+            execution_arn: "arn:aws:states:us-east-1:111111111111:execution:m:e".into(),
+            state_name: "Work".into(),
+            input,
+            attempt: 1,
+            timeout_seconds: None,
+            heartbeat_seconds: None,
+            deadline_ms: None,
+            reply_to: "stepline.partition.0".into(),
+        }
+    }
+
+    fn started(token: &str) -> Reply {
+        Reply::Started {
+            version: PROTOCOL_VERSION,
+            task_token: token.into(),
+            worker_name: "w".into(),
+        }
+    }
+
+    fn succeeded(token: &str, output: Value) -> Reply {
+        Reply::Succeeded {
+            version: PROTOCOL_VERSION,
+            task_token: token.into(),
+            output,
+        }
+    }
+
+    fn failed(token: &str, error: &str, cause: &str) -> Reply {
+        Reply::Failed {
+            version: PROTOCOL_VERSION,
+            task_token: token.into(),
+            error: Some(error.into()),
+            cause: Some(cause.into()),
+        }
+    }
+
+    struct Running {
+        hub: InProcessHub,
+        replies: mpsc::UnboundedReceiver<Reply>,
+        shutdown: CancellationToken,
+        worker: tokio::task::JoinHandle<Result<(), WorkerError>>,
+    }
+
+    fn start(builder: WorkerBuilder) -> Running {
+        let hub = InProcessHub::new();
+        let replies = hub.take_replies().expect("reply stream");
+        let worker = builder.name("w").handle_signals(false).build(&hub);
+        let shutdown = worker.shutdown_handle();
+        Running {
+            hub,
+            replies,
+            shutdown,
+            worker: tokio::spawn(worker.run()),
+        }
+    }
+
+    impl Running {
+        fn push(&self, task: TaskMessage) {
+            self.hub.push_task(&task_queue(&task.resource), task);
+        }
+
+        /// The next reply; time is paused, so a stuck worker trips the timeout at once.
+        async fn reply(&mut self) -> Reply {
+            tokio::time::timeout(Duration::from_secs(3600), self.replies.recv())
+                .await
+                .expect("a reply within an hour of virtual time")
+                .expect("reply stream open")
+        }
+
+        fn cancel(&self, token: &str) {
+            self.hub.cancel(CancelMessage {
+                version: PROTOCOL_VERSION,
+                task_token: token.into(),
+            });
+        }
+
+        async fn stop(mut self) -> Self {
+            self.shutdown.cancel();
+            (&mut self.worker)
+                .await
+                .expect("worker task")
+                .expect("worker ran");
+            self
+        }
+
+        fn no_more_replies(&mut self) {
+            assert!(self.replies.try_recv().is_err(), "unexpected reply");
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct Charge {
+        cents: u64,
+    }
+
+    #[derive(Serialize)]
+    struct Receipt {
+        charged: u64,
+        attempt: u32,
+        state: String,
+    }
+
+    async fn charge(ctx: TaskContext, input: Charge) -> Result<Receipt, TaskError> {
+        if input.cents > 1000 {
+            return Err(TaskError::new("Card.Declined", "insufficient funds"));
+        }
+        Ok(Receipt {
+            charged: input.cents,
+            attempt: ctx.attempt(),
+            state: ctx.state_name().to_string(),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn typed_handler_succeeds_after_started() {
+        let mut w = start(Worker::builder().activity("test", charge));
+        w.push(task("t1", json!({"cents": 42})));
+        assert_eq!(w.reply().await, started("t1"));
+        assert_eq!(
+            w.reply().await,
+            succeeded("t1", json!({"charged": 42, "attempt": 1, "state": "Work"}))
+        );
+        w.stop().await.no_more_replies();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn task_error_becomes_failed_with_its_name() {
+        let mut w = start(Worker::builder().activity("test", charge));
+        w.push(task("t1", json!({"cents": 5000})));
+        assert_eq!(w.reply().await, started("t1"));
+        assert_eq!(
+            w.reply().await,
+            failed("t1", "Card.Declined", "insufficient funds")
+        );
+        w.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn invalid_input_fails_with_the_serde_message() {
+        let mut w = start(Worker::builder().activity("test", charge));
+        w.push(task("t1", json!({"cents": "lots"})));
+        assert_eq!(w.reply().await, started("t1"));
+        match w.reply().await {
+            Reply::Failed {
+                error: Some(error),
+                cause: Some(cause),
+                ..
+            } => {
+                assert_eq!(error, INVALID_INPUT);
+                assert!(cause.contains("invalid type"), "{cause}");
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+        w.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panic_fails_the_task_and_the_worker_keeps_serving() {
+        let mut w = start(Worker::builder().activity(
+            "test",
+            |_ctx: TaskContext, input: Value| async move {
+                if input["boom"] == true {
+                    panic!("card reader on fire");
+                }
+                Ok::<_, TaskError>(json!("fine"))
+            },
+        ));
+        w.push(task("t1", json!({"boom": true})));
+        assert_eq!(w.reply().await, started("t1"));
+        assert_eq!(
+            w.reply().await,
+            failed("t1", TASK_FAILED, "card reader on fire")
+        );
+        w.push(task("t2", json!({})));
+        assert_eq!(w.reply().await, started("t2"));
+        assert_eq!(w.reply().await, succeeded("t2", json!("fine")));
+        w.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeats_every_third_of_heartbeat_seconds() {
+        let mut w = start(Worker::builder().activity(
+            "test",
+            |_ctx: TaskContext, _input: Value| async move {
+                tokio::time::sleep(Duration::from_millis(3500)).await;
+                Ok::<_, TaskError>(json!("done"))
+            },
+        ));
+        let mut t = task("t1", json!({}));
+        t.heartbeat_seconds = Some(3);
+        w.push(t);
+        assert_eq!(w.reply().await, started("t1"));
+        let t0 = Instant::now();
+        let heartbeat = Reply::Heartbeat {
+            version: PROTOCOL_VERSION,
+            task_token: "t1".into(),
+        };
+        for n in 1..=3u64 {
+            assert_eq!(w.reply().await, heartbeat);
+            let at = t0.elapsed().as_millis();
+            assert!(
+                at.abs_diff(u128::from(n * 1000)) <= 10,
+                "heartbeat {n} at {at} ms"
+            );
+        }
+        assert_eq!(w.reply().await, succeeded("t1", json!("done")));
+
+        // No HeartbeatSeconds, no heartbeats.
+        w.push(task("t2", json!({})));
+        assert_eq!(w.reply().await, started("t2"));
+        assert_eq!(w.reply().await, succeeded("t2", json!("done")));
+        w.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancel_message_reaches_the_handler_token() {
+        let mut w = start(Worker::builder().activity(
+            "test",
+            |ctx: TaskContext, _input: Value| async move {
+                ctx.cancelled().await;
+                Ok::<_, TaskError>(json!("stopped"))
+            },
+        ));
+        w.push(task("t1", json!({})));
+        assert_eq!(w.reply().await, started("t1"));
+        w.cancel("t1");
+        assert_eq!(w.reply().await, succeeded("t1", json!("stopped")));
+        w.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_cancels_the_handler_token() {
+        let mut w = start(Worker::builder().activity(
+            "test",
+            |ctx: TaskContext, _input: Value| async move {
+                ctx.cancelled().await;
+                Ok::<_, TaskError>(json!(ctx.time_remaining() == Some(Duration::ZERO)))
+            },
+        ));
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis();
+        let mut t = task("t1", json!({}));
+        t.deadline_ms = Some(i64::try_from(now_ms).expect("ms fit") + 2000);
+        w.push(t);
+        assert_eq!(w.reply().await, started("t1"));
+        let t0 = Instant::now();
+        assert_eq!(w.reply().await, succeeded("t1", json!(true)));
+        let waited = t0.elapsed().as_millis();
+        assert!(
+            (1900..=2000).contains(&waited),
+            "cancelled after {waited} ms"
+        );
+
+        // Without a deadline, TimeoutSeconds counts from receipt.
+        let mut t = task("t2", json!({}));
+        t.timeout_seconds = Some(3);
+        w.push(t);
+        assert_eq!(w.reply().await, started("t2"));
+        let t0 = Instant::now();
+        assert_eq!(w.reply().await, succeeded("t2", json!(true)));
+        let waited = t0.elapsed().as_millis();
+        assert!(
+            (2900..=3000).contains(&waited),
+            "cancelled after {waited} ms"
+        );
+        w.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_cancelled_before_it_starts_is_skipped() {
+        let mut w = start(Worker::builder().concurrency(1).activity(
+            "test",
+            |_ctx: TaskContext, input: Value| async move {
+                if input == "slow" {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+                Ok::<_, TaskError>(input)
+            },
+        ));
+        w.push(task("t1", json!("slow")));
+        assert_eq!(w.reply().await, started("t1"));
+        w.push(task("t2", json!("fast")));
+        w.cancel("t2");
+        w.push(task("t3", json!("fast")));
+        assert_eq!(w.reply().await, succeeded("t1", json!("slow")));
+        assert_eq!(w.reply().await, started("t3"));
+        assert_eq!(w.reply().await, succeeded("t3", json!("fast")));
+        w.stop().await.no_more_replies();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_handler_ignoring_cancellation_is_dropped_after_the_cancel_grace() {
+        let mut w = start(
+            Worker::builder()
+                .concurrency(1)
+                .cancel_grace(Duration::from_secs(5))
+                .activity("test", |_ctx: TaskContext, input: Value| async move {
+                    if input == "stubborn" {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok::<_, TaskError>(input)
+                }),
+        );
+        w.push(task("t1", json!("stubborn")));
+        assert_eq!(w.reply().await, started("t1"));
+        w.push(task("t2", json!("fast")));
+        let t0 = Instant::now();
+        w.cancel("t1");
+        assert_eq!(w.reply().await, started("t2"));
+        assert!(t0.elapsed() >= Duration::from_secs(5));
+        assert_eq!(w.reply().await, succeeded("t2", json!("fast")));
+        w.stop().await.no_more_replies();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrency_limit_is_respected() {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (a, b) = (in_flight.clone(), most.clone());
+        let mut w = start(Worker::builder().concurrency(2).activity(
+            "test",
+            move |_ctx: TaskContext, input: Value| {
+                let (in_flight, most) = (a.clone(), b.clone());
+                async move {
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<_, TaskError>(input)
+                }
+            },
+        ));
+        for n in 0..5 {
+            w.push(task(&format!("t{n}"), json!(n)));
+        }
+        let mut finished = 0;
+        while finished < 5 {
+            if let Reply::Succeeded { .. } = w.reply().await {
+                finished += 1;
+            }
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+        w.stop().await.no_more_replies();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_finishes_in_flight_tasks_and_leaves_the_rest_queued() {
+        let mut w = start(Worker::builder().concurrency(2).activity(
+            "test",
+            |_ctx: TaskContext, input: Value| async move {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok::<_, TaskError>(input)
+            },
+        ));
+        for n in 0..4 {
+            w.push(task(&format!("t{n}"), json!(n)));
+        }
+        assert_eq!(w.reply().await, started("t0"));
+        assert_eq!(w.reply().await, started("t1"));
+        w.shutdown.cancel();
+        let mut done = vec![w.reply().await, w.reply().await];
+        done.sort_by_key(|r| r.task_token().to_string());
+        assert_eq!(
+            done,
+            vec![succeeded("t0", json!(0)), succeeded("t1", json!(1))]
+        );
+        let mut w = w.stop().await;
+        w.no_more_replies();
+        assert_eq!(w.hub.queued(&task_queue(ARN)), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_the_grace_period_running_tasks_are_cancelled_and_handed_back() {
+        let (tokens_tx, mut tokens) = mpsc::unbounded_channel();
+        let mut w = start(
+            Worker::builder()
+                .shutdown_grace(Duration::from_secs(1))
+                .activity("test", move |ctx: TaskContext, _input: Value| {
+                    let tokens_tx = tokens_tx.clone();
+                    async move {
+                        let _ = tokens_tx.send(ctx.cancellation_token().clone());
+                        std::future::pending::<()>().await;
+                        Ok::<_, TaskError>(Value::Null)
+                    }
+                }),
+        );
+        w.push(task("t1", json!({})));
+        assert_eq!(w.reply().await, started("t1"));
+        let token = tokens.recv().await.expect("handler ran");
+        let t0 = Instant::now();
+        let mut w = w.stop().await;
+        assert!(t0.elapsed() >= Duration::from_secs(1));
+        assert!(token.is_cancelled());
+        w.no_more_replies();
+        assert_eq!(w.hub.queued(&task_queue(ARN)), 1);
+        let back = w
+            .hub
+            .try_take_task(&[task_queue(ARN)])
+            .expect("handed back");
+        assert_eq!(back.task_token, "t1");
+    }
+
+    #[tokio::test]
+    async fn short_names_become_activity_arns() {
+        async fn noop(_ctx: TaskContext, _input: Value) -> Result<Value, TaskError> {
+            Ok(Value::Null)
+        }
+        let worker = Worker::builder()
+            .activity("a", noop)
+            .region("eu-west-1")
+            .account("222222222222")
+            .activity("arn:aws:states:us-east-1:1:activity:b", noop)
+            .build(InProcessHub::new());
+        assert_eq!(
+            worker.activity_arns(),
+            vec![
+                "arn:aws:states:eu-west-1:222222222222:activity:a".to_string(),
+                "arn:aws:states:us-east-1:1:activity:b".to_string(),
+            ]
+        );
+        let empty = Worker::builder().build(InProcessHub::new());
+        assert_eq!(empty.run().await, Err(WorkerError::NoActivities));
+    }
+
+    #[tokio::test]
+    async fn a_detached_context_lets_handlers_be_unit_tested() {
+        let ctx = TaskContext::detached("t");
+        let receipt = charge(ctx.clone(), Charge { cents: 7 }).await.expect("ok");
+        assert_eq!(receipt.charged, 7);
+        ctx.heartbeat().await.expect("heartbeat goes nowhere");
+        assert!(!ctx.is_cancelled());
+    }
+}
