@@ -19,5 +19,6 @@ pub mod jsonpath;
 pub mod mock;
 pub mod runner;
 pub mod runtime;
+pub mod server;
 pub mod task_token;
 pub mod timestamp;

@@ -1,5 +1,5 @@
-//! The `stepline` command line: `validate`, `run` and `conformance` (the runtime's `server`
-//! and `dev` commands and the API client commands live with the runtime and control plane).
+//! The `stepline` command line: `validate`, `run` and `conformance` (the pure engine),
+//! `server` and `dev` (the runtime), `health` (a probe for containers).
 //!
 //! Exit codes: 0 success; 1 the execution ended FAILED/TIMED_OUT/ABORTED or the definition is
 //! invalid; 2 a usage or input error (unreadable file, bad JSON, a Task nobody serves).
@@ -81,6 +81,33 @@ enum Command {
         #[arg(long, default_value = "us-east-1")]
         region: String,
     },
+    /// Run a coordinator over RabbitMQ and Redis, with health and metrics over HTTP.
+    Server {
+        #[arg(
+            long,
+            env = "STEPLINE_AMQP_URL",
+            default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        )]
+        amqp_url: String,
+        #[arg(
+            long,
+            env = "STEPLINE_REDIS_URL",
+            default_value = "redis://127.0.0.1:6379"
+        )]
+        redis_url: String,
+        #[command(flatten)]
+        common: RuntimeArgs,
+    },
+    /// Run everything in one process with in-memory state (nothing to install).
+    Dev {
+        #[command(flatten)]
+        common: RuntimeArgs,
+    },
+    /// Probe a server's /healthz (exit 0 when healthy); for container health checks.
+    Health {
+        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+    },
     /// Run a directory of recorded AWS conformance cases and print a per-category table.
     Conformance {
         dir: PathBuf,
@@ -94,6 +121,117 @@ enum Command {
         #[arg(long)]
         verbose: bool,
     },
+}
+
+#[derive(clap::Args, Clone)]
+struct RuntimeArgs {
+    #[arg(long, env = "STEPLINE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Partitions executions are hashed to; must be the same on every server.
+    #[arg(long, env = "STEPLINE_PARTITIONS", default_value_t = 16)]
+    partitions: u32,
+    /// Secret that signs task tokens; must be the same on every server.
+    #[arg(long, env = "STEPLINE_TOKEN_KEY", hide_env_values = true)]
+    token_key: Option<String>,
+    /// Days finished executions are kept.
+    #[arg(long, env = "STEPLINE_RETENTION_DAYS", default_value_t = 90)]
+    retention_days: u64,
+    #[arg(long, env = "STEPLINE_ACCOUNT", default_value = "111111111111")]
+    account: String,
+    #[arg(long, env = "STEPLINE_REGION", default_value = "us-east-1")]
+    region: String,
+}
+
+impl RuntimeArgs {
+    fn config(&self, dev: bool) -> stepline_engine::server::ServerConfig {
+        let token_key = match &self.token_key {
+            Some(k) => k.clone().into_bytes(),
+            None => {
+                if !dev {
+                    tracing::warn!("no STEPLINE_TOKEN_KEY set: using the development key; task tokens can be forged by anyone who knows it");
+                }
+                b"stepline-development-key".to_vec()
+            }
+        };
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "stepline".into());
+        stepline_engine::server::ServerConfig {
+            listen: self.listen,
+            coordinator: stepline_engine::runtime::coordinator::CoordinatorConfig {
+                partitions: self.partitions.max(1),
+                owner: format!("{host}-{}", std::process::id()),
+                token_key,
+                account: self.account.clone(),
+                region: self.region.clone(),
+                ..Default::default()
+            },
+            retention: std::time::Duration::from_secs(self.retention_days * 86_400),
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+/// Cancelled on SIGTERM or Ctrl-C.
+fn shutdown_on_signal() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                        t.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down");
+        t.cancel();
+    });
+    token
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// GET `url` over plain HTTP/1.1 and report whether it answered 200.
+fn http_ok(url: &str) -> Result<bool> {
+    use std::io::{Read, Write};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow!("only http:// URLs are supported: {url}"))?;
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut stream =
+        std::net::TcpStream::connect(host).with_context(|| format!("cannot connect to {host}"))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"))
 }
 
 fn main() -> ExitCode {
@@ -205,6 +343,37 @@ fn real_main() -> Result<ExitCode> {
                 _ => ExitCode::from(1),
             })
         }
+        Command::Server {
+            amqp_url,
+            redis_url,
+            common,
+        } => {
+            init_tracing();
+            let config = common.config(false);
+            runtime()?.block_on(async move {
+                let shutdown = shutdown_on_signal();
+                stepline_engine::server::run_server(config, &amqp_url, &redis_url, shutdown).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dev { common } => {
+            init_tracing();
+            let config = common.config(true);
+            eprintln!(
+                "stepline dev: in-memory store and broker, nothing persists; open to anyone who can reach http://{} (no authentication)",
+                config.listen
+            );
+            runtime()?.block_on(async move {
+                let shutdown = shutdown_on_signal();
+                stepline_engine::server::run_dev(config, shutdown).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Health { url } => Ok(if http_ok(&url)? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }),
         Command::Conformance {
             dir,
             json,

@@ -5,8 +5,9 @@
 //!
 //! Each scenario is one generic function run on both stacks: a task served by a worker, Retry
 //! then Catch on a worker's error, a heartbeat timeout when no worker picks the task up, Stop
-//! cancelling the running handler, duplicate replies changing nothing, and a coordinator
-//! restarted mid-execution finishing it exactly once.
+//! cancelling the running handler, duplicate replies changing nothing, a coordinator
+//! restarted mid-execution finishing it exactly once, and two coordinators splitting the
+//! partitions, one crashing, the other taking its partitions over and finishing its work.
 
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -53,11 +54,20 @@ struct Stack<S: Store, B: Broker> {
 
 impl<S: Store, B: Broker> Stack<S, B> {
     fn service(&self) -> Service<S, B, SystemClock> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let config = CoordinatorConfig {
+            owner: format!(
+                "coordinator-{}-{}",
+                self.tag,
+                N.fetch_add(1, Ordering::Relaxed)
+            ),
+            ..config(4)
+        };
         Service::start(
             self.store.clone(),
             self.broker.clone(),
             Arc::new(SystemClock),
-            config(4),
+            config,
         )
     }
 
@@ -465,6 +475,65 @@ async fn restart_mid_execution_finishes_once<S: Store, B: Broker>(stack: Stack<S
     svc.shutdown().await;
 }
 
+async fn two_coordinators_share_and_take_over<S: Store, B: Broker>(stack: Stack<S, B>) {
+    let a = stack.service();
+    let b = stack.service();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (pa, pb) = (
+            a.coordinator().owned_partitions(),
+            b.coordinator().owned_partitions(),
+        );
+        if pa.len() == 2 && pb.len() == 2 && pa.is_disjoint(&pb) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "partitions never split: {pa:?} / {pb:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sm = create(
+        &a,
+        &stack,
+        "failover",
+        json!({
+            "StartAt": "Pause",
+            "States": {
+                "Pause": {"Type": "Wait", "Seconds": 2, "Next": "Done"},
+                "Done": {"Type": "Pass", "Result": "finished", "End": true}
+            }
+        }),
+    )
+    .await;
+    let mut arns = Vec::new();
+    for _ in 0..8 {
+        arns.push(
+            a.start_execution(&sm, None, json!({}))
+                .await
+                .expect("start"),
+        );
+    }
+    // Give both coordinators time to start their executions, then crash one of them.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    b.kill();
+    for arn in &arns {
+        let rec = a.wait(arn, WAIT).await.expect("wait");
+        assert_eq!(rec.status, ExecutionStatus::Succeeded, "{arn}");
+        let h = a.history(arn).await.expect("history");
+        assert_eq!(count(&h, "ExecutionSucceeded"), 1, "{:?}", types(&h));
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while a.coordinator().owned_partitions().len() != 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dead coordinator's partitions were not taken over"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.shutdown().await;
+}
+
 macro_rules! scenarios {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -493,4 +562,5 @@ scenarios!(
     stop_cancels_the_running_handler,
     duplicate_replies_change_nothing,
     restart_mid_execution_finishes_once,
+    two_coordinators_share_and_take_over,
 );

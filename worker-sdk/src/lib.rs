@@ -1,18 +1,21 @@
 //! Stepline's worker SDK: activity workers that consume tasks, heartbeat and reply.
 //!
 //! ```no_run
-//! use stepline_worker::{AmqpTransport, TaskContext, TaskError, Worker};
+//! # #[cfg(feature = "amqp")]
+//! # mod example {
+//! use stepline_worker::{AmqpTransport, TaskContext, TaskError, Worker, WorkerError};
 //!
 //! async fn greet(ctx: TaskContext, name: String) -> Result<String, TaskError> {
 //!     Ok(format!("hello {name} (attempt {})", ctx.attempt()))
 //! }
 //!
-//! # async fn demo() -> Result<(), stepline_worker::WorkerError> {
-//! Worker::builder()
-//!     .activity("greet", greet) // arn:aws:states:us-east-1:111111111111:activity:greet
-//!     .build(AmqpTransport::new("amqp://guest:guest@127.0.0.1:5672/%2f"))
-//!     .run() // until SIGTERM/Ctrl-C, then drains gracefully
-//!     .await
+//! async fn serve() -> Result<(), WorkerError> {
+//!     Worker::builder()
+//!         .activity("greet", greet) // arn:aws:states:us-east-1:111111111111:activity:greet
+//!         .build(AmqpTransport::new("amqp://guest:guest@127.0.0.1:5672/%2f"))
+//!         .run() // until SIGTERM/Ctrl-C, then drains gracefully
+//!         .await
+//! }
 //! # }
 //! ```
 //!

@@ -101,6 +101,8 @@ pub struct Coordinator<S: Store, B: Broker, C: Clock> {
     activities: Mutex<Option<(i64, BTreeSet<String>)>>,
     /// Woken whenever an execution this process drives finishes.
     finished: Notify,
+    /// Partitions currently served (for health and tests).
+    owned: Mutex<BTreeSet<u32>>,
 }
 
 impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
@@ -113,7 +115,13 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             definitions: Mutex::new(HashMap::new()),
             activities: Mutex::new(None),
             finished: Notify::new(),
+            owned: Mutex::new(BTreeSet::new()),
         }
+    }
+
+    /// The partitions this coordinator serves right now.
+    pub fn owned_partitions(&self) -> BTreeSet<u32> {
+        self.owned.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn config(&self) -> &CoordinatorConfig {
@@ -145,6 +153,28 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         loop {
             // Drop partitions whose task ended (lost fence, broker gone).
             owned.retain(|_, (_, _, h)| !h.is_finished());
+            // Fair share: ceil(partitions / live coordinators), so peers converge on an even
+            // split; extra partitions are handed back for a peer to take.
+            let members = self
+                .store
+                .heartbeat_member(&self.config.owner, self.config.lease_ttl_ms)
+                .await
+                .unwrap_or(1)
+                .max(1);
+            let share = self
+                .config
+                .partitions
+                .div_ceil(members)
+                .min(self.config.max_partitions);
+            while owned.len() as u32 > share {
+                let Some(&p) = owned.keys().max() else { break };
+                if let Some((fence, cancel, handle)) = owned.remove(&p) {
+                    tracing::info!(partition = p, members, "handing a partition to a peer");
+                    cancel.cancel();
+                    let _ = handle.await;
+                    let _ = self.store.release_lease(fence, &self.config.owner).await;
+                }
+            }
             for p in 0..self.config.partitions {
                 if let Some((fence, cancel, _)) = owned.get(&p) {
                     match self
@@ -161,7 +191,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                     }
                     continue;
                 }
-                if owned.len() as u32 >= self.config.max_partitions {
+                if owned.len() as u32 >= share {
                     continue;
                 }
                 match self
@@ -182,11 +212,13 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                     Err(e) => tracing::warn!(partition = p, error = %e, "lease acquisition failed"),
                 }
             }
+            *self.owned.lock().unwrap_or_else(|p| p.into_inner()) = owned.keys().copied().collect();
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(tick) => {}
             }
         }
+        self.owned.lock().unwrap_or_else(|p| p.into_inner()).clear();
         for (_, (fence, cancel, handle)) in owned {
             cancel.cancel();
             let _ = handle.await;

@@ -316,6 +316,14 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
         .await
     }
 
+    /// Simulates a crash: the coordinator stops at once and keeps its leases until they expire
+    /// (for failover tests).
+    pub fn kill(mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+
     /// Stops the coordinator (releases its partitions).
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();

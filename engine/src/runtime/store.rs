@@ -3,8 +3,9 @@
 //! One [`Commit`] per interpreter step writes the execution record (with its serialized
 //! snapshot), the new history events, the journal entries, timer changes and the outbox in one
 //! atomic operation guarded by the expected version *and* the partition's fencing token, so a
-//! stale owner's commit fails. Keys of one execution share a hash tag (`{<execution arn>}`) so
-//! the Redis adapter also runs on Redis Cluster. Finished executions expire after the store's
+//! stale owner's commit fails. Keys of one execution share a hash tag (`{<execution arn>}`);
+//! the Redis adapter's commit script also updates partition-level indexes, so it needs a single
+//! Redis primary (see `store_redis` for the Cluster trade-off). Finished executions expire after the store's
 //! retention. Adapters: [`memory`](super::store_memory) and [`redis`](super::store_redis); one
 //! contract suite runs against both.
 
@@ -253,6 +254,15 @@ pub trait Store: Send + Sync + 'static {
         fence: Fence,
         owner: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    // Membership, so coordinators can share partitions fairly.
+    /// Records that `owner` is alive for `ttl_ms`, and returns how many members are alive
+    /// (including `owner`).
+    fn heartbeat_member(
+        &self,
+        owner: &str,
+        ttl_ms: u64,
+    ) -> impl Future<Output = Result<u32, StoreError>> + Send;
 }
 
 /// The partition of an execution: a stable hash of its ARN.

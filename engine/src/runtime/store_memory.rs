@@ -65,6 +65,8 @@ struct Inner {
     /// State machine ARN → order key ([`execution_order_key`]) → execution ARN.
     by_machine: HashMap<String, BTreeMap<String, String>>,
     partitions: HashMap<u32, PartitionData>,
+    /// Live coordinators: owner → alive until (epoch ms).
+    members: HashMap<String, i64>,
     /// What expires when, earliest first.
     expiry: BTreeSet<(i64, Expiring)>,
 }
@@ -631,6 +633,15 @@ impl Store for MemoryStore {
             }
             _ => Ok(false),
         }
+    }
+
+    async fn heartbeat_member(&self, owner: &str, ttl_ms: u64) -> Result<u32, StoreError> {
+        let (mut inner, now) = self.lock()?;
+        inner
+            .members
+            .insert(owner.to_string(), now.saturating_add(ttl_ms as i64));
+        inner.members.retain(|_, until| *until > now);
+        Ok(inner.members.len() as u32)
     }
 
     async fn release_lease(&self, fence: Fence, owner: &str) -> Result<(), StoreError> {

@@ -1100,6 +1100,28 @@ impl Store for RedisStore {
         Ok(renewed == 1)
     }
 
+    async fn heartbeat_member(&self, owner: &str, ttl_ms: u64) -> Result<u32, StoreError> {
+        // One sorted set of members scored by "alive until" (server time, so coordinators'
+        // clocks need not agree), trimmed and counted atomically.
+        let script = redis::Script::new(
+            r#"
+            local t = redis.call('TIME')
+            local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+            redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+            redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+            return redis.call('ZCARD', KEYS[1])
+            "#,
+        );
+        let mut conn = self.conn.clone();
+        script
+            .key(self.keys.catalog("members"))
+            .arg(owner)
+            .arg(ttl_ms)
+            .invoke_async::<u32>(&mut conn)
+            .await
+            .map_err(|e| backend("recording coordinator membership", e))
+    }
+
     async fn release_lease(&self, fence: Fence, owner: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         self.scripts

@@ -2,9 +2,9 @@
 //!
 //! Two transports with one set of semantics: RabbitMQ ([`amqp`], behind the default-on `amqp`
 //! feature) and the in-process hub ([`crate::hub::InProcessHub`]). The worker runtime
-//! (`crate::worker`) only sees the three halves below — a [`TaskSource`] it pulls from when it
-//! has a free slot, a [`CancelSource`] it listens to all the time, and a [`ReplySink`] its tasks
-//! publish through — and a [`Delivery`] per task that it settles exactly once: ack after the
+//! (`crate::worker`) only sees three parts — a `TaskSource` it pulls from when it
+//! has a free slot, a `CancelSource` it listens to all the time, and a `ReplySink` its tasks
+//! publish through — and a `Delivery` per task that it settles exactly once: ack after the
 //! final reply is confirmed, hand back (requeue) when it gives the task up, or reject
 //! (dead-letter) when the message cannot be processed.
 //!

@@ -1,0 +1,186 @@
+//! The `stepline server` and `stepline dev` processes: a coordinator over real adapters
+//! (Redis + RabbitMQ) or in-memory ones, plus an HTTP listener with `/healthz` and
+//! `/metrics`. (The AWS Step Functions API and the console mount on the same listener; they
+//! are the control plane's and console's work.)
+//!
+//! Shutdown is a feature: on the cancellation token (SIGTERM/Ctrl-C in the binary) the
+//! listener stops accepting, the coordinator stops serving partitions and releases its leases.
+
+use crate::runtime::broker::Broker;
+use crate::runtime::broker_amqp::{AmqpBroker, AmqpConfig};
+use crate::runtime::broker_memory::MemoryBroker;
+use crate::runtime::clock::SystemClock;
+use crate::runtime::coordinator::CoordinatorConfig;
+use crate::runtime::service::Service;
+use crate::runtime::store::Store;
+use crate::runtime::store_memory::MemoryStore;
+use crate::runtime::store_redis::RedisStore;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use stepline_worker::hub::InProcessHub;
+use tokio_util::sync::CancellationToken;
+
+/// Settings shared by `server` and `dev`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub coordinator: CoordinatorConfig,
+    /// How long finished executions are kept.
+    pub retention: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    #[error("store: {0}")]
+    Store(#[from] crate::runtime::store::StoreError),
+    #[error("broker: {0}")]
+    Broker(#[from] crate::runtime::broker::BrokerError),
+    #[error("http server: {0}")]
+    Http(std::io::Error),
+}
+
+/// What the HTTP handlers can see, independent of the adapters in use.
+trait Health: Send + Sync + 'static {
+    fn probe(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>>;
+    fn dead_lettered(&self) -> u64;
+    fn owner(&self) -> &str;
+    fn partitions(&self) -> u32;
+}
+
+struct ServiceHealth<S: Store, B: Broker> {
+    service: Arc<Service<S, B, SystemClock>>,
+}
+
+impl<S: Store, B: Broker> Health for ServiceHealth<S, B> {
+    fn probe(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            self.service
+                .coordinator()
+                .store()
+                .get_activity("arn:aws:states:health:0:activity:probe")
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn dead_lettered(&self) -> u64 {
+        self.service.coordinator().broker().dead_lettered()
+    }
+
+    fn owner(&self) -> &str {
+        &self.service.coordinator().config().owner
+    }
+
+    fn partitions(&self) -> u32 {
+        self.service.coordinator().config().partitions
+    }
+}
+
+async fn healthz(State(h): State<Arc<dyn Health>>) -> impl IntoResponse {
+    match h.probe().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(
+                serde_json::json!({"status": "ok", "owner": h.owner(), "partitions": h.partitions()}),
+            ),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "unavailable", "reason": e})),
+        ),
+    }
+}
+
+async fn metrics(State(h): State<Arc<dyn Health>>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        format!(
+            "# HELP stepline_dead_lettered_total Messages this process dead-lettered because they could not be parsed.\n\
+             # TYPE stepline_dead_lettered_total counter\n\
+             stepline_dead_lettered_total {}\n",
+            h.dead_lettered()
+        ),
+    )
+}
+
+async fn serve<S: Store, B: Broker>(
+    config: &ServerConfig,
+    service: Service<S, B, SystemClock>,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let service = Arc::new(service);
+    let health: Arc<dyn Health> = Arc::new(ServiceHealth {
+        service: service.clone(),
+    });
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(health);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServerError::Listen(config.listen, e))?;
+    tracing::info!(listen = %config.listen, owner = %config.coordinator.owner, "stepline listening");
+    let stop = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+        .map_err(ServerError::Http)?;
+    // The HTTP side is down; stop the coordinator and release its partitions.
+    if let Ok(service) = Arc::try_unwrap(service) {
+        service.shutdown().await;
+    }
+    Ok(())
+}
+
+/// `stepline server`: Redis + RabbitMQ.
+pub async fn run_server(
+    config: ServerConfig,
+    amqp_url: &str,
+    redis_url: &str,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let store = RedisStore::connect(redis_url, "stepline:", config.retention).await?;
+    let broker = AmqpBroker::connect(AmqpConfig::new(amqp_url).with_callback_routing(
+        config.coordinator.token_key.clone(),
+        config.coordinator.partitions,
+    ))
+    .await?;
+    let service = Service::start(
+        Arc::new(store),
+        Arc::new(broker),
+        Arc::new(SystemClock),
+        config.coordinator.clone(),
+    );
+    serve(&config, service, shutdown).await
+}
+
+/// `stepline dev`: everything in memory, in one process.
+pub async fn run_dev(config: ServerConfig, shutdown: CancellationToken) -> Result<(), ServerError> {
+    let hub = InProcessHub::new();
+    let store = MemoryStore::with_system_clock(config.retention);
+    let broker = MemoryBroker::new(
+        hub,
+        config.coordinator.token_key.clone(),
+        config.coordinator.partitions,
+    );
+    let service = Service::start(
+        Arc::new(store),
+        Arc::new(broker),
+        Arc::new(SystemClock),
+        config.coordinator.clone(),
+    );
+    serve(&config, service, shutdown).await
+}
