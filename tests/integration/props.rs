@@ -268,6 +268,9 @@ fn arb_extra() -> impl Strategy<Value = Vec<(String, Value)>> {
     prop::collection::vec(pair, 0..6)
 }
 
+/// A generated state machine: states with their extra fields.
+type GenMachine = Vec<(Shape, Vec<(String, Value)>)>;
+
 /// The skeleton of one state; its transitions are filled in at rendering, forward only.
 #[derive(Debug, Clone)]
 enum Shape {
@@ -277,11 +280,11 @@ enum Shape {
     Choice,
     Succeed,
     Fail,
-    Parallel(Vec<Vec<(Shape, Vec<(String, Value)>)>>),
+    Parallel(Vec<GenMachine>),
     Map(Vec<(Shape, Vec<(String, Value)>)>, bool),
 }
 
-fn arb_machine(depth: u32) -> BoxedStrategy<Vec<(Shape, Vec<(String, Value)>)>> {
+fn arb_machine(depth: u32) -> BoxedStrategy<GenMachine> {
     let leaf = prop_oneof![
         Just(Shape::Pass),
         Just(Shape::Task),
