@@ -5,9 +5,10 @@
 //! [`intrinsics`], [`jsonata`], [`dataflow`], [`timestamp`], [`task_token`], [`history`],
 //! [`interp`]. The rest ([`mock`], [`runner`], [`conformance`], [`cli`]) drive the
 //! interpreter and may do IO; [`runtime`] is the distributed runtime (coordinators over a
-//! `Store` and a `Broker`).
+//! `Store` and a `Broker`); [`bench`] measures it on real servers (`stepline bench`).
 
 pub mod asl;
+pub mod bench;
 pub mod conformance;
 pub mod dataflow;
 pub mod error;

@@ -1,8 +1,9 @@
 //! The `stepline` command line: `validate`, `run` and `conformance` (the pure engine),
-//! `server` and `dev` (the runtime), `health` (a probe for containers).
+//! `server` and `dev` (the runtime), `health` (a probe for containers), `bench` (throughput
+//! and latency on real servers).
 //!
-//! Exit codes: 0 success; 1 the execution ended FAILED/TIMED_OUT/ABORTED or the definition is
-//! invalid; 2 a usage or input error (unreadable file, bad JSON, a Task nobody serves).
+//! Exit codes: 0 success; 1 the execution ended FAILED/TIMED_OUT/ABORTED, the definition is
+//! invalid, or a benchmark target was missed; 2 a usage or input error (unreadable file, bad JSON, a Task nobody serves).
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -103,6 +104,29 @@ enum Command {
         #[command(flatten)]
         common: RuntimeArgs,
     },
+    /// Measure the RabbitMQ ceiling and the runtime's tasks/s, latency and Pass transitions/s
+    /// on real servers, in throwaway namespaces deleted afterwards; print a table (exit 1 when
+    /// a target is missed). Logs only warnings and progress unless RUST_LOG says otherwise.
+    Bench {
+        #[arg(
+            long,
+            env = "STEPLINE_AMQP_URL",
+            default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        )]
+        amqp_url: String,
+        #[arg(
+            long,
+            env = "STEPLINE_REDIS_URL",
+            default_value = "redis://127.0.0.1:6379"
+        )]
+        redis_url: String,
+        /// Executions of the throughput runs (tasks/s and Pass transitions/s).
+        #[arg(long, default_value_t = 2000)]
+        executions: usize,
+        /// Also write the six numbers to this file as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Probe a server's /healthz (exit 0 when healthy); for container health checks.
     Health {
         #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
@@ -170,8 +194,13 @@ impl RuntimeArgs {
 }
 
 fn init_tracing() {
+    init_tracing_with("info");
+}
+
+/// Logs to stderr, filtered by RUST_LOG or else by `default_filter`.
+fn init_tracing_with(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
 }
 
@@ -368,6 +397,31 @@ fn real_main() -> Result<ExitCode> {
                 stepline_engine::server::run_dev(config, shutdown).await
             })?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            amqp_url,
+            redis_url,
+            executions,
+            json,
+        } => {
+            // Per-task logs of the in-process worker would cost more than the work measured.
+            init_tracing_with("warn,stepline_engine::bench=info");
+            let config = stepline_engine::bench::BenchConfig {
+                executions: executions.max(1),
+                ..stepline_engine::bench::BenchConfig::new(amqp_url, redis_url)
+            };
+            let report = runtime()?.block_on(stepline_engine::bench::run(&config))?;
+            print!("{}", report.table());
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&report)?;
+                std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Ok(if report.all_met() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Health { url } => Ok(if http_ok(&url)? {
             ExitCode::SUCCESS

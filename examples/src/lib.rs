@@ -113,13 +113,12 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// The coordinator settings of the examples: the defaults (account 111111111111, region
-/// us-east-1, development token key) with a short timer poll, so retries and timeouts fire
-/// within a few milliseconds of their due time.
+/// The coordinator settings of the examples: the defaults (8 partitions, account
+/// 111111111111, region us-east-1, the development token key) with a shorter timer poll, so
+/// retries and timeouts visibly fire on time.
 pub fn coordinator_config() -> CoordinatorConfig {
     CoordinatorConfig {
-        partitions: 4,
-        timer_poll_ms: 20,
+        timer_poll_ms: 50,
         ..CoordinatorConfig::default()
     }
 }
@@ -139,14 +138,13 @@ async fn run_embedded<E: Example>(example: &E) -> Result<Checks> {
          --redis-url to use RabbitMQ and Redis)",
     );
     let stack = Stack {
-        service: Service::start(store, broker.clone(), Arc::new(SystemClock), config),
-        broker,
+        service: Service::start(store, broker, Arc::new(SystemClock), config),
         transport: Box::new(move || Transport::from(hub.clone())),
         callbacks: Callbacks::Service,
         workers: Mutex::new(Vec::new()),
     };
     let mut checks = Checks::default();
-    let ran = example.run(&stack, &mut checks).await;
+    let ran = run_interruptibly(example, &stack, &mut checks).await;
     stack.stop().await;
     ran.map(|()| checks)
 }
@@ -161,7 +159,10 @@ async fn run_on_servers<E: Example>(example: &E, amqp: &str, redis: &str) -> Res
         connection_name: format!("stepline-examples {}", E::NAME),
         ..AmqpConfig::new(amqp)
             .with_namespace(namespace.clone())
-            .with_connect_attempts(3)
+            // Fail within seconds when RabbitMQ is not there (each connect attempt also
+            // makes `reconnect_attempts` TCP attempts; the defaults take minutes).
+            .with_connect_attempts(2)
+            .with_reconnect_attempts(2)
             // Callbacks sent with the SDK's TaskTokenClient arrive on the callback queue.
             .with_callback_routing(config.token_key.clone(), config.partitions)
     })
@@ -180,7 +181,6 @@ async fn run_on_servers<E: Example>(example: &E, amqp: &str, redis: &str) -> Res
     let for_workers = transport.clone();
     let stack = Stack {
         service: Service::start(store.clone(), broker.clone(), Arc::new(SystemClock), config),
-        broker: broker.clone(),
         transport: Box::new(move || Transport::from(for_workers.clone())),
         callbacks: Callbacks::Client {
             transport,
@@ -189,7 +189,7 @@ async fn run_on_servers<E: Example>(example: &E, amqp: &str, redis: &str) -> Res
         workers: Mutex::new(Vec::new()),
     };
     let mut checks = Checks::default();
-    let ran = example.run(&stack, &mut checks).await;
+    let ran = run_interruptibly(example, &stack, &mut checks).await;
     stack.stop().await;
     // Leave nothing behind: the namespace's Redis keys, queues and exchanges.
     if let Err(e) = store.purge_namespace().await {
@@ -199,6 +199,19 @@ async fn run_on_servers<E: Example>(example: &E, amqp: &str, redis: &str) -> Res
         eprintln!("warning: could not delete the RabbitMQ namespace {namespace}: {e}");
     }
     ran.map(|()| checks)
+}
+
+/// Runs the example until it ends or Ctrl-C, so the stack is always stopped (and the servers'
+/// namespace deleted).
+async fn run_interruptibly<E: Example, S: Store, B: Broker>(
+    example: &E,
+    stack: &Stack<S, B>,
+    checks: &mut Checks,
+) -> Result<()> {
+    tokio::select! {
+        ran = example.run(stack, checks) => ran,
+        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+    }
 }
 
 fn banner(name: &str, mode: &str) {
@@ -241,7 +254,6 @@ struct RunningWorker {
 /// A running engine (one coordinator behind the service API) plus how workers reach it.
 pub struct Stack<S: Store, B: Broker> {
     service: Service<S, B, SystemClock>,
-    broker: Arc<B>,
     transport: Box<dyn Fn() -> Transport + Send + Sync>,
     callbacks: Callbacks,
     workers: Mutex<Vec<RunningWorker>>,
@@ -251,16 +263,6 @@ impl<S: Store, B: Broker> Stack<S, B> {
     /// The service API (create, start, wait, history, callbacks).
     pub fn service(&self) -> &Service<S, B, SystemClock> {
         &self.service
-    }
-
-    /// The broker the engine publishes task messages to (for consumers that are not SDK
-    /// workers, which take messages with `Broker::get_task`).
-    pub fn broker(&self) -> &B {
-        &self.broker
-    }
-
-    pub fn is_embedded(&self) -> bool {
-        matches!(self.callbacks, Callbacks::Service)
     }
 
     /// `arn:aws:states:us-east-1:111111111111:activity:<name>` (the coordinator's region and
@@ -318,19 +320,17 @@ impl<S: Store, B: Broker> Stack<S, B> {
 
     /// Starts an execution named `name`; returns its ARN.
     pub async fn start(&self, state_machine_arn: &str, name: &str, input: Value) -> Result<String> {
-        let arn = self
-            .service
-            .start_execution(state_machine_arn, Some(name.to_string()), input.clone())
-            .await
-            .with_context(|| format!("starting execution {name}"))?;
         say(
             "client",
             format!(
-                "started execution {name} with input {}",
+                "starting execution {name} with input {}",
                 compact(&input, 100)
             ),
         );
-        Ok(arn)
+        self.service
+            .start_execution(state_machine_arn, Some(name.to_string()), input)
+            .await
+            .with_context(|| format!("starting execution {name}"))
     }
 
     /// Waits (at most [`EXECUTION_TIMEOUT`]) for an execution to finish; returns its outcome
@@ -500,6 +500,48 @@ impl Finished {
         self.output.as_ref().and_then(|o| o.pointer(pointer))
     }
 
+    /// The Map iterations that failed, each with the last task failure or timeout inside it
+    /// (found by following the iteration's chain of events), in history order.
+    pub fn failed_iterations(&self) -> Vec<FailedIteration> {
+        let traces = trace(&self.history);
+        let mut out = Vec::new();
+        for (at, e) in self.history.iter().enumerate() {
+            let EventKind::MapIteration {
+                status,
+                name,
+                index,
+            } = &e.kind
+            else {
+                continue;
+            };
+            if status != "Failed" {
+                continue;
+            }
+            let why = self.history[..at]
+                .iter()
+                .zip(&traces[..at])
+                .rev()
+                .filter(|(e, t)| t.item == Some(*index) && !is_container_event(&e.kind))
+                .find_map(|(e, _)| match &e.kind {
+                    EventKind::ActivityFailed { error, cause }
+                    | EventKind::ActivityTimedOut { error, cause }
+                    | EventKind::TaskFailed { error, cause, .. }
+                    | EventKind::TaskTimedOut { error, cause, .. } => {
+                        Some((error.clone(), cause.clone()))
+                    }
+                    _ => None,
+                });
+            let (error, cause) = why.unwrap_or((None, None));
+            out.push(FailedIteration {
+                map_state: name.to_string(),
+                index: *index,
+                error,
+                cause,
+            });
+        }
+        out
+    }
+
     /// Prints the history walk, then the final status and output (or error and cause).
     pub fn print(&self) {
         println!(
@@ -523,6 +565,17 @@ impl Finished {
             ),
         }
     }
+}
+
+/// A Map iteration that failed (`MapIterationFailed`) and, when a task failed it, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedIteration {
+    /// The Map state's name.
+    pub map_state: String,
+    /// The item's index in the Map's input array.
+    pub index: usize,
+    pub error: Option<String>,
+    pub cause: Option<String>,
 }
 
 /// What an event belongs to, worked out by following `previousEventId` (each running branch
@@ -592,6 +645,15 @@ pub fn trace(history: &[HistoryEvent]) -> Vec<Trace> {
             EventKind::ActivityScheduled { .. } | EventKind::TaskScheduled { .. } => {
                 t.attempt = prev.attempt + 1;
             }
+            EventKind::ExecutionStarted { .. }
+            | EventKind::ExecutionSucceeded { .. }
+            | EventKind::ExecutionFailed { .. }
+            | EventKind::ExecutionAborted { .. }
+            | EventKind::ExecutionTimedOut { .. } => {
+                // The execution's own events, wherever their chain comes from.
+                t = Trace::default();
+                containers.clear();
+            }
             kind if is_container_event(kind) => {
                 t.depth = containers.last().copied().unwrap_or(prev.depth);
                 match kind {
@@ -629,14 +691,17 @@ pub fn print_history(history: &[HistoryEvent]) {
         return;
     };
     for (e, t) in history.iter().zip(trace(history)) {
-        let offset = (e.timestamp_ms - first.timestamp_ms) as f64 / 1000.0;
+        let offset = format!(
+            "+{:.3}s",
+            (e.timestamp_ms - first.timestamp_ms) as f64 / 1000.0
+        );
         let indent = "    ".repeat(t.depth);
         let item = match (t.item, is_container_event(&e.kind)) {
             (Some(i), false) => format!("[item {i}] "),
             _ => String::new(),
         };
         println!(
-            "  {}  +{offset:>6.3}s  {indent}{item}{}",
+            "  {}  {offset:>8}  {indent}{item}{}",
             clock(e.timestamp_ms),
             describe(&e.kind, &t)
         );

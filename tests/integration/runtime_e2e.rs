@@ -7,7 +7,9 @@
 //! then Catch on a worker's error, a heartbeat timeout when no worker picks the task up, Stop
 //! cancelling the running handler, duplicate replies changing nothing, a coordinator
 //! restarted mid-execution finishing it exactly once, and two coordinators splitting the
-//! partitions, one crashing, the other taking its partitions over and finishing its work.
+//! partitions, one crashing, the other taking its partitions over and finishing its work; a
+//! `.waitForTaskToken` task completed by callback (not by the worker's own reply), and
+//! Parallel + Map with workers and a tolerated failing item.
 
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -534,6 +536,114 @@ async fn two_coordinators_share_and_take_over<S: Store, B: Broker>(stack: Stack<
     a.shutdown().await;
 }
 
+async fn wait_for_task_token_completes_by_callback<S: Store, B: Broker>(stack: Stack<S, B>) {
+    let svc = stack.service();
+    let resource = "arn:aws:states:::sqs:sendMessage.waitForTaskToken".to_string();
+    let (token_tx, mut token_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let r2 = resource.clone();
+    // The "service" receiving the message (an SQS stand-in): it records the token and
+    // returns at once; that return must not complete the task.
+    let stop = stack.worker(move |w| {
+        w.activity(r2, move |_ctx: TaskContext, msg: Value| {
+            let tx = token_tx.clone();
+            async move {
+                let token = msg["MessageBody"]["token"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let _ = tx.send(token);
+                Ok::<_, TaskError>(json!({"MessageId": "m-1"}))
+            }
+        })
+    });
+    let sm = create(&svc, &stack, "approval", json!({
+        "StartAt": "AskHuman",
+        "States": {"AskHuman": {
+            "Type": "Task", "Resource": resource,
+            "Parameters": {"QueueUrl": "approvals", "MessageBody": {"token.$": "$$.Task.Token", "order.$": "$.order"}},
+            "End": true}}
+    })).await;
+    let arn = svc
+        .start_execution(&sm, None, json!({"order": 7}))
+        .await
+        .expect("start");
+    let token = tokio::time::timeout(WAIT, token_rx.recv())
+        .await
+        .expect("message never delivered")
+        .expect("token");
+    assert!(!token.is_empty());
+    // The worker's own success reply did not finish the execution.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        svc.describe_execution(&arn).await.expect("describe").status,
+        ExecutionStatus::Running
+    );
+    svc.send_task_success(&token, json!({"approved": true}))
+        .await
+        .expect("callback");
+    let rec = svc.wait(&arn, WAIT).await.expect("wait");
+    assert_eq!(rec.status, ExecutionStatus::Succeeded);
+    assert_eq!(rec.output, Some(json!({"approved": true})));
+    // A forged token is refused before it reaches the engine.
+    let forged = format!("{}x", token);
+    assert!(svc.send_task_success(&forged, json!({})).await.is_err());
+    stop.cancel();
+    svc.shutdown().await;
+}
+
+async fn parallel_and_map_with_workers<S: Store, B: Broker>(stack: Stack<S, B>) {
+    let svc = stack.service();
+    let square = activity(&svc, &stack, "square").await;
+    let label = activity(&svc, &stack, "label").await;
+    let (sq, lb) = (square.clone(), label.clone());
+    let stop = stack.worker(move |w| {
+        w.activity(sq, |_c: TaskContext, n: i64| async move {
+            if n < 0 {
+                return Err(TaskError::new("Negative", format!("{n} is negative")));
+            }
+            Ok(n * n)
+        })
+        .activity(lb, |_c: TaskContext, v: Value| async move {
+            Ok::<_, TaskError>(json!(format!("items: {v}")))
+        })
+        .concurrency(4)
+    });
+    let sm = create(&svc, &stack, "fanout", json!({
+        "StartAt": "Both",
+        "States": {
+            "Both": {"Type": "Parallel", "Next": "Done", "ResultSelector": {"squares.$": "$[0]", "label.$": "$[1]"},
+                "Branches": [
+                    {"StartAt": "Squares", "States": {"Squares": {"Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": 2,
+                        "ToleratedFailureCount": 1,
+                        "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": "Sq",
+                            "States": {"Sq": {"Type": "Task", "Resource": square, "End": true}}},
+                        "End": true}}},
+                    {"StartAt": "Label", "States": {"Label": {"Type": "Task", "Resource": label, "InputPath": "$.items", "End": true}}}
+                ]},
+            "Done": {"Type": "Succeed"}
+        }
+    })).await;
+    let (rec, h) = run_to_end(&svc, &sm, json!({"items": [1, 2, -3, 4]})).await;
+    assert_eq!(
+        rec.status,
+        ExecutionStatus::Succeeded,
+        "{:?} {:?} {:?}",
+        rec.error,
+        rec.cause,
+        types(&h)
+    );
+    assert_eq!(
+        rec.output,
+        Some(
+            json!({"squares": [1, 4, {"Error": "Negative", "Cause": "-3 is negative"}, 16], "label": "items: [1,2,-3,4]"})
+        )
+    );
+    assert_eq!(count(&h, "MapIterationFailed"), 1);
+    assert_eq!(count(&h, "MapIterationSucceeded"), 3);
+    stop.cancel();
+    svc.shutdown().await;
+}
+
 macro_rules! scenarios {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -563,4 +673,6 @@ scenarios!(
     duplicate_replies_change_nothing,
     restart_mid_execution_finishes_once,
     two_coordinators_share_and_take_over,
+    wait_for_task_token_completes_by_callback,
+    parallel_and_map_with_workers,
 );

@@ -166,3 +166,77 @@ fn no_placeholders_or_ignored_tests() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// No docker engine runs here, so the compose file is checked by reading: every command it
+/// runs must be a binary the Dockerfile builds (`stepline` with a real subcommand, or an
+/// example `*-worker`), and every Dockerfile it names must exist.
+#[test]
+fn compose_file_runs_binaries_that_exist() {
+    let compose =
+        std::fs::read_to_string(root().join("docker-compose.yml")).expect("docker-compose.yml");
+    let bins: Vec<String> = std::fs::read_dir(root().join("examples/src/bin"))
+        .expect("examples/src/bin")
+        .flatten()
+        .map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_string()
+        })
+        .collect();
+    let subcommands = [
+        "server",
+        "dev",
+        "health",
+        "run",
+        "validate",
+        "conformance",
+        "bench",
+    ];
+    let mut commands = 0;
+    for line in compose.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("dockerfile:") {
+            let path = root().join(rest.trim());
+            assert!(
+                path.exists(),
+                "compose names a missing Dockerfile: {}",
+                path.display()
+            );
+        }
+        let array = line
+            .strip_prefix("command:")
+            .or_else(|| line.strip_prefix("test:"))
+            .map(str::trim)
+            .filter(|r| r.starts_with('['));
+        let Some(array) = array else { continue };
+        let argv: Vec<String> = serde_json::from_str(array)
+            .unwrap_or_else(|e| panic!("unparsable compose array {array}: {e}"));
+        let argv: Vec<&str> = argv
+            .iter()
+            .map(String::as_str)
+            .skip_while(|a| *a == "CMD")
+            .collect();
+        match argv.first().copied() {
+            Some("stepline") => {
+                let sub = argv.get(1).copied().unwrap_or("");
+                assert!(
+                    subcommands.contains(&sub),
+                    "compose runs `stepline {sub}`, which does not exist"
+                );
+                commands += 1;
+            }
+            Some(bin) if bin.ends_with("-worker") => {
+                assert!(
+                    bins.iter().any(|b| b == bin),
+                    "compose runs {bin}, but examples/src/bin/{bin}.rs does not exist"
+                );
+                commands += 1;
+            }
+            _ => {} // the images' own tools (redis-cli, rabbitmq-diagnostics)
+        }
+    }
+    assert!(
+        commands >= 3,
+        "expected the server, its health check and a worker in the compose file"
+    );
+}

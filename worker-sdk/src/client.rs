@@ -124,7 +124,7 @@ impl TaskTokenClient {
     async fn send(&self, reply: Reply) -> Result<(), ClientError> {
         match &self.route {
             Route::InProcess(hub) => {
-                hub.reply(reply);
+                hub.callback(reply);
                 Ok(())
             }
             #[cfg(feature = "amqp")]

@@ -19,6 +19,8 @@ struct Inner {
     task_ready: Notify,
     replies_tx: mpsc::UnboundedSender<Reply>,
     replies_rx: Mutex<Option<mpsc::UnboundedReceiver<Reply>>>,
+    callbacks_tx: mpsc::UnboundedSender<Reply>,
+    callbacks_rx: Mutex<Option<mpsc::UnboundedReceiver<Reply>>>,
     cancels: broadcast::Sender<CancelMessage>,
 }
 
@@ -37,6 +39,7 @@ impl Default for InProcessHub {
 impl InProcessHub {
     pub fn new() -> InProcessHub {
         let (replies_tx, replies_rx) = mpsc::unbounded_channel();
+        let (callbacks_tx, callbacks_rx) = mpsc::unbounded_channel();
         let (cancels, _) = broadcast::channel(1024);
         InProcessHub {
             inner: Arc::new(Inner {
@@ -44,6 +47,8 @@ impl InProcessHub {
                 task_ready: Notify::new(),
                 replies_tx,
                 replies_rx: Mutex::new(Some(replies_rx)),
+                callbacks_tx,
+                callbacks_rx: Mutex::new(Some(callbacks_rx)),
                 cancels,
             }),
         }
@@ -101,6 +106,22 @@ impl InProcessHub {
     pub fn take_replies(&self) -> Option<mpsc::UnboundedReceiver<Reply>> {
         self.inner
             .replies_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Anyone: complete (or heartbeat) a `.waitForTaskToken` task through its token — the
+    /// in-process `SendTaskSuccess`. Kept apart from worker replies because a worker's success
+    /// reply to a callback task's message does not complete the task.
+    pub fn callback(&self, reply: Reply) {
+        let _ = self.inner.callbacks_tx.send(reply);
+    }
+
+    /// Engine side: the callback stream (can be taken once).
+    pub fn take_callbacks(&self) -> Option<mpsc::UnboundedReceiver<Reply>> {
+        self.inner
+            .callbacks_rx
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()

@@ -207,6 +207,17 @@ impl Execution {
         self.tasks.keys().copied().collect()
     }
 
+    /// True when `task` is open and belongs to a `.waitForTaskToken` Task state: a worker's
+    /// reply to its message only means the message was handled; the result comes through the
+    /// token (`SendTaskSuccess`/`SendTaskFailure`).
+    pub fn is_callback_task(&self, def: &Definition, task: u64) -> bool {
+        self.tasks
+            .get(&task)
+            .and_then(|fid| self.frames.get(fid))
+            .map(|f| def.state(f.machine, f.state))
+            .is_some_and(|s| matches!(&s.kind, crate::asl::StateKind::Task(t) if t.is_callback()))
+    }
+
     /// Number of history events so far.
     pub fn event_count(&self) -> u64 {
         self.last_event_id

@@ -71,8 +71,8 @@ impl From<Failure> for Fault {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Frame {
     parent: Option<(u64, usize)>,
-    machine: usize,
-    state: usize,
+    pub(crate) machine: usize,
+    pub(crate) state: usize,
     /// The current state's raw input (shared with its `…StateEntered` event).
     input: Arc<Value>,
     phase: Phase,

@@ -111,10 +111,17 @@ impl Inner {
     }
 
     /// Moves a worker reply to the input queue of its execution's partition.
-    fn route_reply(&self, reply: Reply) {
-        let bytes = match serde_json::to_vec(&InputMessage::Worker {
-            reply: reply.clone(),
-        }) {
+    fn route_reply(&self, reply: Reply, callback: bool) {
+        let message = if callback {
+            InputMessage::Callback {
+                reply: reply.clone(),
+            }
+        } else {
+            InputMessage::Worker {
+                reply: reply.clone(),
+            }
+        };
+        let bytes = match serde_json::to_vec(&message) {
             Ok(b) => b,
             Err(e) => {
                 // Serializing an owned Reply cannot fail; keep the evidence if it ever does.
@@ -201,6 +208,12 @@ impl MemoryBroker {
             );
             return;
         };
+        let Some(mut callbacks) = self.inner.hub.take_callbacks() else {
+            tracing::warn!(
+                "the hub's callback stream was already taken; callbacks will not be routed"
+            );
+            return;
+        };
         let Some(mut stop) = lock(&self.inner.router_stop_rx).take() else {
             return;
         };
@@ -212,7 +225,12 @@ impl MemoryBroker {
                     reply = replies.recv() => {
                         let Some(reply) = reply else { return };
                         let Some(inner) = weak.upgrade() else { return };
-                        inner.route_reply(reply);
+                        inner.route_reply(reply, false);
+                    }
+                    reply = callbacks.recv() => {
+                        let Some(reply) = reply else { return };
+                        let Some(inner) = weak.upgrade() else { return };
+                        inner.route_reply(reply, true);
                     }
                 }
             }

@@ -9,6 +9,16 @@
 //! the partition's pending outbox. Inputs are acked only after their commit, so a crash
 //! between the two redelivers the input, which the interpreter then ignores (the task or timer
 //! it names is gone).
+//!
+//! Performance: a served partition publishes its outbox from a companion task, woken after
+//! each commit that wrote outbox messages, so waiting for the broker's confirmations never
+//! holds up the partition's next input (the messages are durable in the store from the commit
+//! on; the input is acked after the commit, as always). The companion publishes everything
+//! pending at once and acks the outbox after the confirmations. Within one ownership term
+//! (one fencing token) this coordinator is the only writer of the partition's executions and
+//! timers, so it keeps the executions it just committed in memory (a step then reads nothing
+//! before its commit) and learns about new timers from its own commits instead of reading the
+//! partition's earliest timer before every input.
 
 use super::broker::{Broker, InputConsumer, InputMessage};
 use super::clock::Clock;
@@ -19,9 +29,10 @@ use crate::asl::Definition;
 use crate::interp::{Command, Context, Execution, ExecutionStatus, Input, JournalEntry};
 use crate::runner::{seed_from, RunIdentity};
 use crate::task_token;
+use futures_util::future::join_all;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use stepline_worker::protocol::{Reply, TaskMessage, PROTOCOL_VERSION};
 use stepline_worker::topology::{partition_queue, task_queue};
@@ -103,6 +114,37 @@ pub struct Coordinator<S: Store, B: Broker, C: Clock> {
     finished: Notify,
     /// Partitions currently served (for health and tests).
     owned: Mutex<BTreeSet<u32>>,
+    /// Executions as this coordinator last committed them (see [`CachedExecution`]).
+    executions: Mutex<HashMap<String, CachedExecution>>,
+    /// Per served partition: its fencing token and what wakes its outbox publisher.
+    publishers: Mutex<HashMap<u32, (u64, Arc<Notify>)>>,
+    /// Per partition: the earliest timer committed since its serving task last looked.
+    timer_hints: Mutex<HashMap<u32, i64>>,
+}
+
+/// An execution as this coordinator committed it under `fence`. While the coordinator holds
+/// that fence nobody else can commit to the execution (commits are fenced), so the entry is
+/// exactly what the store holds; under any other fence it is ignored and dropped.
+struct CachedExecution {
+    fence: Fence,
+    /// The record without its snapshot (`exec` is the snapshot, deserialized).
+    record: ExecutionRecord,
+    exec: Execution,
+}
+
+/// Most executions kept in memory; beyond that, arbitrary ones are dropped (and read from the
+/// store at their next input).
+const CACHED_EXECUTIONS: usize = 10_000;
+
+/// Most outbox messages read, published and acked in one go.
+const OUTBOX_BATCH: usize = 256;
+
+/// How long a partition that stops being served waits for its last outbox messages.
+const PUBLISHER_DRAIN: Duration = Duration::from_secs(5);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves its map consistent; a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
@@ -116,6 +158,9 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             activities: Mutex::new(None),
             finished: Notify::new(),
             owned: Mutex::new(BTreeSet::new()),
+            executions: Mutex::new(HashMap::new()),
+            publishers: Mutex::new(HashMap::new()),
+            timer_hints: Mutex::new(HashMap::new()),
         }
     }
 
@@ -226,12 +271,79 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         }
     }
 
-    /// Serves one partition until cancelled or fenced out.
+    /// Serves one partition until cancelled or fenced out: replays its pending outbox, starts
+    /// its outbox publisher, handles its inputs and timers, then lets the publisher send what
+    /// the last steps committed.
     async fn serve_partition(self: Arc<Self>, fence: Fence, cancel: CancellationToken) {
         let p = fence.partition;
+        let wake = Arc::new(Notify::new());
         if let Err(e) = self.flush_outbox(p).await {
             tracing::warn!(partition = p, error = %e, "outbox replay failed");
+            wake.notify_one(); // The publisher tries again at once.
         }
+        let failed = CancellationToken::new();
+        let stop = CancellationToken::new();
+        lock(&self.publishers).insert(p, (fence.token, wake.clone()));
+        // Stops the publisher however this task ends, even when it is aborted.
+        let stop_guard = stop.clone().drop_guard();
+        let publisher = tokio::spawn(self.clone().publish_outbox(p, wake, stop, failed.clone()));
+        self.serve_inputs(fence, &cancel, &failed).await;
+        {
+            let mut publishers = lock(&self.publishers);
+            if publishers
+                .get(&p)
+                .is_some_and(|(token, _)| *token == fence.token)
+            {
+                publishers.remove(&p);
+            }
+        }
+        lock(&self.executions).retain(|_, c| c.fence != fence);
+        drop(stop_guard);
+        if tokio::time::timeout(PUBLISHER_DRAIN, publisher)
+            .await
+            .is_err()
+        {
+            tracing::warn!(partition = p, "the outbox publisher did not finish in time");
+        }
+    }
+
+    /// Publishes a partition's outbox whenever `wake` fires (wake-ups that arrive meanwhile
+    /// coalesce into the next read of everything pending) and once more when `stop` fires. On
+    /// a failure it fires `failed` and ends: the serving task then gives the partition up, and
+    /// whoever serves it next republishes what is still pending.
+    async fn publish_outbox(
+        self: Arc<Self>,
+        partition: u32,
+        wake: Arc<Notify>,
+        stop: CancellationToken,
+        failed: CancellationToken,
+    ) {
+        loop {
+            let stopping = tokio::select! {
+                biased;
+                _ = wake.notified() => false,
+                _ = stop.cancelled() => true,
+            };
+            if let Err(e) = self.flush_outbox(partition).await {
+                tracing::error!(partition, error = %e, "publishing the outbox failed");
+                failed.cancel();
+                return;
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+
+    /// Handles a partition's inputs and due timers, one at a time, until cancelled, fenced
+    /// out, or the store, broker or outbox publisher fails (then the lease is released).
+    async fn serve_inputs(
+        &self,
+        fence: Fence,
+        cancel: &CancellationToken,
+        publish_failed: &CancellationToken,
+    ) {
+        let p = fence.partition;
         let mut consumer = match self.broker.consume_inputs(p).await {
             Ok(c) => c,
             Err(e) => {
@@ -239,15 +351,30 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                 return;
             }
         };
+        let poll_ms = self.config.timer_poll_ms as i64;
+        // The partition's earliest timer: read at least every poll interval and after timers
+        // fire; timers this coordinator commits in between arrive through `timer_hints`. Only
+        // the owner adds timers, so the value is never later than the truth (removed timers
+        // only make it early: a wake-up that finds nothing due, then a fresh read).
+        let mut next_timer: Option<i64> = None;
+        let mut timers_read_at: Option<i64> = None;
         loop {
-            let sleep_ms = match self.store.next_timer(p).await {
-                Ok(Some(at)) => {
-                    (at - self.clock.now_ms()).clamp(0, self.config.timer_poll_ms as i64)
-                }
-                _ => self.config.timer_poll_ms as i64,
-            };
+            let now = self.clock.now_ms();
+            if timers_read_at.is_none_or(|at| now - at >= poll_ms) {
+                next_timer = self.store.next_timer(p).await.unwrap_or(None);
+                timers_read_at = Some(now);
+            }
+            if let Some(hint) = lock(&self.timer_hints).remove(&p) {
+                next_timer = Some(next_timer.map_or(hint, |at| at.min(hint)));
+            }
+            let sleep_ms = next_timer.map_or(poll_ms, |at| (at - now).clamp(0, poll_ms));
             let result = tokio::select! {
                 _ = cancel.cancelled() => return,
+                _ = publish_failed.cancelled() => {
+                    tracing::error!(partition = p, "outbox publishing failed; releasing the partition");
+                    let _ = self.store.release_lease(fence, &self.config.owner).await;
+                    return;
+                }
                 d = consumer.next() => match d {
                     None => return,
                     Some(d) => {
@@ -272,6 +399,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                     }
                 },
                 _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {
+                    timers_read_at = None;
                     self.fire_due_timers(fence).await
                 }
             };
@@ -306,30 +434,87 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         Ok(())
     }
 
-    /// Publishes every pending outbox message of a partition, then acks them.
+    /// Publishes every pending outbox message of a partition, then acks them. The messages
+    /// of one read are published concurrently (their confirmations are awaited together), and
+    /// nothing of the read is acked unless all of them were confirmed.
     pub async fn flush_outbox(&self, partition: u32) -> Result<(), CoordinatorError> {
         loop {
-            let pending = self.store.pending_outbox(partition, 256).await?;
+            let pending = self.store.pending_outbox(partition, OUTBOX_BATCH).await?;
             if pending.is_empty() {
                 return Ok(());
             }
-            let mut last: HashMap<String, u64> = HashMap::new();
-            for entry in &pending {
+            join_all(pending.iter().map(|entry| async move {
                 match &entry.message {
                     OutboxMessage::Task { queue, message } => {
-                        self.broker.publish_task(queue, message).await?
+                        self.broker.publish_task(queue, message).await
                     }
                     OutboxMessage::Cancel { task_token } => {
-                        self.broker.publish_cancel(task_token).await?
+                        self.broker.publish_cancel(task_token).await
                     }
                 }
-                let l = last.entry(entry.execution_arn.clone()).or_default();
+            }))
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()?;
+            let mut last: HashMap<&str, u64> = HashMap::new();
+            for entry in &pending {
+                let l = last.entry(entry.execution_arn.as_str()).or_default();
                 *l = (*l).max(entry.seq);
             }
-            for (arn, seq) in last {
-                self.store.ack_outbox(partition, &arn, seq).await?;
+            join_all(
+                last.into_iter()
+                    .map(|(arn, seq)| self.store.ack_outbox(partition, arn, seq)),
+            )
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()?;
+            // A short read took everything pending when it was made; later commits wake the
+            // publisher (or flush) themselves.
+            if pending.len() < OUTBOX_BATCH {
+                return Ok(());
             }
         }
+    }
+
+    /// After a commit that wrote outbox messages: wakes the partition's publisher, or
+    /// publishes them here when no publisher serves the partition under `fence` (a direct
+    /// [`Coordinator::handle_input`] call).
+    async fn publish_committed(&self, fence: Fence) -> Result<(), CoordinatorError> {
+        let publisher = lock(&self.publishers)
+            .get(&fence.partition)
+            .filter(|(token, _)| *token == fence.token)
+            .map(|(_, wake)| wake.clone());
+        match publisher {
+            Some(wake) => {
+                wake.notify_one();
+                Ok(())
+            }
+            None => self.flush_outbox(fence.partition).await,
+        }
+    }
+
+    /// Takes the cached execution if it was committed under `fence` (any other entry is
+    /// dropped).
+    fn take_cached(&self, fence: Fence, arn: &str) -> Option<(ExecutionRecord, Execution)> {
+        let hit = lock(&self.executions).remove(arn)?;
+        (hit.fence == fence).then_some((hit.record, hit.exec))
+    }
+
+    fn remember(&self, fence: Fence, record: ExecutionRecord, exec: Execution) {
+        let mut cache = lock(&self.executions);
+        if cache.len() >= CACHED_EXECUTIONS && !cache.contains_key(&record.execution_arn) {
+            if let Some(victim) = cache.keys().next().cloned() {
+                cache.remove(&victim);
+            }
+        }
+        cache.insert(
+            record.execution_arn.clone(),
+            CachedExecution {
+                fence,
+                record,
+                exec,
+            },
+        );
     }
 
     /// Handles one message of a partition's input queue.
@@ -347,10 +532,24 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                 input,
                 start_ms,
             } => {
-                if self.store.get_execution(&execution_arn).await?.is_some() {
-                    return Ok(()); // Duplicate delivery or name reuse: starting is idempotent.
+                // Starting is idempotent (a duplicate delivery, a reused name). Without a read
+                // first: creating commits at version 0, which fails with `AlreadyExists` when
+                // the execution exists, and that ends the input as a no-op.
+                if lock(&self.executions)
+                    .get(&execution_arn)
+                    .is_some_and(|c| c.fence == fence)
+                {
+                    return Ok(());
                 }
-                let def = self.definition(&state_machine_arn, &revision_id).await?;
+                let def = match self.definition(&state_machine_arn, &revision_id).await {
+                    Ok(def) => def,
+                    Err(e) => {
+                        if self.store.get_execution(&execution_arn).await?.is_some() {
+                            return Ok(());
+                        }
+                        return Err(e);
+                    }
+                };
                 let sm_name = state_machine_arn
                     .rsplit(':')
                     .next()
@@ -394,6 +593,13 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                 self.step(fence, &execution_arn, Input::Stop { error, cause }, None)
                     .await
             }
+            InputMessage::Worker { reply }
+                if self.worker_reply_is_delivery_only(&reply).await? =>
+            {
+                // A `.waitForTaskToken` task: the worker handled the message; the result
+                // arrives later through the token.
+                Ok(())
+            }
             InputMessage::Worker { reply } | InputMessage::Callback { reply } => {
                 let Some((arn, task)) =
                     task_token::verify(&self.config.token_key, reply.task_token())
@@ -412,6 +618,27 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         }
     }
 
+    /// True for a worker's *success* reply to a `.waitForTaskToken` task's message (only the
+    /// token completes such a task; failures and heartbeats from the worker still count).
+    async fn worker_reply_is_delivery_only(&self, reply: &Reply) -> Result<bool, CoordinatorError> {
+        if !matches!(reply, Reply::Succeeded { .. }) {
+            return Ok(false);
+        }
+        let Some((arn, task)) = task_token::verify(&self.config.token_key, reply.task_token())
+        else {
+            return Ok(false);
+        };
+        let Some(record) = self.store.get_execution(&arn).await? else {
+            return Ok(false);
+        };
+        let def = self
+            .definition(&record.state_machine_arn, &record.revision_id)
+            .await?;
+        let exec: Execution = serde_json::from_value(record.snapshot)
+            .map_err(|e| CoordinatorError::BadSnapshot(arn.clone(), e.to_string()))?;
+        Ok(exec.is_callback_task(&def, task))
+    }
+
     /// Loads an execution and applies one input to it.
     async fn step(
         &self,
@@ -420,14 +647,22 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         input: Input,
         fired: Option<TimerEntry>,
     ) -> Result<(), CoordinatorError> {
-        let Some(record) = self.store.get_execution(execution_arn).await? else {
-            return Ok(()); // Expired or never existed: nothing to do.
+        let (record, exec) = match self.take_cached(fence, execution_arn) {
+            Some(hit) => hit,
+            None => {
+                let Some(mut record) = self.store.get_execution(execution_arn).await? else {
+                    return Ok(()); // Expired or never existed: nothing to do.
+                };
+                let snapshot = std::mem::take(&mut record.snapshot);
+                let exec: Execution = serde_json::from_value(snapshot).map_err(|e| {
+                    CoordinatorError::BadSnapshot(execution_arn.to_string(), e.to_string())
+                })?;
+                (record, exec)
+            }
         };
         let def = self
             .definition(&record.state_machine_arn, &record.revision_id)
             .await?;
-        let exec: Execution = serde_json::from_value(record.snapshot.clone())
-            .map_err(|e| CoordinatorError::BadSnapshot(execution_arn.to_string(), e.to_string()))?;
         self.apply_and_commit(fence, record, exec, &def, input, fired)
             .await
     }
@@ -535,11 +770,19 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         record.output = exec.output.as_deref().cloned();
         record.error = exec.error.clone();
         record.cause = exec.cause.clone();
-        record.snapshot = serde_json::to_value(&exec).map_err(|e| {
+        let snapshot = serde_json::to_value(&exec).map_err(|e| {
             CoordinatorError::BadSnapshot(record.execution_arn.clone(), e.to_string())
         })?;
         let finished = record.status != ExecutionStatus::Running;
-        self.store
+        // What stays in memory after the commit: the record without its snapshot, while the
+        // execution runs (a finished one gets no more steps worth caching).
+        record.snapshot = Value::Null;
+        let keep = (!finished).then(|| record.clone());
+        record.snapshot = snapshot;
+        let has_outbox = !outbox.is_empty();
+        let earliest_timer = timers_add.iter().map(|t| t.fire_at_ms).min();
+        let committed = self
+            .store
             .commit(Commit {
                 fence,
                 expected_version,
@@ -554,8 +797,25 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                 timers_add,
                 timers_remove,
             })
-            .await?;
-        self.flush_outbox(partition).await?;
+            .await;
+        match committed {
+            Ok(()) => {}
+            // Creating an execution that exists: a duplicate Start, a no-op.
+            Err(StoreError::AlreadyExists(_)) if expected_version == 0 => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(record) = keep {
+            self.remember(fence, record, exec);
+        }
+        if let Some(at) = earliest_timer {
+            lock(&self.timer_hints)
+                .entry(partition)
+                .and_modify(|t| *t = (*t).min(at))
+                .or_insert(at);
+        }
+        if has_outbox {
+            self.publish_committed(fence).await?;
+        }
         if finished {
             self.finished.notify_waiters();
         }

@@ -54,8 +54,8 @@
 //! reads no clock: expiry is Redis's own.
 
 use super::store::{
-    ActivityRecord, Commit, ExecutionRecord, Fence, OutboxEntry, OutboxMessage, Page,
-    StateMachineRecord, Store, StoreError, TimerEntry,
+    ActivityRecord, Commit, ExecutionRecord, Fence, OutboxEntry, Page, StateMachineRecord, Store,
+    StoreError, TimerEntry,
 };
 use super::store_memory::{check_commit, execution_order_key, timer_member};
 use crate::history::HistoryEvent;
@@ -320,6 +320,19 @@ fn score_to_ms(what: &str, score: f64) -> Result<i64, StoreError> {
     Ok(score as i64)
 }
 
+/// One member of an execution's outbox (`<seq>:<message JSON>`).
+fn outbox_entry(arn: &str, member: &str) -> Result<OutboxEntry, StoreError> {
+    let (seq, message) = member
+        .split_once(':')
+        .and_then(|(s, m)| Some((s.parse::<u64>().ok()?, m)))
+        .ok_or_else(|| StoreError::Backend(format!("corrupt outbox entry of {arn} in Redis")))?;
+    Ok(OutboxEntry {
+        execution_arn: arn.to_string(),
+        seq,
+        message: from_json(format_args!("outbox entry {seq} of {arn}"), message)?,
+    })
+}
+
 /// The lower bound of a ZRANGEBYLEX after `token` (exclusive), or from the start.
 fn lex_after(token: Option<&str>) -> String {
     match token {
@@ -429,6 +442,22 @@ impl RedisStore {
             }
             cursor = next;
         }
+    }
+
+    /// How many executions of a state machine its list index holds (with `status`: those in
+    /// that status). One `ZCARD`, for tools and benchmarks that poll progress cheaply; entries of
+    /// expired executions count until a listing prunes them.
+    pub async fn count_executions(
+        &self,
+        state_machine_arn: &str,
+        status: Option<ExecutionStatus>,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZCARD")
+            .arg(self.keys.machine_index(state_machine_arn, status))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| backend(format!("counting executions of {state_machine_arn}"), e))
     }
 
     /// One page of a lex-indexed catalog hash (state machines, activities).
@@ -927,15 +956,21 @@ impl Store for RedisStore {
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         const CHUNK: usize = 100;
+        // Entries read per execution in the pipelined read (most executions have one or two
+        // pending); an execution that fills it has the rest read separately.
+        const PER_EXECUTION: usize = 8;
         let mut conn = self.conn.clone();
         let index = self.keys.partition(partition, "outbox");
         let mut out = Vec::new();
         let mut offset = 0usize;
         while out.len() < limit {
+            // Every listed execution has at least one entry (or is pruned), so no more
+            // executions than entries still wanted are needed.
+            let chunk = CHUNK.min(limit - out.len());
             let arns: Vec<String> = redis::cmd("ZRANGE")
                 .arg(&index)
                 .arg(offset)
-                .arg(offset + CHUNK - 1)
+                .arg(offset + chunk - 1)
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| {
@@ -944,39 +979,56 @@ impl Store for RedisStore {
             if arns.is_empty() {
                 break;
             }
-            let mut pruned = 0;
+            // The outboxes of the whole chunk in one round trip.
+            let first = PER_EXECUTION.min(limit - out.len());
+            let mut pipe = redis::pipe();
             for arn in &arns {
+                pipe.cmd("ZRANGE")
+                    .arg(self.keys.execution(arn, "outbox"))
+                    .arg(0)
+                    .arg(first - 1);
+            }
+            let outboxes: Vec<Vec<String>> = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| backend(format!("reading outboxes of partition {partition}"), e))?;
+            let mut pruned = 0;
+            for (arn, mut members) in arns.iter().zip(outboxes) {
                 if out.len() >= limit {
                     break;
                 }
-                let want = limit - out.len();
-                let members: Vec<String> = redis::cmd("ZRANGE")
-                    .arg(self.keys.execution(arn, "outbox"))
-                    .arg(0)
-                    .arg(want - 1)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| backend(format!("reading outbox of {arn}"), e))?;
                 if members.is_empty() {
                     // Acked meanwhile, or expired with its execution: unlist it.
                     pruned += self.ack(partition, arn, 0).await?;
                     continue;
                 }
-                for member in members {
-                    let (seq, message) = member
-                        .split_once(':')
-                        .and_then(|(s, m)| Some((s.parse::<u64>().ok()?, m)))
-                        .ok_or_else(|| {
-                            StoreError::Backend(format!("corrupt outbox entry of {arn} in Redis"))
-                        })?;
-                    let message: OutboxMessage =
-                        from_json(format_args!("outbox entry {seq} of {arn}"), message)?;
-                    out.push(OutboxEntry {
-                        execution_arn: arn.clone(),
-                        seq,
-                        message,
-                    });
+                let room = limit - out.len();
+                let mut entries = Vec::with_capacity(members.len());
+                for member in members.iter().take(room) {
+                    entries.push(outbox_entry(arn, member)?);
                 }
+                if let Some(last) = entries
+                    .last()
+                    .filter(|_| members.len() == first && room > first)
+                {
+                    // The rest continues by seq (the score), not by rank: entries acked
+                    // meanwhile must not make the read skip any, since the caller acks up to
+                    // the highest seq it was given.
+                    members = redis::cmd("ZRANGEBYSCORE")
+                        .arg(self.keys.execution(arn, "outbox"))
+                        .arg(format!("({}", last.seq))
+                        .arg("+inf")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(room - entries.len())
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| backend(format!("reading outbox of {arn}"), e))?;
+                    for member in &members {
+                        entries.push(outbox_entry(arn, member)?);
+                    }
+                }
+                out.extend(entries);
             }
             offset += arns.len() - pruned;
         }

@@ -86,6 +86,13 @@ struct Refund {
     reason: String,
 }
 
+/// What Ship and Notify get: the whole order (only its id matters here).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Order {
+    order_id: String,
+}
+
 struct OrderProcessing;
 
 impl Example for OrderProcessing {
@@ -141,16 +148,22 @@ impl Example for OrderProcessing {
             });
         stack.spawn_worker("payments-worker", payments);
         let fulfilment = Worker::builder()
-            .activity("ship", |_ctx: TaskContext, order: Value| async move {
-                say("fulfilment-worker", format!("packing {} …", order["orderId"]));
+            .activity("ship", |_ctx: TaskContext, order: Order| async move {
+                say("fulfilment-worker", format!("packing {} …", order.order_id));
                 tokio::time::sleep(Duration::from_millis(300)).await;
-                say("fulfilment-worker", format!("shipped {}", order["orderId"]));
-                Ok::<_, TaskError>(json!({"trackingId": format!("TRK-{}", order["orderId"].as_str().unwrap_or("?"))}))
+                say("fulfilment-worker", format!("shipped {}", order.order_id));
+                Ok::<_, TaskError>(json!({"trackingId": format!("TRK-{}", order.order_id)}))
             })
-            .activity("notify", |_ctx: TaskContext, order: Value| async move {
-                say("fulfilment-worker", format!("e-mailing the customer of {} …", order["orderId"]));
+            .activity("notify", |_ctx: TaskContext, order: Order| async move {
+                say(
+                    "fulfilment-worker",
+                    format!("e-mailing the customer of {} …", order.order_id),
+                );
                 tokio::time::sleep(Duration::from_millis(300)).await;
-                say("fulfilment-worker", format!("e-mailed the customer of {}", order["orderId"]));
+                say(
+                    "fulfilment-worker",
+                    format!("e-mailed the customer of {}", order.order_id),
+                );
                 Ok::<_, TaskError>(json!({"emailed": true}))
             });
         stack.spawn_worker("fulfilment-worker", fulfilment);

@@ -1,0 +1,1116 @@
+//! `stepline bench`: how fast the runtime is on real servers, next to what RabbitMQ alone can
+//! do on the same machine, measured in one process and one run.
+//!
+//! 1. **Broker ceiling** (lapin directly, no Stepline code in the path): a task queue and a
+//!    reply queue declared exactly as the runtime declares its queues (durable, with the
+//!    topology's `x-dead-letter-exchange`), persistent messages, publisher confirms, consumer
+//!    prefetch ([`BenchConfig::prefetch`] on both consumers, channel-wide on the worker side as
+//!    the worker SDK does), an "engine" connection and a "worker" connection. One *round trip*
+//!    is: publish a task (confirmed) → the worker consumes it, publishes a reply (confirmed) and
+//!    acks the task → the engine consumes the reply and acks it. Measured twice: the throughput
+//!    with [`BenchConfig::ceiling_window`] round trips in flight, and the p50 latency of
+//!    [`BenchConfig::sequential_round_trips`] round trips done one after another.
+//! 2. **Tasks/s**: [`BenchConfig::executions`] executions of a one-Task state machine served by
+//!    an echo worker (the SDK's `Worker` over `AmqpTransport`, concurrency
+//!    [`BenchConfig::worker_concurrency`]), through the real runtime (`Service` over
+//!    `RedisStore` + `AmqpBroker`), started concurrently (at most [`BenchConfig::start_window`]
+//!    `StartExecution`s in flight). Timed from the wall clock just before the first start to
+//!    the latest `stop_ms` of the execution records (the engine's time of `ExecutionSucceeded`).
+//! 3. **Latency**: [`BenchConfig::latency_executions`] executions of the same machine, one after
+//!    another, each timed (monotonic clock) from just before `Service::start_execution` to the
+//!    moment `Service::wait` returns the finished record — what a client in this process
+//!    observes, including the `wait`'s final read of the record. The record's own
+//!    `stop_ms - start_ms` (whole milliseconds) is reported alongside as a note.
+//! 4. **Pass transitions/s**: [`BenchConfig::executions`] executions of a chain of
+//!    [`BenchConfig::pass_states`] Pass states, started concurrently as in 2; transitions are
+//!    states entered (`pass_states` per execution), timed as in 2.
+//!
+//! Everything lives in throwaway namespaces (a unique AMQP name prefix, a unique Redis key
+//! prefix) and is deleted afterwards, whether or not the measurement succeeded
+//! (`AmqpBroker::delete_namespace`, `RedisStore::purge_namespace`, and the raw queues and
+//! exchange of step 1). Progress is logged at `info` under this module's target.
+//!
+//! Targets ([`BenchReport::rows`]): tasks/s ≥ 0.6 × the ceiling's round trips/s; latency p50 ≤
+//! 1.5 × the raw round trip's p50; latency p99 ≤ 10 ms. They are reported, never adjusted.
+
+use crate::asl::StateMachineType;
+use crate::interp::ExecutionStatus;
+use crate::runtime::broker::BrokerError;
+use crate::runtime::broker_amqp::{AmqpBroker, AmqpConfig};
+use crate::runtime::clock::{Clock, SystemClock};
+use crate::runtime::coordinator::CoordinatorConfig;
+use crate::runtime::service::{Service, ServiceError};
+use crate::runtime::store::StoreError;
+use crate::runtime::store_redis::RedisStore;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use stepline_worker::protocol::{Reply, TaskMessage, PROTOCOL_VERSION};
+use stepline_worker::topology::{
+    partition_queue, task_queue, DEAD_LETTER_EXCHANGE, QUEUE_DEAD_LETTER_ARGUMENT,
+};
+use stepline_worker::{AmqpTransport, TaskContext, TaskError, Worker};
+use tokio::sync::oneshot;
+
+/// What to measure and against which servers.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub amqp_url: String,
+    pub redis_url: String,
+    /// Executions of the throughput runs (tasks/s and Pass transitions/s).
+    pub executions: usize,
+    /// Round trips of the broker ceiling's throughput run.
+    pub ceiling_round_trips: usize,
+    /// Round trips in flight during the ceiling's throughput run.
+    pub ceiling_window: usize,
+    /// Round trips of the broker's sequential latency run.
+    pub sequential_round_trips: usize,
+    /// Consumer prefetch of the raw queues (the runtime's input consumers use 64 by default,
+    /// and the worker's prefetch equals its concurrency).
+    pub prefetch: u16,
+    /// Sequential executions of the latency run.
+    pub latency_executions: usize,
+    /// States of the Pass chain.
+    pub pass_states: usize,
+    /// Concurrency (and so prefetch) of the echo worker.
+    pub worker_concurrency: usize,
+    /// Partitions of the benchmark's coordinator (the server's default is 16).
+    pub partitions: u32,
+    /// Most `StartExecution` calls in flight while starting a throughput run.
+    pub start_window: usize,
+    /// Longest any one phase may take.
+    pub phase_timeout: Duration,
+}
+
+impl BenchConfig {
+    pub fn new(amqp_url: impl Into<String>, redis_url: impl Into<String>) -> Self {
+        BenchConfig {
+            amqp_url: amqp_url.into(),
+            redis_url: redis_url.into(),
+            executions: 2000,
+            ceiling_round_trips: 10_000,
+            ceiling_window: 256,
+            sequential_round_trips: 500,
+            prefetch: 64,
+            latency_executions: 200,
+            pass_states: 10,
+            worker_concurrency: 64,
+            partitions: 16,
+            start_window: 256,
+            phase_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Why a benchmark could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("RabbitMQ: {0}")]
+    Amqp(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("{0} did not finish within {1:?}")]
+    Timeout(String, Duration),
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn amqp(context: &str) -> impl Fn(lapin::Error) -> BenchError + '_ {
+    move |e| BenchError::Amqp(format!("{context}: {e}"))
+}
+
+/// The six numbers of a run (serialized exactly as these keys), plus what they came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub ceiling_roundtrips_per_sec: f64,
+    pub ceiling_latency_p50_ms: f64,
+    pub tasks_per_sec: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub pass_transitions_per_sec: f64,
+    #[serde(skip)]
+    pub details: BenchDetails,
+}
+
+/// How the report's numbers were obtained (printed as notes; not part of the JSON).
+#[derive(Debug, Clone, Default)]
+pub struct BenchDetails {
+    pub ceiling_round_trips: usize,
+    pub ceiling_window: usize,
+    pub ceiling_elapsed_ms: f64,
+    pub ceiling_latency_p99_ms: f64,
+    pub sequential_round_trips: usize,
+    pub executions: usize,
+    pub tasks_elapsed_ms: f64,
+    pub latency_executions: usize,
+    /// p50/p99 of the records' `stop_ms - start_ms` (whole milliseconds).
+    pub record_latency_p50_ms: f64,
+    pub record_latency_p99_ms: f64,
+    pub pass_states: usize,
+    pub pass_elapsed_ms: f64,
+    /// Mean milliseconds per leg of a one-Task execution in the tasks/s run (see [`Legs`]).
+    pub tasks_legs: Legs,
+    /// The same for the latency run.
+    pub latency_legs: Legs,
+    pub partitions: u32,
+    pub worker_concurrency: usize,
+}
+
+/// Where a one-Task execution's time went, as mean milliseconds between its history's
+/// timestamps (whole milliseconds, the engine's clock): `start` is the `StartExecution` call →
+/// `ExecutionStarted` (publishing the Start input, its wait in the partition queue);
+/// `dispatch` → `ActivityStarted` (the Start step's commit, publishing the task, the worker
+/// taking it and publishing `Started`, that reply's wait in the partition queue); `work` →
+/// `ActivitySucceeded` (the Started step, the handler, publishing `Succeeded`, its wait in the
+/// partition queue). The Succeeded step itself ends the execution at that timestamp.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Legs {
+    pub start: f64,
+    pub dispatch: f64,
+    pub work: f64,
+}
+
+/// One line of the results table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub metric: String,
+    pub value: f64,
+    /// `None` for a reference number without a target.
+    pub target: Option<String>,
+    pub met: Option<bool>,
+}
+
+impl BenchReport {
+    /// The table's rows: the two ceiling numbers (references), then the four runtime numbers
+    /// with their targets.
+    pub fn rows(&self) -> Vec<Row> {
+        let d = &self.details;
+        let task_floor = 0.6 * self.ceiling_roundtrips_per_sec;
+        let p50_ceiling = 1.5 * self.ceiling_latency_p50_ms;
+        vec![
+            Row {
+                metric: format!(
+                    "broker ceiling, round trips/s ({} in flight)",
+                    d.ceiling_window
+                ),
+                value: self.ceiling_roundtrips_per_sec,
+                target: None,
+                met: None,
+            },
+            Row {
+                metric: "broker round trip p50, ms (sequential)".into(),
+                value: self.ceiling_latency_p50_ms,
+                target: None,
+                met: None,
+            },
+            Row {
+                metric: format!("tasks/s ({} one-Task executions)", d.executions),
+                value: self.tasks_per_sec,
+                target: Some(format!(">= {task_floor:.1} (0.6 x ceiling)")),
+                met: Some(self.tasks_per_sec >= task_floor),
+            },
+            Row {
+                metric: "latency p50, ms (start -> wait returns)".into(),
+                value: self.latency_p50_ms,
+                target: Some(format!("<= {p50_ceiling:.2} (1.5 x raw p50)")),
+                met: Some(self.latency_p50_ms <= p50_ceiling),
+            },
+            Row {
+                metric: "latency p99, ms".into(),
+                value: self.latency_p99_ms,
+                target: Some("<= 10".into()),
+                met: Some(self.latency_p99_ms <= 10.0),
+            },
+            Row {
+                metric: format!("Pass transitions/s ({}-state chain)", d.pass_states),
+                value: self.pass_transitions_per_sec,
+                target: None,
+                met: None,
+            },
+        ]
+    }
+
+    /// True when every target is met.
+    pub fn all_met(&self) -> bool {
+        self.rows().iter().all(|r| r.met != Some(false))
+    }
+
+    /// The rows as a text table, followed by notes on how they were measured.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<46} {:>10}  {:<30} {}",
+            "metric", "value", "target", "met?"
+        );
+        for r in self.rows() {
+            let _ = writeln!(
+                out,
+                "{:<46} {:>10.2}  {:<30} {}",
+                r.metric,
+                r.value,
+                r.target.as_deref().unwrap_or("(reference)"),
+                match r.met {
+                    Some(true) => "yes",
+                    Some(false) => "NO",
+                    None => "-",
+                }
+            );
+        }
+        let d = &self.details;
+        let _ = writeln!(
+            out,
+            "notes: ceiling = {} round trips in {:.0} ms (p99 under load {:.2} ms); raw p50 over {} \
+             sequential round trips",
+            d.ceiling_round_trips, d.ceiling_elapsed_ms, d.ceiling_latency_p99_ms, d.sequential_round_trips
+        );
+        let _ = writeln!(
+            out,
+            "       tasks/s = {} executions in {:.0} ms (first start -> last record stop_ms), {} \
+             partitions, worker concurrency {}",
+            d.executions, d.tasks_elapsed_ms, d.partitions, d.worker_concurrency
+        );
+        let _ = writeln!(
+            out,
+            "       latency over {} sequential executions; record stop_ms - start_ms: p50 {:.0} ms, \
+             p99 {:.0} ms",
+            d.latency_executions, d.record_latency_p50_ms, d.record_latency_p99_ms
+        );
+        for (run, legs) in [("tasks/s", d.tasks_legs), ("latency", d.latency_legs)] {
+            let _ = writeln!(
+                out,
+                "       {run} run, mean ms per leg: start call -> ExecutionStarted {:.1}, -> \
+                 ActivityStarted {:.1}, -> ActivitySucceeded {:.1}",
+                legs.start, legs.dispatch, legs.work
+            );
+        }
+        let _ = writeln!(
+            out,
+            "       Pass: {} executions x {} states entered in {:.0} ms",
+            d.executions, d.pass_states, d.pass_elapsed_ms
+        );
+        out
+    }
+}
+
+/// Runs the whole benchmark; everything it created is deleted before it returns.
+pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
+    let id = unique_id();
+    tracing::info!(namespace = %id, "measuring the RabbitMQ ceiling");
+    let ceiling = broker_ceiling(config, &format!("{id}-raw")).await?;
+    tracing::info!(
+        round_trips_per_sec = ceiling.per_sec,
+        p50_ms = ceiling.p50_ms,
+        "ceiling measured; starting the runtime"
+    );
+    let runtime = runtime_phases(config, &id).await?;
+    Ok(BenchReport {
+        ceiling_roundtrips_per_sec: ceiling.per_sec,
+        ceiling_latency_p50_ms: ceiling.p50_ms,
+        tasks_per_sec: runtime.tasks_per_sec,
+        latency_p50_ms: runtime.latency_p50_ms,
+        latency_p99_ms: runtime.latency_p99_ms,
+        pass_transitions_per_sec: runtime.pass_per_sec,
+        details: BenchDetails {
+            ceiling_round_trips: config.ceiling_round_trips,
+            ceiling_window: config.ceiling_window,
+            ceiling_elapsed_ms: ceiling.elapsed_ms,
+            ceiling_latency_p99_ms: ceiling.load_p99_ms,
+            sequential_round_trips: config.sequential_round_trips,
+            executions: config.executions,
+            tasks_elapsed_ms: runtime.tasks_elapsed_ms,
+            latency_executions: config.latency_executions,
+            record_latency_p50_ms: runtime.record_p50_ms,
+            record_latency_p99_ms: runtime.record_p99_ms,
+            pass_states: config.pass_states,
+            pass_elapsed_ms: runtime.pass_elapsed_ms,
+            tasks_legs: runtime.tasks_legs,
+            latency_legs: runtime.latency_legs,
+            partitions: config.partitions,
+            worker_concurrency: config.worker_concurrency,
+        },
+    })
+}
+
+/// `stepline-bench-<pid>-<nanoseconds, hex>`: unique per run, valid as an AMQP name prefix and
+/// a Redis key prefix.
+fn unique_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("stepline-bench-{}-{nanos:x}", std::process::id())
+}
+
+/// The `p`-quantile (nearest rank) of `samples` (sorted here).
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    samples.sort_by(f64::total_cmp);
+    let rank = (p * samples.len() as f64).ceil() as usize;
+    samples[rank.clamp(1, samples.len()) - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn within<T>(
+    what: &str,
+    limit: Duration,
+    f: impl std::future::Future<Output = Result<T, BenchError>>,
+) -> Result<T, BenchError> {
+    tokio::time::timeout(limit, f)
+        .await
+        .map_err(|_| BenchError::Timeout(what.to_string(), limit))?
+}
+
+// ------------------------------------------------------------------------------------------
+// 1. The broker ceiling
+
+struct Ceiling {
+    per_sec: f64,
+    elapsed_ms: f64,
+    load_p99_ms: f64,
+    p50_ms: f64,
+}
+
+/// The raw queues: an engine side (confirming publisher, reply consumer) and a worker side
+/// (task consumer, confirming reply publisher), on two connections.
+struct RawBroker {
+    engine: Connection,
+    worker: Connection,
+    publisher: Channel,
+    task_queue: String,
+    reply_queue: String,
+    dead_letter_exchange: String,
+    task_body: Vec<u8>,
+    /// Round trips waiting for their reply, by correlation id.
+    pending: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>,
+    /// Publishes or acks that failed on the worker side (their round trips never end).
+    worker_errors: Arc<AtomicU64>,
+    next_id: AtomicU64,
+}
+
+fn persistent() -> BasicProperties {
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+}
+
+/// Publishes to `queue` through the default exchange, mandatory, and waits for the
+/// confirmation, as the runtime's broker and the worker SDK do.
+async fn publish_confirmed(
+    channel: &Channel,
+    queue: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<(), BenchError> {
+    let options = BasicPublishOptions {
+        mandatory: true,
+        immediate: false,
+    };
+    let confirmation = channel
+        .basic_publish("".into(), queue.into(), options, body, properties)
+        .await
+        .map_err(amqp("publish"))?
+        .await
+        .map_err(amqp("publisher confirm"))?;
+    match confirmation {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(_)) => Err(BenchError::Amqp(format!(
+            "message to {queue} was returned unroutable"
+        ))),
+        Confirmation::Nack(_) => Err(BenchError::Amqp(format!(
+            "RabbitMQ nacked a message to {queue}"
+        ))),
+        Confirmation::NotRequested => Err(BenchError::Amqp("confirms are off".into())),
+    }
+}
+
+/// Realistic message bodies: a task message and a worker's reply of the runtime's shapes.
+fn sample_bodies() -> (Vec<u8>, Vec<u8>) {
+    let token = "x".repeat(160);
+    let task = TaskMessage {
+        version: PROTOCOL_VERSION,
+        task_token: token.clone(),
+        resource: "arn:aws:states:us-east-1:111111111111:activity:bench".into(),
+        execution_arn: "arn:aws:states:us-east-1:111111111111:execution:bench:0123456789abcdef"
+            .into(),
+        state_name: "Echo".into(),
+        input: json!({"i": 1}),
+        attempt: 1,
+        timeout_seconds: None,
+        heartbeat_seconds: None,
+        deadline_ms: None,
+        reply_to: partition_queue(0),
+    };
+    let reply = json!({"kind": "worker", "reply": Reply::Succeeded {
+        version: PROTOCOL_VERSION,
+        task_token: token,
+        output: json!({"i": 1}),
+    }});
+    (
+        serde_json::to_vec(&task).unwrap_or_default(),
+        serde_json::to_vec(&reply).unwrap_or_default(),
+    )
+}
+
+impl RawBroker {
+    async fn connect(config: &BenchConfig, namespace: &str) -> Result<RawBroker, BenchError> {
+        let properties = |side: &str| {
+            ConnectionProperties::default()
+                .with_connection_name(format!("stepline-bench-ceiling-{side}").into())
+        };
+        let engine = Connection::connect(&config.amqp_url, properties("engine"))
+            .await
+            .map_err(amqp("cannot connect"))?;
+        let worker = Connection::connect(&config.amqp_url, properties("worker"))
+            .await
+            .map_err(amqp("cannot connect"))?;
+        let dead_letter_exchange = format!("{namespace}.{DEAD_LETTER_EXCHANGE}");
+        let raw = RawBroker {
+            publisher: engine
+                .create_channel()
+                .await
+                .map_err(amqp("cannot open a channel"))?,
+            engine,
+            worker,
+            task_queue: format!("{namespace}.{}", task_queue("bench")),
+            reply_queue: format!("{namespace}.{}", partition_queue(0)),
+            dead_letter_exchange,
+            task_body: sample_bodies().0,
+            pending: Arc::new(Mutex::new(HashMap::new())),
+            worker_errors: Arc::new(AtomicU64::new(0)),
+            next_id: AtomicU64::new(0),
+        };
+        Ok(raw)
+    }
+
+    /// Declares the exchange and queues, and starts both consumers.
+    async fn start(&self, prefetch: u16) -> Result<(), BenchError> {
+        self.publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(amqp("cannot enable confirms"))?;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            QUEUE_DEAD_LETTER_ARGUMENT.0.into(),
+            AMQPValue::LongString(self.dead_letter_exchange.clone().into()),
+        );
+        self.publisher
+            .exchange_declare(
+                self.dead_letter_exchange.as_str().into(),
+                lapin::ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(amqp("cannot declare the dead-letter exchange"))?;
+        for queue in [&self.task_queue, &self.reply_queue] {
+            self.publisher
+                .queue_declare(queue.as_str().into(), durable, arguments.clone())
+                .await
+                .map_err(amqp("cannot declare a queue"))?;
+        }
+
+        // Worker side: channel-wide prefetch on the task consumer, a confirming publisher.
+        let consume = self
+            .worker
+            .create_channel()
+            .await
+            .map_err(amqp("cannot open a channel"))?;
+        consume
+            .basic_qos(prefetch, BasicQosOptions { global: true })
+            .await
+            .map_err(amqp("cannot set the prefetch"))?;
+        let replies = self
+            .worker
+            .create_channel()
+            .await
+            .map_err(amqp("cannot open a channel"))?;
+        replies
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(amqp("cannot enable confirms"))?;
+        let mut tasks = consume
+            .basic_consume(
+                self.task_queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(amqp("cannot consume the task queue"))?;
+        let reply_queue = self.reply_queue.clone();
+        let errors = self.worker_errors.clone();
+        let reply_body: Arc<[u8]> = sample_bodies().1.into();
+        tokio::spawn(async move {
+            let _channel = consume;
+            while let Some(Ok(delivery)) = tasks.next().await {
+                let (replies, queue, body, errors) = (
+                    replies.clone(),
+                    reply_queue.clone(),
+                    reply_body.clone(),
+                    errors.clone(),
+                );
+                // One task per delivery, as the worker SDK runs each task.
+                tokio::spawn(async move {
+                    let mut properties = persistent();
+                    if let Some(id) = delivery.properties.correlation_id() {
+                        properties = properties.with_correlation_id(id.clone());
+                    }
+                    let sent = publish_confirmed(&replies, &queue, &body, properties).await;
+                    let acked = delivery.acker.ack(BasicAckOptions::default()).await;
+                    if sent.is_err() || acked.is_err() {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+
+        // Engine side: a prefetch-limited reply consumer that completes round trips.
+        let channel = self
+            .engine
+            .create_channel()
+            .await
+            .map_err(amqp("cannot open a channel"))?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .map_err(amqp("cannot set the prefetch"))?;
+        let mut consumer = channel
+            .basic_consume(
+                self.reply_queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(amqp("cannot consume the reply queue"))?;
+        let pending = self.pending.clone();
+        tokio::spawn(async move {
+            let _channel = channel;
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let waiter = delivery
+                    .properties
+                    .correlation_id()
+                    .as_ref()
+                    .and_then(|id| lock(&pending).remove(id.as_str()));
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(());
+                }
+                if delivery
+                    .acker
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// One publish → consume → reply → consume; returns how long it took.
+    async fn round_trip(&self) -> Result<Duration, BenchError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed).to_string();
+        let (done, reply) = oneshot::channel();
+        lock(&self.pending).insert(id.clone(), done);
+        let started = Instant::now();
+        let properties = persistent().with_correlation_id(id.as_str().into());
+        publish_confirmed(
+            &self.publisher,
+            &self.task_queue,
+            &self.task_body,
+            properties,
+        )
+        .await?;
+        reply
+            .await
+            .map_err(|_| BenchError::Amqp("the reply consumer stopped".into()))?;
+        Ok(started.elapsed())
+    }
+
+    /// Deletes the queues and the exchange, then closes both connections.
+    async fn delete(&self) -> Result<(), BenchError> {
+        let channel = self
+            .engine
+            .create_channel()
+            .await
+            .map_err(amqp("cannot open a channel"))?;
+        for queue in [&self.task_queue, &self.reply_queue] {
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .map_err(amqp("cannot delete a queue"))?;
+        }
+        channel
+            .exchange_delete(
+                self.dead_letter_exchange.as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await
+            .map_err(amqp("cannot delete the dead-letter exchange"))?;
+        let _ = self.worker.close(200, "OK".into()).await;
+        let _ = self.engine.close(200, "OK".into()).await;
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn broker_ceiling(config: &BenchConfig, namespace: &str) -> Result<Ceiling, BenchError> {
+    let raw = Arc::new(RawBroker::connect(config, namespace).await?);
+    let measured = async {
+        raw.start(config.prefetch).await?;
+        within(
+            "the broker ceiling",
+            config.phase_timeout,
+            measure_ceiling(config, raw.clone()),
+        )
+        .await
+    }
+    .await;
+    let deleted = raw.delete().await;
+    let ceiling = measured?;
+    deleted?;
+    let failed = raw.worker_errors.load(Ordering::Relaxed);
+    if failed > 0 {
+        return Err(BenchError::Failed(format!(
+            "{failed} raw replies were not confirmed or acked"
+        )));
+    }
+    Ok(ceiling)
+}
+
+async fn measure_ceiling(config: &BenchConfig, raw: Arc<RawBroker>) -> Result<Ceiling, BenchError> {
+    // Warm-up (connections, queues, the broker's caches), then one at a time.
+    for _ in 0..50 {
+        raw.round_trip().await?;
+    }
+    let mut sequential = Vec::with_capacity(config.sequential_round_trips);
+    for _ in 0..config.sequential_round_trips.max(1) {
+        sequential.push(ms(raw.round_trip().await?));
+    }
+    let p50_ms = percentile(&mut sequential, 0.5);
+
+    // Under load: `window` loops, each doing round trips back to back.
+    let total = config.ceiling_round_trips.max(1) as u64;
+    let claimed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut loops = tokio::task::JoinSet::new();
+    for _ in 0..config.ceiling_window.max(1) {
+        let (raw, claimed) = (raw.clone(), claimed.clone());
+        loops.spawn(async move {
+            let mut samples = Vec::new();
+            while claimed.fetch_add(1, Ordering::Relaxed) < total {
+                samples.push(ms(raw.round_trip().await?));
+            }
+            Ok::<_, BenchError>(samples)
+        });
+    }
+    let mut under_load = Vec::with_capacity(total as usize);
+    while let Some(joined) = loops.join_next().await {
+        let samples =
+            joined.map_err(|e| BenchError::Failed(format!("a round-trip loop failed: {e}")))??;
+        under_load.extend(samples);
+    }
+    let elapsed = started.elapsed();
+    Ok(Ceiling {
+        per_sec: under_load.len() as f64 / elapsed.as_secs_f64(),
+        elapsed_ms: ms(elapsed),
+        load_p99_ms: percentile(&mut under_load, 0.99),
+        p50_ms,
+    })
+}
+
+// ------------------------------------------------------------------------------------------
+// 2–4. The runtime
+
+struct RuntimeNumbers {
+    tasks_per_sec: f64,
+    tasks_elapsed_ms: f64,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+    record_p50_ms: f64,
+    record_p99_ms: f64,
+    pass_per_sec: f64,
+    pass_elapsed_ms: f64,
+    tasks_legs: Legs,
+    latency_legs: Legs,
+}
+
+type BenchService = Service<RedisStore, AmqpBroker, SystemClock>;
+
+async fn runtime_phases(config: &BenchConfig, id: &str) -> Result<RuntimeNumbers, BenchError> {
+    let store = RedisStore::connect(
+        &config.redis_url,
+        &format!("{id}:"),
+        Duration::from_secs(3600),
+    )
+    .await?;
+    let broker = match AmqpBroker::connect(
+        AmqpConfig::new(config.amqp_url.clone())
+            .with_namespace(id)
+            .with_connect_attempts(3),
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = store.purge_namespace().await;
+            return Err(e.into());
+        }
+    };
+    let store = Arc::new(store);
+    let broker = Arc::new(broker);
+    let service = Service::start(
+        store.clone(),
+        broker.clone(),
+        Arc::new(SystemClock),
+        CoordinatorConfig {
+            partitions: config.partitions.max(1),
+            owner: format!("{id}-coordinator"),
+            token_key: format!("{id}-token-key").into_bytes(),
+            ..CoordinatorConfig::default()
+        },
+    );
+    let service = Arc::new(service);
+    let mut worker = None;
+    let measured = measure_runtime(config, id, &service, &store, &mut worker).await;
+
+    // Clean up whatever happened: worker, coordinator, queues and exchanges, Redis keys.
+    if let Some((stop, handle)) = worker {
+        stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(30), handle).await;
+    }
+    if let Ok(service) = Arc::try_unwrap(service) {
+        service.shutdown().await;
+    }
+    let deleted = broker.delete_namespace().await;
+    let _ = broker.close().await;
+    let purged = store.purge_namespace().await;
+    let numbers = measured?;
+    deleted?;
+    purged?;
+    Ok(numbers)
+}
+
+type WorkerHandle = (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<Result<(), stepline_worker::WorkerError>>,
+);
+
+async fn measure_runtime(
+    config: &BenchConfig,
+    id: &str,
+    service: &Arc<BenchService>,
+    store: &Arc<RedisStore>,
+    worker: &mut Option<WorkerHandle>,
+) -> Result<RuntimeNumbers, BenchError> {
+    let partitions = config.partitions.max(1) as usize;
+    within("acquiring partitions", config.phase_timeout, async {
+        while service.coordinator().owned_partitions().len() < partitions {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    })
+    .await?;
+
+    let activity = service.create_activity("bench-echo").await?.arn;
+    let echo = Worker::builder()
+        .handle_signals(false)
+        .name(format!("{id}-worker"))
+        .concurrency(config.worker_concurrency)
+        .activity(
+            activity.clone(),
+            |_ctx: TaskContext, input: Value| async move { Ok::<_, TaskError>(input) },
+        )
+        .build(
+            AmqpTransport::new(config.amqp_url.clone())
+                .namespace(id)
+                .max_reconnect_attempts(5),
+        );
+    let stop = echo.shutdown_handle();
+    *worker = Some((stop, tokio::spawn(echo.run())));
+
+    let task_machine = service
+        .create_state_machine(
+            "bench-task",
+            &json!({
+                "StartAt": "Echo",
+                "States": {"Echo": {"Type": "Task", "Resource": activity, "End": true}}
+            })
+            .to_string(),
+            StateMachineType::Standard,
+            None,
+        )
+        .await?
+        .arn;
+    let states = config.pass_states.max(1);
+    let mut chain = serde_json::Map::new();
+    for i in 1..=states {
+        let state = if i == states {
+            json!({"Type": "Pass", "End": true})
+        } else {
+            json!({"Type": "Pass", "Next": format!("S{}", i + 1)})
+        };
+        chain.insert(format!("S{i}"), state);
+    }
+    let pass_machine = service
+        .create_state_machine(
+            "bench-pass",
+            &json!({"StartAt": "S1", "States": chain}).to_string(),
+            StateMachineType::Standard,
+            None,
+        )
+        .await?
+        .arn;
+
+    // Warm-up: the worker connects, definitions and activities are cached.
+    tracing::info!("warming up");
+    within(
+        "the warm-up",
+        config.phase_timeout,
+        run_batch(config, service, store, &task_machine, "warm", 64),
+    )
+    .await?;
+    within(
+        "the warm-up",
+        config.phase_timeout,
+        run_batch(config, service, store, &pass_machine, "warm", 64),
+    )
+    .await?;
+
+    let n = config.executions.max(1);
+    tracing::info!(executions = n, "measuring tasks/s");
+    let (tasks_elapsed_ms, task_arns) = within(
+        "the tasks/s run",
+        config.phase_timeout,
+        run_batch(config, service, store, &task_machine, "tasks", n),
+    )
+    .await?;
+    let tasks_legs = legs(service, &task_arns).await?;
+
+    tracing::info!(executions = config.latency_executions, "measuring latency");
+    let (mut waited, mut recorded, latency_arns) = within(
+        "the latency run",
+        config.phase_timeout,
+        sequential_latency(service, &task_machine, config.latency_executions.max(1)),
+    )
+    .await?;
+    let latency_legs = legs(service, &latency_arns).await?;
+
+    tracing::info!(executions = n, states, "measuring Pass transitions/s");
+    let (pass_elapsed_ms, _) = within(
+        "the Pass run",
+        config.phase_timeout,
+        run_batch(config, service, store, &pass_machine, "pass", n),
+    )
+    .await?;
+
+    Ok(RuntimeNumbers {
+        tasks_per_sec: n as f64 / (tasks_elapsed_ms / 1000.0),
+        tasks_elapsed_ms,
+        latency_p50_ms: percentile(&mut waited, 0.5),
+        latency_p99_ms: percentile(&mut waited, 0.99),
+        record_p50_ms: percentile(&mut recorded, 0.5),
+        record_p99_ms: percentile(&mut recorded, 0.99),
+        pass_per_sec: (n * states) as f64 / (pass_elapsed_ms / 1000.0),
+        pass_elapsed_ms,
+        tasks_legs,
+        latency_legs,
+    })
+}
+
+/// The mean [`Legs`] of finished one-Task executions (read after the timed runs).
+async fn legs(service: &BenchService, arns: &[String]) -> Result<Legs, BenchError> {
+    let mut sum = Legs::default();
+    for arn in arns {
+        let record = service.describe_execution(arn).await?;
+        let history = service.history(arn).await?;
+        let at = |kind: &str| {
+            history
+                .iter()
+                .find(|e| e.kind.type_name() == kind)
+                .map(|e| e.timestamp_ms)
+                .ok_or_else(|| BenchError::Failed(format!("{arn} has no {kind} event")))
+        };
+        let (started, picked_up, done) = (
+            at("ExecutionStarted")?,
+            at("ActivityStarted")?,
+            at("ActivitySucceeded")?,
+        );
+        sum.start += (started - record.start_ms) as f64;
+        sum.dispatch += (picked_up - started) as f64;
+        sum.work += (done - picked_up) as f64;
+    }
+    let n = arns.len().max(1) as f64;
+    Ok(Legs {
+        start: sum.start / n,
+        dispatch: sum.dispatch / n,
+        work: sum.work / n,
+    })
+}
+
+/// Starts `count` executions of `machine` concurrently, waits until all have finished, checks
+/// they succeeded, and returns the milliseconds from just before the first start to the
+/// latest `stop_ms`, with the executions' ARNs.
+async fn run_batch(
+    config: &BenchConfig,
+    service: &BenchService,
+    store: &RedisStore,
+    machine: &str,
+    label: &str,
+    count: usize,
+) -> Result<(f64, Vec<String>), BenchError> {
+    let before = store.count_executions(machine, None).await?;
+    let started_ms = SystemClock.now_ms();
+    let starts = futures_util::stream::iter(0..count)
+        .map(|i| service.start_execution(machine, Some(format!("{label}-{i}")), json!({"i": i})))
+        .buffer_unordered(config.start_window.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    let arns = starts.into_iter().collect::<Result<Vec<_>, _>>()?;
+    // Finished = created and no longer RUNNING; read in that order so a start that lands in
+    // between cannot make an unfinished batch look finished.
+    loop {
+        let all = store.count_executions(machine, None).await?;
+        let running = store
+            .count_executions(machine, Some(ExecutionStatus::Running))
+            .await?;
+        if all >= before + count as u64 && running == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut last_stop = started_ms;
+    for arn in &arns {
+        let record = service.describe_execution(arn).await?;
+        match (record.status, record.stop_ms) {
+            (ExecutionStatus::Succeeded, Some(stop)) => last_stop = last_stop.max(stop),
+            (status, _) => {
+                return Err(BenchError::Failed(format!(
+                    "{arn} ended {} ({:?}: {:?})",
+                    status.as_str(),
+                    record.error,
+                    record.cause
+                )))
+            }
+        }
+    }
+    Ok((((last_stop - started_ms) as f64).max(1.0), arns))
+}
+
+/// Runs `count` executions one after another; returns the client-observed latencies (start
+/// call → `wait` returns) and the records' `stop_ms - start_ms`, in milliseconds, and the
+/// executions' ARNs.
+async fn sequential_latency(
+    service: &BenchService,
+    machine: &str,
+    count: usize,
+) -> Result<(Vec<f64>, Vec<f64>, Vec<String>), BenchError> {
+    let mut waited = Vec::with_capacity(count);
+    let mut recorded = Vec::with_capacity(count);
+    let mut arns = Vec::with_capacity(count);
+    for i in 0..count {
+        let started = Instant::now();
+        let arn = service
+            .start_execution(machine, Some(format!("latency-{i}")), json!({"i": i}))
+            .await?;
+        let record = service.wait(&arn, Duration::from_secs(30)).await?;
+        waited.push(ms(started.elapsed()));
+        match (record.status, record.stop_ms) {
+            (ExecutionStatus::Succeeded, Some(stop)) => {
+                recorded.push((stop - record.start_ms) as f64);
+                arns.push(arn);
+            }
+            (status, _) => {
+                return Err(BenchError::Failed(format!(
+                    "{arn} ended {} ({:?}: {:?})",
+                    status.as_str(),
+                    record.error,
+                    record.cause
+                )))
+            }
+        }
+    }
+    Ok((waited, recorded, arns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let mut v: Vec<f64> = (1..=200).rev().map(f64::from).collect();
+        assert_eq!(percentile(&mut v, 0.5), 100.0);
+        assert_eq!(percentile(&mut v, 0.99), 198.0);
+        assert_eq!(percentile(&mut [7.0], 0.99), 7.0);
+        assert!(percentile(&mut [], 0.5).is_nan());
+    }
+
+    #[test]
+    fn the_json_has_exactly_the_six_keys() {
+        let report = BenchReport {
+            ceiling_roundtrips_per_sec: 1000.0,
+            ceiling_latency_p50_ms: 1.0,
+            tasks_per_sec: 700.0,
+            latency_p50_ms: 1.4,
+            latency_p99_ms: 11.0,
+            pass_transitions_per_sec: 5000.0,
+            details: BenchDetails::default(),
+        };
+        let value = serde_json::to_value(&report).expect("serializes");
+        let mut keys: Vec<&str> = value
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "ceiling_latency_p50_ms",
+                "ceiling_roundtrips_per_sec",
+                "latency_p50_ms",
+                "latency_p99_ms",
+                "pass_transitions_per_sec",
+                "tasks_per_sec"
+            ]
+        );
+        let met: Vec<Option<bool>> = report.rows().iter().map(|r| r.met).collect();
+        assert_eq!(met, [None, None, Some(true), Some(true), Some(false), None]);
+        assert!(!report.all_met());
+    }
+}

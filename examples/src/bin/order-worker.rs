@@ -1,0 +1,61 @@
+//! A stand-alone activity worker for the order-processing state machine, for a deployed stack
+//! (`docker compose up` runs it next to `stepline server`): it serves `charge-card`, `refund`,
+//! `ship` and `notify` over RabbitMQ until SIGTERM/Ctrl-C, then drains gracefully.
+//!
+//! `STEPLINE_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run -p stepline-examples --bin order-worker`
+//!
+//! Charges above 1,000 are declined (`Payment.CardDeclined`), so the definition's Catch and
+//! refund path can be exercised with a large `total`.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use stepline_worker::{AmqpTransport, TaskContext, TaskError, Worker};
+
+#[derive(Deserialize)]
+struct Charge {
+    #[serde(rename = "orderId")]
+    order_id: String,
+    amount: f64,
+}
+
+async fn charge(ctx: TaskContext, c: Charge) -> Result<Value, TaskError> {
+    if c.amount > 1000.0 {
+        return Err(TaskError::new(
+            "Payment.CardDeclined",
+            format!("{} exceeds the card limit", c.amount),
+        ));
+    }
+    Ok(json!({"chargeId": format!("ch_{}_{}", c.order_id, ctx.attempt()), "status": "captured"}))
+}
+
+async fn refund(_ctx: TaskContext, v: Value) -> Result<Value, TaskError> {
+    Ok(json!({"refunded": true, "orderId": v["orderId"]}))
+}
+
+async fn ship(_ctx: TaskContext, v: Value) -> Result<Value, TaskError> {
+    Ok(json!({"trackingId": format!("TRK-{}", v["orderId"].as_str().unwrap_or("unknown"))}))
+}
+
+async fn notify(_ctx: TaskContext, _v: Value) -> Result<Value, TaskError> {
+    Ok(json!({"emailed": true}))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let url = std::env::var("STEPLINE_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    Worker::builder()
+        .name("order-worker")
+        .activity("charge-card", charge)
+        .activity("refund", refund)
+        .activity("ship", ship)
+        .activity("notify", notify)
+        .concurrency(16)
+        .build(AmqpTransport::new(url))
+        .run()
+        .await?;
+    Ok(())
+}
