@@ -256,8 +256,8 @@ impl BenchReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<46} {:>10}  {:<30} {}",
-            "metric", "value", "target", "met?"
+            "{:<46} {:>10}  {:<30} met?",
+            "metric", "value", "target"
         );
         for r in self.rows() {
             let _ = writeln!(

@@ -644,6 +644,45 @@ async fn parallel_and_map_with_workers<S: Store, B: Broker>(stack: Stack<S, B>) 
     svc.shutdown().await;
 }
 
+async fn task_timeout_cancels_the_handler_and_is_caught<S: Store, B: Broker>(stack: Stack<S, B>) {
+    let svc = stack.service();
+    let act = activity(&svc, &stack, "hang").await;
+    let (cancelled_tx, mut cancelled_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let stop = stack.worker(move |w| {
+        w.activity(act.clone(), move |ctx: TaskContext, _: Value| {
+            let cancelled = cancelled_tx.clone();
+            async move {
+                ctx.cancelled().await;
+                let _ = cancelled.send(());
+                Err::<Value, _>(TaskError::new("Gave.Up", "cancelled"))
+            }
+        })
+    });
+    let sm = create(&svc, &stack, "timeout", json!({
+        "StartAt": "Hang",
+        "States": {
+            "Hang": {"Type": "Task", "Resource": stack_activity_arn(&svc, &stack, "hang"), "TimeoutSeconds": 1,
+                     "Catch": [{"ErrorEquals": ["States.TaskFailed"], "Next": "Wrong"},
+                               {"ErrorEquals": ["States.Timeout"], "ResultPath": "$.timeout", "Next": "TimedOut"}],
+                     "End": true},
+            "Wrong": {"Type": "Fail", "Error": "Wrong", "Cause": "States.TaskFailed must not match a timeout"},
+            "TimedOut": {"Type": "Succeed"}
+        }
+    })).await;
+    let (rec, h) = run_to_end(&svc, &sm, json!({})).await;
+    assert_eq!(rec.status, ExecutionStatus::Succeeded, "{:?}", types(&h));
+    assert_eq!(
+        rec.output,
+        Some(json!({"timeout": {"Error": "States.Timeout"}}))
+    );
+    assert_eq!(count(&h, "ActivityTimedOut"), 1);
+    tokio::time::timeout(WAIT, cancelled_rx.recv())
+        .await
+        .expect("the handler was not cancelled after the timeout");
+    stop.cancel();
+    svc.shutdown().await;
+}
+
 macro_rules! scenarios {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -675,4 +714,5 @@ scenarios!(
     two_coordinators_share_and_take_over,
     wait_for_task_token_completes_by_callback,
     parallel_and_map_with_workers,
+    task_timeout_cancels_the_handler_and_is_caught,
 );

@@ -143,7 +143,7 @@ mod tests {
     #[tokio::test]
     async fn in_process_callbacks_reach_the_reply_stream() {
         let hub = InProcessHub::new();
-        let mut replies = hub.take_replies().expect("reply stream");
+        let mut replies = hub.take_callbacks().expect("callback stream");
         let client = TaskTokenClient::in_process(hub);
         client
             .send_success("t1", &serde_json::json!({"ok": true}))

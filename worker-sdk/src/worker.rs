@@ -551,6 +551,10 @@ async fn drive(env: Arc<Env>, delivery: Delivery, _slot: OwnedSemaphorePermit) {
 enum Outcome {
     /// The handler returned (or panicked): send this as the final reply.
     Finished(Result<Value, TaskError>),
+    /// The handler returned after the engine gave the task up (its deadline passed or the
+    /// engine cancelled it): the engine already decided (timeout, stop), so no reply is sent —
+    /// a late failure must not race the engine's own timeout.
+    FinishedAfterGiveUp,
     /// Shutdown grace over: the handler was cancelled and dropped; hand the task back.
     HandBack,
     /// The delivery was lost with its connection; the broker already requeued it.
@@ -624,6 +628,10 @@ async fn run_task(
                 Err(e) => undeliverable(settle, task, &lost, e).await,
             }
         }
+        Outcome::FinishedAfterGiveUp => {
+            info!("handler finished after the engine gave the task up: no reply sent");
+            settle_or_log(settle.ack().await);
+        }
         Outcome::HandBack => {
             info!("task cancelled by shutdown: handing it back");
             settle_or_log(settle.hand_back(task).await);
@@ -686,7 +694,12 @@ async fn supervise(
     loop {
         tokio::select! {
             biased;
-            joined = &mut handle => return Outcome::Finished(joined.map_err(panic_to_error).and_then(|r| r)),
+            joined = &mut handle => {
+                if cancel.is_cancelled() {
+                    return Outcome::FinishedAfterGiveUp;
+                }
+                return Outcome::Finished(joined.map_err(panic_to_error).and_then(|r| r));
+            }
             _ = env.force.cancelled() => {
                 cancel.cancel();
                 handle.abort();
@@ -1145,39 +1158,57 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_cancel_message_reaches_the_handler_token() {
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
         let mut w = start(Worker::builder().activity(
             "test",
-            |ctx: TaskContext, _input: Value| async move {
-                ctx.cancelled().await;
-                Ok::<_, TaskError>(json!("stopped"))
+            move |ctx: TaskContext, input: Value| {
+                let seen_tx = seen_tx.clone();
+                async move {
+                    if input["wait"] == json!(true) {
+                        ctx.cancelled().await;
+                        let _ = seen_tx.send("cancelled");
+                    }
+                    Ok::<_, TaskError>(json!("done"))
+                }
             },
         ));
-        w.push(task("t1", json!({})));
+        w.push(task("t1", json!({"wait": true})));
         assert_eq!(w.reply().await, started("t1"));
         w.cancel("t1");
-        assert_eq!(w.reply().await, succeeded("t1", json!("stopped")));
+        assert_eq!(seen.recv().await, Some("cancelled"));
+        // The engine gave t1 up, so no final reply is sent for it: the next replies are t2's.
+        w.push(task("t2", json!({"wait": false})));
+        assert_eq!(w.reply().await, started("t2"));
+        assert_eq!(w.reply().await, succeeded("t2", json!("done")));
         w.stop().await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_deadline_cancels_the_handler_token() {
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<bool>();
         let mut w = start(Worker::builder().activity(
             "test",
-            |ctx: TaskContext, _input: Value| async move {
-                ctx.cancelled().await;
-                Ok::<_, TaskError>(json!(ctx.time_remaining() == Some(Duration::ZERO)))
+            move |ctx: TaskContext, input: Value| {
+                let seen_tx = seen_tx.clone();
+                async move {
+                    if input["wait"] == json!(true) {
+                        ctx.cancelled().await;
+                        let _ = seen_tx.send(ctx.time_remaining() == Some(Duration::ZERO));
+                    }
+                    Ok::<_, TaskError>(json!("done"))
+                }
             },
         ));
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .expect("clock after 1970")
             .as_millis();
-        let mut t = task("t1", json!({}));
+        let mut t = task("t1", json!({"wait": true}));
         t.deadline_ms = Some(i64::try_from(now_ms).expect("ms fit") + 2000);
         w.push(t);
         assert_eq!(w.reply().await, started("t1"));
         let t0 = Instant::now();
-        assert_eq!(w.reply().await, succeeded("t1", json!(true)));
+        assert_eq!(seen.recv().await, Some(true));
         let waited = t0.elapsed().as_millis();
         assert!(
             (1900..=2000).contains(&waited),
@@ -1185,17 +1216,21 @@ mod tests {
         );
 
         // Without a deadline, TimeoutSeconds counts from receipt.
-        let mut t = task("t2", json!({}));
+        let mut t = task("t2", json!({"wait": true}));
         t.timeout_seconds = Some(3);
         w.push(t);
         assert_eq!(w.reply().await, started("t2"));
         let t0 = Instant::now();
-        assert_eq!(w.reply().await, succeeded("t2", json!(true)));
+        assert_eq!(seen.recv().await, Some(true));
         let waited = t0.elapsed().as_millis();
         assert!(
             (2900..=3000).contains(&waited),
             "cancelled after {waited} ms"
         );
+        // Timed-out tasks get no final reply (the engine times them out itself).
+        w.push(task("t3", json!({"wait": false})));
+        assert_eq!(w.reply().await, started("t3"));
+        assert_eq!(w.reply().await, succeeded("t3", json!("done")));
         w.stop().await;
     }
 

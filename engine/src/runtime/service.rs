@@ -56,6 +56,27 @@ pub fn valid_name(name: &str) -> bool {
             .any(|c| c.is_whitespace() || c.is_control() || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(c))
 }
 
+/// A fresh execution name in UUID form, unique per process (a counter) and across processes
+/// (the pid and the coordinator's owner id), as AWS names unnamed executions.
+fn generated_name(state_machine_arn: &str, now_ms: i64) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let a = crate::runner::seed_from(&format!(
+        "{state_machine_arn}|{now_ms}|{}|{n}",
+        std::process::id()
+    ));
+    let b = crate::runner::seed_from(&format!("{n}|{now_ms}|{a}"));
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        (a >> 32) as u32,
+        (a >> 16) as u16,
+        (a & 0xfff) as u16,
+        ((b >> 48) as u16 & 0x3fff) | 0x8000,
+        b & 0xffff_ffff_ffff
+    )
+}
+
 /// A running runtime: a coordinator serving partitions plus the service calls.
 pub struct Service<S: Store, B: Broker, C: Clock> {
     coordinator: Arc<Coordinator<S, B, C>>,
@@ -178,11 +199,7 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
         let name = match name {
             Some(n) if !valid_name(&n) => return Err(ServiceError::InvalidName(n)),
             Some(n) => n,
-            None => format!(
-                "{:016x}{:016x}",
-                crate::runner::seed_from(&format!("{state_machine_arn}{now}")),
-                now
-            ),
+            None => generated_name(state_machine_arn, now),
         };
         let text = serde_json::to_string(&input).unwrap_or_default();
         if text.len() > crate::interp::PAYLOAD_LIMIT_BYTES {

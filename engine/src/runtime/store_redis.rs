@@ -103,16 +103,19 @@ else
   if current ~= ARGV[2] then return {'conflict', current} end
 end
 
-local old_status = redis.call('HGET', KEYS[1], 'status')
-local old_order = redis.call('HGET', KEYS[1], 'order')
-if old_order then
-  redis.call('ZREM', KEYS[10], old_order)
-  if old_status and statuses[old_status] then
-    redis.call('ZREM', KEYS[statuses[old_status]], old_order)
+local old = redis.call('HMGET', KEYS[1], 'status', 'order')
+local old_status, old_order = old[1], old[2]
+-- The list indexes change only with the status or the order key; most steps change neither.
+if old_status ~= ARGV[5] or old_order ~= ARGV[7] then
+  if old_order then
+    redis.call('ZREM', KEYS[10], old_order)
+    if old_status and statuses[old_status] then
+      redis.call('ZREM', KEYS[statuses[old_status]], old_order)
+    end
   end
+  redis.call('ZADD', KEYS[10], 0, ARGV[7])
+  redis.call('ZADD', KEYS[new_status_key], 0, ARGV[7])
 end
-redis.call('ZADD', KEYS[10], 0, ARGV[7])
-redis.call('ZADD', KEYS[new_status_key], 0, ARGV[7])
 redis.call('HSET', KEYS[1], 'version', ARGV[4], 'status', ARGV[5], 'record', ARGV[6],
   'order', ARGV[7])
 
@@ -147,7 +150,8 @@ if ARGV[5] ~= 'RUNNING' then
   end
   redis.call('DEL', KEYS[5])
   for k = 1, 4 do redis.call('PEXPIRE', KEYS[k], ARGV[8]) end
-else
+elseif old_status ~= 'RUNNING' then
+  -- Only a finished commit sets TTLs; running again (a redrive) clears them.
   for k = 1, 5 do redis.call('PERSIST', KEYS[k]) end
 end
 return {'ok', ARGV[4]}
@@ -1029,6 +1033,9 @@ impl Store for RedisStore {
                     }
                 }
                 out.extend(entries);
+            }
+            if arns.len() < chunk {
+                break; // The index has nothing more.
             }
             offset += arns.len() - pruned;
         }
