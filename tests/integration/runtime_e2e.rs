@@ -153,6 +153,20 @@ async fn real_stack() -> Stack<RedisStore, AmqpBroker> {
     }
 }
 
+/// Deletes what a real-servers scenario created (its Redis keys and RabbitMQ namespace).
+async fn cleanup(stack: &Stack<RedisStore, AmqpBroker>) {
+    stack
+        .store
+        .purge_namespace()
+        .await
+        .expect("purge the Redis namespace");
+    stack
+        .broker
+        .delete_namespace()
+        .await
+        .expect("delete the RabbitMQ namespace");
+}
+
 fn types(h: &[HistoryEvent]) -> Vec<String> {
     h.iter().map(|e| e.kind.type_name()).collect()
 }
@@ -211,7 +225,7 @@ async fn run_to_end<S: Store, B: Broker>(
 // ------------------------------------------------------------------------------------------
 // Scenarios
 
-async fn worker_serves_a_task<S: Store, B: Broker>(stack: Stack<S, B>) {
+async fn worker_serves_a_task<S: Store, B: Broker>(stack: &Stack<S, B>) {
     let svc = stack.service();
     let act = activity(&svc, &stack, "double").await;
     let stop = stack.worker(|w| {
@@ -248,7 +262,7 @@ async fn worker_serves_a_task<S: Store, B: Broker>(stack: Stack<S, B>) {
     svc.shutdown().await;
 }
 
-async fn retry_then_catch<S: Store, B: Broker>(stack: Stack<S, B>) {
+async fn retry_then_catch<S: Store, B: Broker>(stack: &Stack<S, B>) {
     let svc = stack.service();
     let act = activity(&svc, &stack, "flaky").await;
     let calls = Arc::new(AtomicU32::new(0));
@@ -317,7 +331,7 @@ fn stack_activity_arn<S: Store, B: Broker>(
     )
 }
 
-async fn heartbeat_timeout_without_a_worker<S: Store, B: Broker>(stack: Stack<S, B>) {
+async fn heartbeat_timeout_without_a_worker<S: Store, B: Broker>(stack: &Stack<S, B>) {
     let svc = stack.service();
     let act = activity(&svc, &stack, "nobody").await;
     let sm = create(&svc, &stack, "hb", json!({
@@ -335,7 +349,7 @@ async fn heartbeat_timeout_without_a_worker<S: Store, B: Broker>(stack: Stack<S,
     svc.shutdown().await;
 }
 
-async fn stop_cancels_the_running_handler<S: Store, B: Broker>(stack: Stack<S, B>) {
+async fn stop_cancels_the_running_handler<S: Store, B: Broker>(stack: &Stack<S, B>) {
     let svc = stack.service();
     let act = activity(&svc, &stack, "slow").await;
     let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -379,7 +393,7 @@ async fn stop_cancels_the_running_handler<S: Store, B: Broker>(stack: Stack<S, B
     svc.shutdown().await;
 }
 
-async fn duplicate_replies_change_nothing<S: Store, B: Broker>(stack: Stack<S, B>) {
+async fn duplicate_replies_change_nothing<S: Store, B: Broker>(stack: &Stack<S, B>) {
     let svc = stack.service();
     let act = activity(&svc, &stack, "callback").await;
     let sm = create(
@@ -427,7 +441,7 @@ async fn duplicate_replies_change_nothing<S: Store, B: Broker>(stack: Stack<S, B
     svc.shutdown().await;
 }
 
-async fn restart_mid_execution_finishes_once<S: Store, B: Broker>(stack: Stack<S, B>) {
+async fn restart_mid_execution_finishes_once<S: Store, B: Broker>(stack: &Stack<S, B>) {
     let svc = stack.service();
     let sm = create(
         &svc,
@@ -477,7 +491,7 @@ async fn restart_mid_execution_finishes_once<S: Store, B: Broker>(stack: Stack<S
     svc.shutdown().await;
 }
 
-async fn two_coordinators_share_and_take_over<S: Store, B: Broker>(stack: Stack<S, B>) {
+async fn two_coordinators_share_and_take_over<S: Store, B: Broker>(stack: &Stack<S, B>) {
     let a = stack.service();
     let b = stack.service();
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -536,7 +550,7 @@ async fn two_coordinators_share_and_take_over<S: Store, B: Broker>(stack: Stack<
     a.shutdown().await;
 }
 
-async fn wait_for_task_token_completes_by_callback<S: Store, B: Broker>(stack: Stack<S, B>) {
+async fn wait_for_task_token_completes_by_callback<S: Store, B: Broker>(stack: &Stack<S, B>) {
     let svc = stack.service();
     let resource = "arn:aws:states:::sqs:sendMessage.waitForTaskToken".to_string();
     let (token_tx, mut token_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -591,7 +605,7 @@ async fn wait_for_task_token_completes_by_callback<S: Store, B: Broker>(stack: S
     svc.shutdown().await;
 }
 
-async fn parallel_and_map_with_workers<S: Store, B: Broker>(stack: Stack<S, B>) {
+async fn parallel_and_map_with_workers<S: Store, B: Broker>(stack: &Stack<S, B>) {
     let svc = stack.service();
     let square = activity(&svc, &stack, "square").await;
     let label = activity(&svc, &stack, "label").await;
@@ -644,7 +658,7 @@ async fn parallel_and_map_with_workers<S: Store, B: Broker>(stack: Stack<S, B>) 
     svc.shutdown().await;
 }
 
-async fn task_timeout_cancels_the_handler_and_is_caught<S: Store, B: Broker>(stack: Stack<S, B>) {
+async fn task_timeout_cancels_the_handler_and_is_caught<S: Store, B: Broker>(stack: &Stack<S, B>) {
     let svc = stack.service();
     let act = activity(&svc, &stack, "hang").await;
     let (cancelled_tx, mut cancelled_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -689,7 +703,7 @@ macro_rules! scenarios {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(super::memory_stack()).await;
+                    super::$name(&super::memory_stack()).await;
                 }
             )*
         }
@@ -697,7 +711,9 @@ macro_rules! scenarios {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(super::real_stack().await).await;
+                    let stack = super::real_stack().await;
+                    super::$name(&stack).await;
+                    super::cleanup(&stack).await;
                 }
             )*
         }
