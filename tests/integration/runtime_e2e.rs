@@ -227,13 +227,13 @@ async fn run_to_end<S: Store, B: Broker>(
 
 async fn worker_serves_a_task<S: Store, B: Broker>(stack: &Stack<S, B>) {
     let svc = stack.service();
-    let act = activity(&svc, &stack, "double").await;
+    let act = activity(&svc, stack, "double").await;
     let stop = stack.worker(|w| {
         w.activity(act.clone(), |_ctx: TaskContext, n: i64| async move {
             Ok::<_, TaskError>(json!({"doubled": n * 2}))
         })
     });
-    let sm = create(&svc, &stack, "double", json!({
+    let sm = create(&svc, stack, "double", json!({
         "StartAt": "Double",
         "States": {"Double": {"Type": "Task", "Resource": act, "InputPath": "$.n", "ResultPath": "$.out", "End": true}}
     })).await;
@@ -264,7 +264,7 @@ async fn worker_serves_a_task<S: Store, B: Broker>(stack: &Stack<S, B>) {
 
 async fn retry_then_catch<S: Store, B: Broker>(stack: &Stack<S, B>) {
     let svc = stack.service();
-    let act = activity(&svc, &stack, "flaky").await;
+    let act = activity(&svc, stack, "flaky").await;
     let calls = Arc::new(AtomicU32::new(0));
     let c2 = calls.clone();
     let stop = stack.worker(move |w| {
@@ -279,10 +279,10 @@ async fn retry_then_catch<S: Store, B: Broker>(stack: &Stack<S, B>) {
             }
         })
     });
-    let sm = create(&svc, &stack, "flaky", json!({
+    let sm = create(&svc, stack, "flaky", json!({
         "StartAt": "Call",
         "States": {
-            "Call": {"Type": "Task", "Resource": stack_activity_arn(&svc, &stack, "flaky"),
+            "Call": {"Type": "Task", "Resource": stack_activity_arn(&svc, stack, "flaky"),
                      "Retry": [{"ErrorEquals": ["Gateway.Busy"], "IntervalSeconds": 1, "MaxAttempts": 2, "BackoffRate": 1.0}],
                      "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Recovered"}],
                      "End": true},
@@ -333,8 +333,8 @@ fn stack_activity_arn<S: Store, B: Broker>(
 
 async fn heartbeat_timeout_without_a_worker<S: Store, B: Broker>(stack: &Stack<S, B>) {
     let svc = stack.service();
-    let act = activity(&svc, &stack, "nobody").await;
-    let sm = create(&svc, &stack, "hb", json!({
+    let act = activity(&svc, stack, "nobody").await;
+    let sm = create(&svc, stack, "hb", json!({
         "StartAt": "Wait",
         "States": {
             "Wait": {"Type": "Task", "Resource": act, "HeartbeatSeconds": 1, "TimeoutSeconds": 60,
@@ -351,7 +351,7 @@ async fn heartbeat_timeout_without_a_worker<S: Store, B: Broker>(stack: &Stack<S
 
 async fn stop_cancels_the_running_handler<S: Store, B: Broker>(stack: &Stack<S, B>) {
     let svc = stack.service();
-    let act = activity(&svc, &stack, "slow").await;
+    let act = activity(&svc, stack, "slow").await;
     let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let (cancelled_tx, mut cancelled_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let stop = stack.worker(move |w| {
@@ -366,9 +366,9 @@ async fn stop_cancels_the_running_handler<S: Store, B: Broker>(stack: &Stack<S, 
             }
         })
     });
-    let sm = create(&svc, &stack, "slow", json!({
+    let sm = create(&svc, stack, "slow", json!({
         "StartAt": "Slow",
-        "States": {"Slow": {"Type": "Task", "Resource": stack_activity_arn(&svc, &stack, "slow"), "End": true}}
+        "States": {"Slow": {"Type": "Task", "Resource": stack_activity_arn(&svc, stack, "slow"), "End": true}}
     })).await;
     let arn = svc
         .start_execution(&sm, None, json!({}))
@@ -395,10 +395,10 @@ async fn stop_cancels_the_running_handler<S: Store, B: Broker>(stack: &Stack<S, 
 
 async fn duplicate_replies_change_nothing<S: Store, B: Broker>(stack: &Stack<S, B>) {
     let svc = stack.service();
-    let act = activity(&svc, &stack, "callback").await;
+    let act = activity(&svc, stack, "callback").await;
     let sm = create(
         &svc,
-        &stack,
+        stack,
         "callback",
         json!({
             "StartAt": "Approve",
@@ -412,7 +412,7 @@ async fn duplicate_replies_change_nothing<S: Store, B: Broker>(stack: &Stack<S, 
         .expect("start");
     // Take the task ourselves, as an external system would, and answer twice.
     let queue =
-        stepline_worker::topology::task_queue(&stack_activity_arn(&svc, &stack, "callback"));
+        stepline_worker::topology::task_queue(&stack_activity_arn(&svc, stack, "callback"));
     let task = loop {
         if let Some(t) = stack.broker.get_task(&queue).await.expect("get_task") {
             break t;
@@ -445,7 +445,7 @@ async fn restart_mid_execution_finishes_once<S: Store, B: Broker>(stack: &Stack<
     let svc = stack.service();
     let sm = create(
         &svc,
-        &stack,
+        stack,
         "restart",
         json!({
             "StartAt": "Pause",
@@ -511,7 +511,7 @@ async fn two_coordinators_share_and_take_over<S: Store, B: Broker>(stack: &Stack
     }
     let sm = create(
         &a,
-        &stack,
+        stack,
         "failover",
         json!({
             "StartAt": "Pause",
@@ -570,7 +570,7 @@ async fn wait_for_task_token_completes_by_callback<S: Store, B: Broker>(stack: &
             }
         })
     });
-    let sm = create(&svc, &stack, "approval", json!({
+    let sm = create(&svc, stack, "approval", json!({
         "StartAt": "AskHuman",
         "States": {"AskHuman": {
             "Type": "Task", "Resource": resource,
@@ -607,8 +607,8 @@ async fn wait_for_task_token_completes_by_callback<S: Store, B: Broker>(stack: &
 
 async fn parallel_and_map_with_workers<S: Store, B: Broker>(stack: &Stack<S, B>) {
     let svc = stack.service();
-    let square = activity(&svc, &stack, "square").await;
-    let label = activity(&svc, &stack, "label").await;
+    let square = activity(&svc, stack, "square").await;
+    let label = activity(&svc, stack, "label").await;
     let (sq, lb) = (square.clone(), label.clone());
     let stop = stack.worker(move |w| {
         w.activity(sq, |_c: TaskContext, n: i64| async move {
@@ -622,7 +622,7 @@ async fn parallel_and_map_with_workers<S: Store, B: Broker>(stack: &Stack<S, B>)
         })
         .concurrency(4)
     });
-    let sm = create(&svc, &stack, "fanout", json!({
+    let sm = create(&svc, stack, "fanout", json!({
         "StartAt": "Both",
         "States": {
             "Both": {"Type": "Parallel", "Next": "Done", "ResultSelector": {"squares.$": "$[0]", "label.$": "$[1]"},
@@ -660,7 +660,7 @@ async fn parallel_and_map_with_workers<S: Store, B: Broker>(stack: &Stack<S, B>)
 
 async fn task_timeout_cancels_the_handler_and_is_caught<S: Store, B: Broker>(stack: &Stack<S, B>) {
     let svc = stack.service();
-    let act = activity(&svc, &stack, "hang").await;
+    let act = activity(&svc, stack, "hang").await;
     let (cancelled_tx, mut cancelled_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let stop = stack.worker(move |w| {
         w.activity(act.clone(), move |ctx: TaskContext, _: Value| {
@@ -672,10 +672,10 @@ async fn task_timeout_cancels_the_handler_and_is_caught<S: Store, B: Broker>(sta
             }
         })
     });
-    let sm = create(&svc, &stack, "timeout", json!({
+    let sm = create(&svc, stack, "timeout", json!({
         "StartAt": "Hang",
         "States": {
-            "Hang": {"Type": "Task", "Resource": stack_activity_arn(&svc, &stack, "hang"), "TimeoutSeconds": 1,
+            "Hang": {"Type": "Task", "Resource": stack_activity_arn(&svc, stack, "hang"), "TimeoutSeconds": 1,
                      "Catch": [{"ErrorEquals": ["States.TaskFailed"], "Next": "Wrong"},
                                {"ErrorEquals": ["States.Timeout"], "ResultPath": "$.timeout", "Next": "TimedOut"}],
                      "End": true},
