@@ -411,8 +411,7 @@ async fn duplicate_replies_change_nothing<S: Store, B: Broker>(stack: &Stack<S, 
         .await
         .expect("start");
     // Take the task ourselves, as an external system would, and answer twice.
-    let queue =
-        stepline_worker::topology::task_queue(&stack_activity_arn(&svc, stack, "callback"));
+    let queue = stepline_worker::topology::task_queue(&stack_activity_arn(&svc, stack, "callback"));
     let task = loop {
         if let Some(t) = stack.broker.get_task(&queue).await.expect("get_task") {
             break t;

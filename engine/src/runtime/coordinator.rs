@@ -593,14 +593,12 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                 self.step(fence, &execution_arn, Input::Stop { error, cause }, None)
                     .await
             }
-            InputMessage::Worker { reply }
-                if self.worker_reply_is_delivery_only(&reply).await? =>
-            {
-                // A `.waitForTaskToken` task: the worker handled the message; the result
-                // arrives later through the token.
-                Ok(())
-            }
-            InputMessage::Worker { reply } | InputMessage::Callback { reply } => {
+            msg @ (InputMessage::Worker { .. } | InputMessage::Callback { .. }) => {
+                let from_worker = matches!(msg, InputMessage::Worker { .. });
+                let (InputMessage::Worker { reply } | InputMessage::Callback { reply }) = msg
+                else {
+                    return Ok(());
+                };
                 let Some((arn, task)) =
                     task_token::verify(&self.config.token_key, reply.task_token())
                 else {
@@ -613,30 +611,13 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                     Reply::Failed { error, cause, .. } => Input::TaskFailed { task, error, cause },
                     Reply::Heartbeat { .. } => Input::TaskHeartbeat { task },
                 };
-                self.step(fence, &arn, input, None).await
+                // A worker's success reply to a `.waitForTaskToken` task's message only
+                // confirms delivery; the result comes through the token.
+                let delivery_only = from_worker && matches!(input, Input::TaskSucceeded { .. });
+                self.step_inner(fence, &arn, input, None, delivery_only)
+                    .await
             }
         }
-    }
-
-    /// True for a worker's *success* reply to a `.waitForTaskToken` task's message (only the
-    /// token completes such a task; failures and heartbeats from the worker still count).
-    async fn worker_reply_is_delivery_only(&self, reply: &Reply) -> Result<bool, CoordinatorError> {
-        if !matches!(reply, Reply::Succeeded { .. }) {
-            return Ok(false);
-        }
-        let Some((arn, task)) = task_token::verify(&self.config.token_key, reply.task_token())
-        else {
-            return Ok(false);
-        };
-        let Some(record) = self.store.get_execution(&arn).await? else {
-            return Ok(false);
-        };
-        let def = self
-            .definition(&record.state_machine_arn, &record.revision_id)
-            .await?;
-        let exec: Execution = serde_json::from_value(record.snapshot)
-            .map_err(|e| CoordinatorError::BadSnapshot(arn.clone(), e.to_string()))?;
-        Ok(exec.is_callback_task(&def, task))
     }
 
     /// Loads an execution and applies one input to it.
@@ -646,6 +627,20 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         execution_arn: &str,
         input: Input,
         fired: Option<TimerEntry>,
+    ) -> Result<(), CoordinatorError> {
+        self.step_inner(fence, execution_arn, input, fired, false)
+            .await
+    }
+
+    /// [`Self::step`]; with `delivery_only`, a task success for a `.waitForTaskToken` task is
+    /// dropped (the worker only handled the task's message).
+    async fn step_inner(
+        &self,
+        fence: Fence,
+        execution_arn: &str,
+        input: Input,
+        fired: Option<TimerEntry>,
+        delivery_only: bool,
     ) -> Result<(), CoordinatorError> {
         let (record, exec) = match self.take_cached(fence, execution_arn) {
             Some(hit) => hit,
@@ -663,6 +658,12 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         let def = self
             .definition(&record.state_machine_arn, &record.revision_id)
             .await?;
+        if let (true, Input::TaskSucceeded { task, .. }) = (delivery_only, &input) {
+            if exec.is_callback_task(&def, *task) {
+                self.remember(fence, record, exec);
+                return Ok(());
+            }
+        }
         self.apply_and_commit(fence, record, exec, &def, input, fired)
             .await
     }
