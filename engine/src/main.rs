@@ -1,6 +1,7 @@
 //! The `stepline` command line: `validate`, `run` and `conformance` (the pure engine),
-//! `server` and `dev` (the runtime), `health` (a probe for containers), `bench` (throughput
-//! and latency on real servers).
+//! `server` and `dev` (the runtime), `create`, `update`, `list`, `start`, `describe`,
+//! `history`, `stop`, `redrive`, `activities` (a server's API, [`stepline_engine::client`]),
+//! `health` (a probe for containers), `bench` (throughput and latency on real servers).
 //!
 //! Exit codes: 0 success; 1 the execution ended FAILED/TIMED_OUT/ABORTED, the definition is
 //! invalid, or a benchmark target was missed; 2 a usage or input error (unreadable file, bad JSON, a Task nobody serves).
@@ -127,6 +128,8 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    #[command(flatten)]
+    Remote(stepline_engine::client::Remote),
     /// Probe a server's /healthz (exit 0 when healthy); for container health checks.
     Health {
         #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
@@ -164,10 +167,37 @@ struct RuntimeArgs {
     account: String,
     #[arg(long, env = "STEPLINE_REGION", default_value = "us-east-1")]
     region: String,
+    /// Access keys the API accepts (AWS SigV4): ID:SECRET[,ID:SECRET…].
+    #[arg(
+        long = "access-keys",
+        env = "STEPLINE_ACCESS_KEYS",
+        hide_env_values = true
+    )]
+    access_keys: Option<String>,
+    /// Serve the API without authentication (what `stepline dev` does when no keys are given).
+    #[arg(long = "no-auth")]
+    no_auth: bool,
+    /// Namespace of Redis keys and RabbitMQ queues, to run several deployments on one stack
+    /// (workers must use the same namespace).
+    #[arg(long, env = "STEPLINE_NAMESPACE")]
+    namespace: Option<String>,
 }
 
 impl RuntimeArgs {
-    fn config(&self, dev: bool) -> stepline_engine::server::ServerConfig {
+    fn config(&self, dev: bool) -> Result<stepline_engine::server::ServerConfig> {
+        let access_keys = match &self.access_keys {
+            Some(text) => {
+                stepline_engine::api::ApiConfig::parse_keys(text).map_err(|e| anyhow!(e))?
+            }
+            None => Default::default(),
+        };
+        if !dev && access_keys.is_empty() && !self.no_auth {
+            bail!("stepline server needs access keys for its API: --access-keys ID:SECRET (or STEPLINE_ACCESS_KEYS), or --no-auth to serve it unauthenticated");
+        }
+        let api = stepline_engine::api::ApiConfig {
+            open: self.no_auth || access_keys.is_empty(),
+            access_keys,
+        };
         let token_key = match &self.token_key {
             Some(k) => k.clone().into_bytes(),
             None => {
@@ -178,7 +208,7 @@ impl RuntimeArgs {
             }
         };
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "stepline".into());
-        stepline_engine::server::ServerConfig {
+        Ok(stepline_engine::server::ServerConfig {
             listen: self.listen,
             coordinator: stepline_engine::runtime::coordinator::CoordinatorConfig {
                 partitions: self.partitions.max(1),
@@ -189,7 +219,9 @@ impl RuntimeArgs {
                 ..Default::default()
             },
             retention: std::time::Duration::from_secs(self.retention_days * 86_400),
-        }
+            api,
+            namespace: self.namespace.clone(),
+        })
     }
 }
 
@@ -378,7 +410,7 @@ fn real_main() -> Result<ExitCode> {
             common,
         } => {
             init_tracing();
-            let config = common.config(false);
+            let config = common.config(false)?;
             runtime()?.block_on(async move {
                 let shutdown = shutdown_on_signal();
                 stepline_engine::server::run_server(config, &amqp_url, &redis_url, shutdown).await
@@ -387,7 +419,7 @@ fn real_main() -> Result<ExitCode> {
         }
         Command::Dev { common } => {
             init_tracing();
-            let config = common.config(true);
+            let config = common.config(true)?;
             eprintln!(
                 "stepline dev: in-memory store and broker, nothing persists; open to anyone who can reach http://{} (no authentication)",
                 config.listen
@@ -423,6 +455,7 @@ fn real_main() -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Command::Remote(remote) => Ok(runtime()?.block_on(stepline_engine::client::run(remote))),
         Command::Health { url } => Ok(if http_ok(&url)? {
             ExitCode::SUCCESS
         } else {

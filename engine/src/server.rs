@@ -1,11 +1,11 @@
 //! The `stepline server` and `stepline dev` processes: a coordinator over real adapters
-//! (Redis + RabbitMQ) or in-memory ones, plus an HTTP listener with `/healthz` and
-//! `/metrics`. (The AWS Step Functions API and the console mount on the same listener; they
-//! are the control plane's and console's work.)
+//! (Redis + RabbitMQ) or in-memory ones, plus one HTTP listener serving the AWS Step
+//! Functions API on `POST /` ([`crate::api`]), `/healthz` and `/metrics`.
 //!
 //! Shutdown is a feature: on the cancellation token (SIGTERM/Ctrl-C in the binary) the
 //! listener stops accepting, the coordinator stops serving partitions and releases its leases.
 
+use crate::api::{Api, ApiConfig};
 use crate::runtime::broker::Broker;
 use crate::runtime::broker_amqp::{AmqpBroker, AmqpConfig};
 use crate::runtime::broker_memory::MemoryBroker;
@@ -18,7 +18,7 @@ use crate::runtime::store_redis::RedisStore;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +33,11 @@ pub struct ServerConfig {
     pub coordinator: CoordinatorConfig,
     /// How long finished executions are kept.
     pub retention: Duration,
+    /// Authentication of the API.
+    pub api: ApiConfig,
+    /// Keeps this deployment's Redis keys (`<ns>:`) and RabbitMQ queues apart from others on
+    /// the same servers; `None` uses the default names (`stepline:` keys).
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,13 +130,22 @@ async fn serve<S: Store, B: Broker>(
     let health: Arc<dyn Health> = Arc::new(ServiceHealth {
         service: service.clone(),
     });
+    let api = Api::new(service.clone(), config.api.clone());
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .with_state(health);
+        .with_state(health)
+        .merge(
+            Router::new()
+                .route("/", post(crate::api::handle::<S, B, SystemClock>))
+                .with_state(api),
+        );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| ServerError::Listen(config.listen, e))?;
+    if config.api.open {
+        tracing::warn!(listen = %config.listen, "the API is OPEN: requests are not authenticated (configure access keys to require AWS SigV4)");
+    }
     tracing::info!(listen = %config.listen, owner = %config.coordinator.owner, "stepline listening");
     let stop = shutdown.clone();
     axum::serve(listener, app)
@@ -152,12 +166,19 @@ pub async fn run_server(
     redis_url: &str,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    let store = RedisStore::connect(redis_url, "stepline:", config.retention).await?;
-    let broker = AmqpBroker::connect(AmqpConfig::new(amqp_url).with_callback_routing(
+    let prefix = match &config.namespace {
+        Some(ns) => format!("{ns}:"),
+        None => "stepline:".to_string(),
+    };
+    let store = RedisStore::connect(redis_url, &prefix, config.retention).await?;
+    let mut amqp = AmqpConfig::new(amqp_url).with_callback_routing(
         config.coordinator.token_key.clone(),
         config.coordinator.partitions,
-    ))
-    .await?;
+    );
+    if let Some(ns) = &config.namespace {
+        amqp = amqp.with_namespace(ns.clone());
+    }
+    let broker = AmqpBroker::connect(amqp).await?;
     let service = Service::start(
         Arc::new(store),
         Arc::new(broker),

@@ -18,8 +18,12 @@
 //!   reply, and a `CancelMessage` on the cancellation fanout reaches the running handler.
 //! * [`runtime_e2e`]: the runtime end to end — coordinator, store, broker and SDK workers —
 //!   embedded and over the real Redis and RabbitMQ (which must be running).
+//! * [`aws_clients`]: boto3 and the AWS CLI (`tests/aws/test_api.py`) against `stepline dev`
+//!   and against `stepline server` on the real Redis and RabbitMQ, and `aws-sdk-sfn` on the
+//!   core path, all signing with SigV4.
 //! * [`tidy`]: house rules (pure modules do no IO, module docs, code map, no placeholders).
 
+mod aws_clients;
 mod broker_contract;
 mod conformance;
 mod golden;

@@ -177,6 +177,7 @@ fn state_machine(name: &str, revision: &str) -> StateMachineRecord {
         machine_type: StateMachineType::Standard,
         role_arn: "arn:aws:iam::111111111111:role/stepline".to_string(),
         created_ms: T0,
+        updated_ms: None,
         revision_id: revision.to_string(),
         tags: BTreeMap::from([("team".to_string(), "core".to_string())]),
     }
@@ -479,7 +480,17 @@ async fn activities<S: Store + Clone>(cx: Ctx<S>) {
         Err(StoreError::NotFound(y.arn.clone()))
     );
     let page = s.list_activities(10, None).await.expect("list");
-    assert_eq!(page.items, vec![x, z]);
+    assert_eq!(page.items, vec![x.clone(), z]);
+
+    let mut tagged = x.clone();
+    tagged.tags.insert("team".into(), "payments".into());
+    s.update_activity(tagged.clone()).await.expect("update");
+    assert_eq!(s.get_activity(&x.arn).await, Ok(Some(tagged)));
+    assert_eq!(
+        s.update_activity(y.clone()).await,
+        Err(StoreError::NotFound(y.arn.clone()))
+    );
+    assert_eq!(s.get_activity(&y.arn).await, Ok(None));
 }
 
 async fn create_execution<S: Store + Clone>(cx: Ctx<S>) {

@@ -7,14 +7,16 @@
 use super::broker::{Broker, InputMessage};
 use super::clock::Clock;
 use super::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError};
-use super::store::{ActivityRecord, ExecutionRecord, StateMachineRecord, Store, StoreError};
+use super::store::{ActivityRecord, ExecutionRecord, Page, StateMachineRecord, Store, StoreError};
 use crate::asl::{validate, Diagnostic, StateMachineType};
 use crate::history::HistoryEvent;
+use crate::interp::{Execution, ExecutionStatus};
 use crate::task_token;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use stepline_worker::protocol::{Reply, PROTOCOL_VERSION};
+use stepline_worker::protocol::{Reply, TaskMessage, PROTOCOL_VERSION};
 use tokio_util::sync::CancellationToken;
 
 /// Why a request was refused (maps to AWS error codes in the control plane).
@@ -38,6 +40,14 @@ pub enum ServiceError {
     InvalidExecutionInput(String),
     #[error("invalid task token")]
     InvalidToken,
+    #[error("task does not exist: {0}")]
+    TaskDoesNotExist(String),
+    #[error("task timed out: the task is no longer open")]
+    TaskTimedOut,
+    #[error("execution not redrivable: {0}")]
+    ExecutionNotRedrivable(String),
+    #[error("resource not found: {0}")]
+    ResourceNotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -143,6 +153,7 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
             }),
             created_ms: now,
             revision_id: format!("{now:x}"),
+            updated_ms: None,
             tags: Default::default(),
         };
         match self
@@ -331,6 +342,266 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
             output,
         })
         .await
+    }
+
+    /// The state machine's current record.
+    pub async fn describe_state_machine(
+        &self,
+        arn: &str,
+    ) -> Result<StateMachineRecord, ServiceError> {
+        self.coordinator
+            .store()
+            .get_state_machine(arn)
+            .await?
+            .ok_or_else(|| ServiceError::StateMachineDoesNotExist(arn.into()))
+    }
+
+    /// Replaces the definition and/or role; a changed definition gets a new revision, and
+    /// running executions keep the revision they started with.
+    pub async fn update_state_machine(
+        &self,
+        arn: &str,
+        definition: Option<&str>,
+        role_arn: Option<String>,
+    ) -> Result<StateMachineRecord, ServiceError> {
+        let mut sm = self.describe_state_machine(arn).await?;
+        if let Some(text) = definition {
+            let diags = validate::validate_text(text, sm.machine_type);
+            if diags.iter().any(|d| d.severity == "ERROR") {
+                return Err(ServiceError::InvalidDefinition(diags));
+            }
+            sm.definition = text.to_string();
+        }
+        if let Some(role) = role_arn {
+            sm.role_arn = role;
+        }
+        let now = self.coordinator.clock().now_ms();
+        // Revision ids must differ even for two updates within one millisecond.
+        sm.revision_id = format!(
+            "{now:x}-{:x}",
+            crate::runner::seed_from(&sm.definition) >> 40
+        );
+        if sm.revision_id == self.describe_state_machine(arn).await?.revision_id {
+            sm.revision_id.push('b');
+        }
+        sm.updated_ms = Some(now);
+        match self
+            .coordinator
+            .store()
+            .update_state_machine(sm.clone())
+            .await
+        {
+            Ok(()) => Ok(sm),
+            Err(StoreError::NotFound(_)) => Err(ServiceError::StateMachineDoesNotExist(arn.into())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes a state machine; its running executions go on with their revision.
+    pub async fn delete_state_machine(&self, arn: &str) -> Result<(), ServiceError> {
+        match self.coordinator.store().delete_state_machine(arn).await {
+            Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn list_state_machines(
+        &self,
+        limit: usize,
+        next_token: Option<String>,
+    ) -> Result<Page<StateMachineRecord>, ServiceError> {
+        Ok(self
+            .coordinator
+            .store()
+            .list_state_machines(limit, next_token)
+            .await?)
+    }
+
+    pub async fn describe_activity(&self, arn: &str) -> Result<ActivityRecord, ServiceError> {
+        self.coordinator
+            .store()
+            .get_activity(arn)
+            .await?
+            .ok_or_else(|| ServiceError::ActivityDoesNotExist(arn.into()))
+    }
+
+    /// Deletes an activity (deleting one that does not exist succeeds, as in AWS).
+    pub async fn delete_activity(&self, arn: &str) -> Result<(), ServiceError> {
+        match self.coordinator.store().delete_activity(arn).await {
+            Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn list_activities(
+        &self,
+        limit: usize,
+        next_token: Option<String>,
+    ) -> Result<Page<ActivityRecord>, ServiceError> {
+        Ok(self
+            .coordinator
+            .store()
+            .list_activities(limit, next_token)
+            .await?)
+    }
+
+    /// Executions of a state machine, newest first.
+    pub async fn list_executions(
+        &self,
+        state_machine_arn: &str,
+        status: Option<ExecutionStatus>,
+        limit: usize,
+        next_token: Option<String>,
+    ) -> Result<Page<ExecutionRecord>, ServiceError> {
+        let store = self.coordinator.store();
+        if store.get_state_machine(state_machine_arn).await?.is_none() {
+            return Err(ServiceError::StateMachineDoesNotExist(
+                state_machine_arn.into(),
+            ));
+        }
+        Ok(store
+            .list_executions(state_machine_arn, status, limit, next_token)
+            .await?)
+    }
+
+    /// The definition revision an execution runs.
+    pub async fn state_machine_for_execution(
+        &self,
+        execution_arn: &str,
+    ) -> Result<StateMachineRecord, ServiceError> {
+        let exec = self.describe_execution(execution_arn).await?;
+        self.coordinator
+            .store()
+            .get_state_machine_revision(&exec.state_machine_arn, &exec.revision_id)
+            .await?
+            .ok_or_else(|| ServiceError::StateMachineDoesNotExist(exec.state_machine_arn))
+    }
+
+    /// Waits until the execution record exists (a start is processed by the partition owner,
+    /// asynchronously); `None` if it did not appear within `timeout`.
+    pub async fn wait_created(
+        &self,
+        execution_arn: &str,
+        timeout: Duration,
+    ) -> Result<Option<ExecutionRecord>, ServiceError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            if let Some(rec) = self
+                .coordinator
+                .store()
+                .get_execution(execution_arn)
+                .await?
+            {
+                return Ok(Some(rec));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Checks a task token against the execution's state: `InvalidToken` when forged,
+    /// `TaskDoesNotExist` when its execution is gone, `TaskTimedOut` when the task is no longer
+    /// open (finished, timed out, stopped — so a replayed token is refused).
+    pub async fn check_task(&self, task_token: &str) -> Result<(String, u64), ServiceError> {
+        let (arn, task) = task_token::verify(&self.config().token_key, task_token)
+            .ok_or(ServiceError::InvalidToken)?;
+        let Some(record) = self.coordinator.store().get_execution(&arn).await? else {
+            return Err(ServiceError::TaskDoesNotExist(arn));
+        };
+        if record.status != ExecutionStatus::Running {
+            return Err(ServiceError::TaskTimedOut);
+        }
+        let exec: Execution = serde_json::from_value(record.snapshot)
+            .map_err(|e| StoreError::Backend(format!("snapshot of {arn}: {e}")))?;
+        if !exec.open_tasks().contains(&task) {
+            return Err(ServiceError::TaskTimedOut);
+        }
+        Ok((arn, task))
+    }
+
+    /// `SendTaskSuccess` / `SendTaskFailure` / `SendTaskHeartbeat` with AWS's checks.
+    pub async fn send_checked_reply(&self, reply: Reply) -> Result<(), ServiceError> {
+        self.check_task(reply.task_token()).await?;
+        self.send_task_reply(reply).await
+    }
+
+    /// `GetActivityTask`: long-polls the activity's queue (the one SDK workers consume) for up
+    /// to `timeout`. Tasks whose execution no longer waits for them are dropped. The task's
+    /// `ActivityStarted` event names `worker_name`.
+    pub async fn get_activity_task(
+        &self,
+        activity_arn: &str,
+        worker_name: Option<String>,
+        timeout: Duration,
+    ) -> Result<Option<TaskMessage>, ServiceError> {
+        self.describe_activity(activity_arn).await?;
+        let queue = super::broker::task_queue(activity_arn);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            if let Some(delivery) = self.coordinator.broker().get_task(&queue).await? {
+                let message = delivery.message;
+                delivery.acker.ack().await?;
+                if self.check_task(&message.task_token).await.is_err() {
+                    tracing::debug!(state = %message.state_name, "dropping a task nobody waits for");
+                    continue;
+                }
+                self.send_task_reply(Reply::Started {
+                    version: PROTOCOL_VERSION,
+                    task_token: message.task_token.clone(),
+                    worker_name: worker_name.unwrap_or_else(|| "activity-poller".into()),
+                })
+                .await?;
+                return Ok(Some(message));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// Tags of a state machine or activity.
+    pub async fn tags(&self, resource_arn: &str) -> Result<BTreeMap<String, String>, ServiceError> {
+        let store = self.coordinator.store();
+        if let Some(sm) = store.get_state_machine(resource_arn).await? {
+            return Ok(sm.tags);
+        }
+        if let Some(a) = store.get_activity(resource_arn).await? {
+            return Ok(a.tags);
+        }
+        Err(ServiceError::ResourceNotFound(resource_arn.into()))
+    }
+
+    /// Adds (`add`) and removes (`remove`) tags of a state machine or activity.
+    pub async fn change_tags(
+        &self,
+        resource_arn: &str,
+        add: BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<(), ServiceError> {
+        let store = self.coordinator.store();
+        let apply = |tags: &mut BTreeMap<String, String>| {
+            tags.extend(add.clone());
+            for k in remove {
+                tags.remove(k);
+            }
+        };
+        if let Some(mut sm) = store.get_state_machine(resource_arn).await? {
+            apply(&mut sm.tags);
+            return Ok(store.update_state_machine(sm).await?);
+        }
+        if let Some(mut a) = store.get_activity(resource_arn).await? {
+            apply(&mut a.tags);
+            return Ok(store.update_activity(a).await?);
+        }
+        Err(ServiceError::ResourceNotFound(resource_arn.into()))
     }
 
     /// Simulates a crash: the coordinator stops at once and keeps its leases until they expire

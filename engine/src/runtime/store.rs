@@ -29,6 +29,9 @@ pub struct StateMachineRecord {
     pub created_ms: i64,
     /// Changes on every update; executions record the revision they started with.
     pub revision_id: String,
+    /// When the definition or role last changed.
+    #[serde(default)]
+    pub updated_ms: Option<i64>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
 }
@@ -181,6 +184,11 @@ pub trait Store: Send + Sync + 'static {
         next_token: Option<String>,
     ) -> impl Future<Output = Result<Page<ActivityRecord>, StoreError>> + Send;
     fn delete_activity(&self, arn: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Replaces an existing activity's record (tags); `NotFound` if it does not exist.
+    fn update_activity(
+        &self,
+        a: ActivityRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     // Executions.
     fn commit(&self, c: Commit) -> impl Future<Output = Result<(), StoreError>> + Send;

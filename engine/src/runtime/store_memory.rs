@@ -347,6 +347,17 @@ impl Store for MemoryStore {
         }
     }
 
+    async fn update_activity(&self, a: ActivityRecord) -> Result<(), StoreError> {
+        let (mut inner, _) = self.lock()?;
+        match inner.activities.get_mut(&a.arn) {
+            Some(slot) => {
+                *slot = a;
+                Ok(())
+            }
+            None => Err(StoreError::NotFound(a.arn)),
+        }
+    }
+
     async fn commit(&self, c: Commit) -> Result<(), StoreError> {
         check_commit(&c)?;
         let (mut inner, now) = self.lock()?;

@@ -184,6 +184,13 @@ redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 'ok'
 "#;
 
+/// KEYS: 1 records hash. ARGV: arn, record json.
+const UPDATE_ACTIVITY_LUA: &str = r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 'missing' end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 'ok'
+"#;
+
 /// KEYS: 1 records hash, 2 lex index. ARGV: arn.
 const DELETE_ACTIVITY_LUA: &str = r#"
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 'missing' end
@@ -228,6 +235,7 @@ struct Scripts {
     put_state_machine: redis::Script,
     delete_state_machine: redis::Script,
     create_activity: redis::Script,
+    update_activity: redis::Script,
     delete_activity: redis::Script,
     ack_outbox: redis::Script,
     acquire_lease: redis::Script,
@@ -242,6 +250,7 @@ impl Scripts {
             put_state_machine: redis::Script::new(PUT_STATE_MACHINE_LUA),
             delete_state_machine: redis::Script::new(DELETE_STATE_MACHINE_LUA),
             create_activity: redis::Script::new(CREATE_ACTIVITY_LUA),
+            update_activity: redis::Script::new(UPDATE_ACTIVITY_LUA),
             delete_activity: redis::Script::new(DELETE_ACTIVITY_LUA),
             ack_outbox: redis::Script::new(ACK_OUTBOX_LUA),
             acquire_lease: redis::Script::new(ACQUIRE_LEASE_LUA),
@@ -733,6 +742,28 @@ impl Store for RedisStore {
             "missing" => Err(StoreError::NotFound(arn.to_string())),
             other => Err(StoreError::Backend(format!(
                 "deleting activity {arn}: unexpected script reply {other:?}"
+            ))),
+        }
+    }
+
+    async fn update_activity(&self, a: ActivityRecord) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let json = to_json("activity", &a)?;
+        let reply: String = self
+            .scripts
+            .update_activity
+            .key(self.keys.catalog("activities"))
+            .arg(&a.arn)
+            .arg(json)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| backend(format!("updating activity {}", a.arn), e))?;
+        match reply.as_str() {
+            "ok" => Ok(()),
+            "missing" => Err(StoreError::NotFound(a.arn)),
+            other => Err(StoreError::Backend(format!(
+                "updating activity {}: unexpected script reply {other:?}",
+                a.arn
             ))),
         }
     }
