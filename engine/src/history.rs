@@ -43,6 +43,10 @@ pub enum EventKind {
         error: Option<String>,
         cause: Option<String>,
     },
+    /// `RedriveExecution` restarted the execution; `redrive_count` counts this redrive.
+    ExecutionRedriven {
+        redrive_count: u32,
+    },
     StateEntered {
         state_type: StateType,
         name: Arc<str>,
@@ -147,6 +151,7 @@ impl EventKind {
             EventKind::ExecutionFailed { .. } => "ExecutionFailed".into(),
             EventKind::ExecutionAborted { .. } => "ExecutionAborted".into(),
             EventKind::ExecutionTimedOut { .. } => "ExecutionTimedOut".into(),
+            EventKind::ExecutionRedriven { .. } => "ExecutionRedriven".into(),
             EventKind::StateEntered { state_type, .. } => format!("{state_type}StateEntered"),
             EventKind::StateExited { state_type, .. } => format!("{state_type}StateExited"),
             EventKind::StateAborted { state_type } => format!("{state_type}StateAborted"),
@@ -221,6 +226,10 @@ impl HistoryEvent {
             EventKind::ExecutionTimedOut { error, cause } => {
                 Some(("executionTimedOutEventDetails", error_cause(error, cause)))
             }
+            EventKind::ExecutionRedriven { redrive_count } => Some((
+                "executionRedrivenEventDetails",
+                json!({ "redriveCount": redrive_count }),
+            )),
             EventKind::StateEntered { name, input, .. } => {
                 let mut d = payload("input", input);
                 d.insert("name".into(), Value::String(name.to_string()));

@@ -3,8 +3,8 @@
 //!
 //! Pure modules (no IO, no clock, no randomness of their own): [`asl`], [`jsonpath`],
 //! [`intrinsics`], [`jsonata`], [`dataflow`], [`timestamp`], [`task_token`], [`history`],
-//! [`interp`], [`test_state`]. The rest ([`mock`], [`runner`], [`conformance`], [`cli`]) drive the
-//! interpreter and may do IO; [`runtime`] is the distributed runtime (coordinators over a
+//! [`interp`], [`test_state`]. The rest ([`mock`], [`runner`], [`conformance`], [`cli`])
+//! drive the interpreter and may do IO; [`runtime`] is the distributed runtime (coordinators over a
 //! `Store` and a `Broker`); [`bench`] measures it on real servers (`stepline bench`).
 
 pub mod api;
@@ -12,6 +12,7 @@ pub mod asl;
 pub mod bench;
 pub mod client;
 pub mod conformance;
+pub mod console;
 pub mod dataflow;
 pub mod error;
 pub mod history;

@@ -1,6 +1,7 @@
 //! The `stepline server` and `stepline dev` processes: a coordinator over real adapters
 //! (Redis + RabbitMQ) or in-memory ones, plus one HTTP listener serving the AWS Step
-//! Functions API on `POST /` ([`crate::api`]), `/healthz` and `/metrics`.
+//! Functions API on `POST /` ([`crate::api`]), the web console on `GET /` ([`crate::console`]),
+//! `/healthz` and `/metrics`.
 //!
 //! Shutdown is a feature: on the cancellation token (SIGTERM/Ctrl-C in the binary) the
 //! listener stops accepting, the coordinator stops serving partitions and releases its leases.
@@ -135,6 +136,7 @@ async fn serve<S: Store, B: Broker>(
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(health)
+        .merge(crate::console::router(api.clone()))
         .merge(
             Router::new()
                 .route("/", post(crate::api::handle::<S, B, SystemClock>))
@@ -146,7 +148,7 @@ async fn serve<S: Store, B: Broker>(
     if config.api.open {
         tracing::warn!(listen = %config.listen, "the API is OPEN: requests are not authenticated (configure access keys to require AWS SigV4)");
     }
-    tracing::info!(listen = %config.listen, owner = %config.coordinator.owner, "stepline listening");
+    tracing::info!(listen = %config.listen, owner = %config.coordinator.owner, console = %format!("http://{}/", config.listen), "stepline listening");
     let stop = shutdown.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })

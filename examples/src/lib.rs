@@ -761,6 +761,9 @@ fn describe(kind: &EventKind, t: &Trace) -> String {
         EventKind::ExecutionTimedOut { error, cause } => {
             format!("ExecutionTimedOut  {}", error_text(error, cause))
         }
+        EventKind::ExecutionRedriven { redrive_count } => {
+            format!("ExecutionRedriven  redrive #{redrive_count}")
+        }
         EventKind::StateEntered {
             state_type, name, ..
         } => format!("→ enter {name} ({state_type})"),

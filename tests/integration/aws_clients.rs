@@ -2,8 +2,8 @@
 //! (`tests/aws/test_api.py`) against `stepline dev` (in memory) and against `stepline server`
 //! on the real Redis and RabbitMQ, and the Rust `aws-sdk-sfn` crate on the core path.
 //!
-//! Servers run in-process on a free port with SigV4 access keys configured, so every client
-//! signs for real. Python, boto3 and the AWS CLI must be installed (`.ci/test` installs them);
+//! Servers run in-process on a free port: `stepline dev` open (its default) and `stepline
+//! server` and the SDK test with SigV4 access keys, so the suite's auth tests run for real. Python, boto3 and the AWS CLI must be installed (`.ci/test` installs them);
 //! the tests fail loudly, never skip, when they are missing.
 
 use aws_sdk_sfn as sfn;
@@ -25,7 +25,7 @@ fn free_port() -> SocketAddr {
     l.local_addr().expect("local addr")
 }
 
-fn config(listen: SocketAddr, namespace: Option<String>) -> ServerConfig {
+fn config(listen: SocketAddr, namespace: Option<String>, open: bool) -> ServerConfig {
     ServerConfig {
         listen,
         coordinator: CoordinatorConfig {
@@ -39,7 +39,7 @@ fn config(listen: SocketAddr, namespace: Option<String>) -> ServerConfig {
         retention: Duration::from_secs(3600),
         api: ApiConfig {
             access_keys: [(KEY_ID.to_string(), SECRET.to_string())].into(),
-            open: false,
+            open,
         },
         namespace,
     }
@@ -66,13 +66,13 @@ async fn wait_listening(addr: SocketAddr) {
 }
 
 /// Runs the Python suite against `endpoint`; panics with its output when it fails.
-async fn python_suite(endpoint: String) {
+async fn python_suite(endpoint: String, auth: bool) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("aws/test_api.py");
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new("python3")
             .arg(&script)
             .env("STEPLINE_ENDPOINT", &endpoint)
-            .env("STEPLINE_AUTH", "1")
+            .env("STEPLINE_AUTH", if auth { "1" } else { "0" })
             .env("AWS_ACCESS_KEY_ID", KEY_ID)
             .env("AWS_SECRET_ACCESS_KEY", SECRET)
             .env("AWS_DEFAULT_REGION", "us-east-1")
@@ -103,9 +103,10 @@ async fn python_suite(endpoint: String) {
 async fn boto3_and_aws_cli_against_stepline_dev() {
     let addr = free_port();
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(run_dev(config(addr, None), shutdown.clone()));
+    // Open, as `stepline dev` runs by default (the server variant below requires SigV4).
+    let server = tokio::spawn(run_dev(config(addr, None, true), shutdown.clone()));
     wait_listening(addr).await;
-    python_suite(format!("http://{addr}")).await;
+    python_suite(format!("http://{addr}"), false).await;
     shutdown.cancel();
     server.await.expect("join").expect("dev server");
 }
@@ -116,11 +117,11 @@ async fn boto3_and_aws_cli_against_stepline_server_on_redis_and_rabbitmq() {
     let ns = format!("api-{}-{}", std::process::id(), addr.port());
     let shutdown = CancellationToken::new();
     let server = tokio::spawn({
-        let (config, shutdown) = (config(addr, Some(ns.clone())), shutdown.clone());
+        let (config, shutdown) = (config(addr, Some(ns.clone()), false), shutdown.clone());
         async move { run_server(config, &amqp_url(), &redis_url(), shutdown).await }
     });
     wait_listening(addr).await;
-    python_suite(format!("http://{addr}")).await;
+    python_suite(format!("http://{addr}"), true).await;
     shutdown.cancel();
     server
         .await
@@ -184,7 +185,7 @@ fn sdk(endpoint: &str, secret: &str) -> sfn::Client {
 async fn aws_sdk_sfn_core_path() {
     let addr = free_port();
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(run_dev(config(addr, None), shutdown.clone()));
+    let server = tokio::spawn(run_dev(config(addr, None, false), shutdown.clone()));
     wait_listening(addr).await;
     let endpoint = format!("http://{addr}");
     let client = sdk(&endpoint, SECRET);

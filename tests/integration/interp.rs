@@ -5,7 +5,9 @@
 //! yielding an empty [`Step`], `Stop` aborting with `CancelTask` commands, the `fire_at_ms` of
 //! retry timers (IntervalSeconds, BackoffRate, MaxDelaySeconds, JitterStrategy FULL), and
 //! determinism: [`replay`] of a recorded journal and a serde round trip of a mid-run
-//! [`Execution`] both continue exactly like the original.
+//! [`Execution`] both continue exactly like the original; `RedriveExecution` (only the failed
+//! state, branch or iteration runs again, with the input it had; refused unless the execution
+//! ended unsuccessfully; a duplicate redrive changes nothing; the timeout restarts).
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
@@ -961,4 +963,508 @@ fn an_endless_loop_of_pass_states_fails_at_the_history_limit() {
         "history should stop at AWS's 25,000-event limit, ended at {}",
         last.id
     );
+}
+
+// ------------------------------------------------------------------------------------------
+// RedriveExecution
+
+fn failed_task(task: u64) -> Input {
+    Input::TaskFailed {
+        task,
+        error: Some("Boom".into()),
+        cause: Some("the worker broke".into()),
+    }
+}
+
+fn succeeded_task(task: u64, output: Value) -> Input {
+    Input::TaskSucceeded { task, output }
+}
+
+/// Applies the redrive the execution allows at `now` (it must be redrivable).
+fn redrive(h: &mut Harness, now: i64) -> Step {
+    let input = h
+        .exec
+        .redrive_input(now)
+        .unwrap_or_else(|e| panic!("not redrivable: {e}"));
+    h.apply(now, input)
+}
+
+/// The `…StateEntered` inputs of the state named `name`, in history order.
+fn entered_inputs(events: &[HistoryEvent], name: &str) -> Vec<Value> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::StateEntered { name: n, input, .. } if &**n == name => {
+                Some(Value::clone(input))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn assert_dense(h: &Harness) {
+    for (i, e) in h.history.iter().enumerate() {
+        assert_eq!(e.id, i as u64 + 1, "event ids must stay dense");
+        assert!(e.previous_event_id < e.id);
+    }
+    assert_eq!(h.exec.event_count(), h.history.len() as u64);
+}
+
+fn redrive_task_definition() -> Value {
+    json!({"StartAt": "Prep", "States": {
+        "Prep": {"Type": "Pass", "Parameters": {"v.$": "$.v", "id.$": "States.UUID()"}, "Next": "Work"},
+        "Work": activity_task(json!({
+            "Parameters": {"v.$": "$.v", "redrives.$": "$$.Execution.RedriveCount"},
+            "Next": "Done"})),
+        "Done": {"Type": "Pass",
+            "Parameters": {"result.$": "$", "redriveCount.$": "$$.Execution.RedriveCount"},
+            "End": true}}})
+}
+
+#[test]
+fn redrive_reruns_the_failed_task_with_its_input() {
+    let mut h = Harness::new(redrive_task_definition(), json!({"v": 7}));
+    let d1 = only_dispatch(&h.apply(T0, Input::Start));
+    assert_eq!(d1.input, json!({"v": 7, "redrives": 0}));
+    let s = h.apply(T0 + 1_000, failed_task(d1.task));
+    assert_eq!(finished(&s), Some(ExecutionStatus::Failed));
+    assert_eq!(h.exec.redrivable(), Ok(()));
+    let before = h.history.len();
+
+    let at = T0 + 60_000;
+    let s = redrive(&mut h, at);
+    assert_eq!(
+        types(&s.events),
+        ["ExecutionRedriven", "TaskStateEntered", "ActivityScheduled"],
+        "only the failed state runs again"
+    );
+    let redriven = &s.events[0];
+    assert_eq!(redriven.id, before as u64 + 1);
+    assert_eq!(redriven.previous_event_id, before as u64);
+    assert_eq!(
+        redriven.to_aws_json()["executionRedrivenEventDetails"],
+        json!({"redriveCount": 1})
+    );
+    assert_eq!(s.events[1].previous_event_id, redriven.id);
+    let entered = entered_inputs(&h.history, "Work");
+    assert_eq!(entered.len(), 2);
+    assert_eq!(
+        entered[0], entered[1],
+        "the state is re-entered with the same input"
+    );
+    let d2 = only_dispatch(&s);
+    assert_ne!(d2.task, d1.task, "a redrive dispatches a new task");
+    assert_eq!(d2.attempt, 1, "a redrive starts the state's attempts over");
+    assert_eq!(d2.input, json!({"v": 7, "redrives": 1}));
+    assert_eq!(h.exec.status, ExecutionStatus::Running);
+    assert_eq!((h.exec.error.clone(), h.exec.stop_ms), (None, None));
+    assert_eq!(h.exec.info.redrive_count, 1);
+    assert_eq!(h.exec.redrive_ms, Some(at));
+
+    // The first attempt's task is gone for good.
+    h.assert_ignored(at + 1_000, succeeded_task(d1.task, json!("late")));
+    let s = h.apply(at + 2_000, succeeded_task(d2.task, json!({"ok": true})));
+    assert_eq!(finished(&s), Some(ExecutionStatus::Succeeded));
+    let out = output(&h.exec);
+    assert_eq!(out["result"], json!({"ok": true}), "{out}");
+    assert_eq!(out["redriveCount"], json!(1), "{out}");
+    assert_eq!(
+        entered_inputs(&h.history, "Prep").len(),
+        1,
+        "Prep succeeded: not rerun"
+    );
+    assert_dense(&h);
+    assert_eq!(
+        h.exec.redrivable(),
+        Err("Execution is SUCCEEDED and cannot be redriven".to_string())
+    );
+
+    // The journal, Redrive included, rebuilds exactly this execution.
+    let (rebuilt, events) = replay(&h.def, info(json!({"v": 7}), 7), &h.journal, KEY)
+        .unwrap_or_else(|e| panic!("replay failed: {e}"));
+    assert_eq!(events, h.history, "replayed history differs");
+    assert!(rebuilt == h.exec, "replayed execution differs");
+}
+
+#[test]
+fn redrive_is_refused_unless_the_execution_ended_unsuccessfully() {
+    // Succeeded.
+    let mut h = Harness::new(
+        json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}),
+        json!({}),
+    );
+    h.apply(T0, Input::Start);
+    assert_eq!(h.exec.status, ExecutionStatus::Succeeded);
+    assert_eq!(
+        h.exec.redrive_input(T0 + 1),
+        Err("Execution is SUCCEEDED and cannot be redriven".to_string())
+    );
+    h.assert_ignored(T0 + 1, Input::Redrive { redrive_count: 1 });
+
+    // Running.
+    let mut h = Harness::new(redrive_task_definition(), json!({"v": 1}));
+    let d = only_dispatch(&h.apply(T0, Input::Start));
+    assert_eq!(
+        h.exec.redrivable(),
+        Err("Execution is RUNNING and cannot be redriven".to_string())
+    );
+    h.assert_ignored(T0 + 1, Input::Redrive { redrive_count: 1 });
+
+    // Failed: redrivable for 14 days after the stop, not later.
+    h.apply(T0 + 5, failed_task(d.task));
+    let day = 24 * 3600 * 1000;
+    assert_eq!(h.exec.redrivable_at(T0 + 5 + 14 * day), Ok(()));
+    assert_eq!(
+        h.exec.redrivable_at(T0 + 6 + 14 * day),
+        Err("Execution redrivable period exceeded".to_string())
+    );
+    h.assert_ignored(T0 + 15 * day, Input::Redrive { redrive_count: 1 });
+    // A redrive naming the wrong count (stale or from the future) is ignored.
+    h.assert_ignored(T0 + 10, Input::Redrive { redrive_count: 2 });
+    h.assert_ignored(T0 + 10, Input::Redrive { redrive_count: 0 });
+
+    // EXPRESS executions are never redrivable.
+    let def = definition(
+        json!({"StartAt": "Work", "States": {"Work": activity_task(json!({"End": true}))}}),
+    );
+    let mut express = info(json!({"v": 1}), 3);
+    express.express = true;
+    let mut exec = Execution::new(express);
+    let ctx = Context {
+        now_ms: T0,
+        ..Context::default()
+    };
+    let step = exec.apply(&def, &Input::Start, &ctx).expect("start");
+    let task = only_dispatch(&step).task;
+    exec.apply(&def, &failed_task(task), &ctx).expect("fail");
+    assert_eq!(exec.status, ExecutionStatus::Failed);
+    assert!(exec.redrivable().is_err());
+    let step = exec
+        .apply(&def, &Input::Redrive { redrive_count: 1 }, &ctx)
+        .expect("redrive");
+    assert_eq!(step, Step::default());
+}
+
+#[test]
+fn a_duplicate_redrive_changes_nothing() {
+    let mut h = Harness::new(redrive_task_definition(), json!({"v": 1}));
+    let d1 = only_dispatch(&h.apply(T0, Input::Start));
+    h.apply(T0 + 1, failed_task(d1.task));
+    let first = h.exec.redrive_input(T0 + 2).expect("redrivable");
+    assert_eq!(first, Input::Redrive { redrive_count: 1 });
+    let d2 = only_dispatch(&h.apply(T0 + 2, first.clone()));
+    // Delivered again while the redriven execution runs: ignored.
+    h.assert_ignored(T0 + 3, first.clone());
+    // The redriven execution fails again; the late duplicate still changes nothing.
+    h.apply(T0 + 4, failed_task(d2.task));
+    assert_eq!(h.exec.status, ExecutionStatus::Failed);
+    h.assert_ignored(T0 + 5, first);
+    // A second, deliberate redrive is a new count.
+    let second = h.exec.redrive_input(T0 + 6).expect("redrivable again");
+    assert_eq!(second, Input::Redrive { redrive_count: 2 });
+    let s = h.apply(T0 + 6, second.clone());
+    assert_eq!(
+        types(&s.events),
+        ["ExecutionRedriven", "TaskStateEntered", "ActivityScheduled"]
+    );
+    assert_eq!(only_dispatch(&s).input, json!({"v": 1, "redrives": 2}));
+    h.assert_ignored(T0 + 7, second);
+    assert_dense(&h);
+}
+
+#[test]
+fn redrive_reruns_only_the_failed_parallel_branch() {
+    let def = json!({"StartAt": "Fan", "States": {
+        "Fan": {"Type": "Parallel", "End": true, "Branches": [
+            {"StartAt": "A", "States": {"A": activity_task(json!({"End": true}))}},
+            {"StartAt": "B1", "States": {
+                "B1": {"Type": "Pass", "Result": {"b": 1}, "Next": "B2"},
+                "B2": activity_task(json!({"End": true}))}}]}}});
+    let mut h = Harness::new(def, json!({"in": 1}));
+    let s = h.apply(T0, Input::Start);
+    let ds = dispatches(&s);
+    assert_eq!(ds.len(), 2);
+    let (a, b) = (&ds[0], &ds[1]);
+    assert_eq!((a.state_name.as_str(), b.state_name.as_str()), ("A", "B2"));
+    h.apply(T0 + 1, succeeded_task(a.task, json!("from A")));
+    let s = h.apply(T0 + 2, failed_task(b.task));
+    assert_eq!(finished(&s), Some(ExecutionStatus::Failed));
+
+    let s = redrive(&mut h, T0 + 100);
+    assert_eq!(
+        types(&s.events),
+        [
+            "ExecutionRedriven",
+            "ParallelStateEntered",
+            "ParallelStateStarted",
+            "TaskStateEntered",
+            "ActivityScheduled"
+        ],
+        "only branch B runs again, from B2"
+    );
+    let d = only_dispatch(&s);
+    assert_eq!(d.state_name, "B2");
+    assert_eq!(d.input, json!({"b": 1}), "B2 gets the input it had");
+    let s = h.apply(T0 + 101, succeeded_task(d.task, json!("from B")));
+    assert_eq!(finished(&s), Some(ExecutionStatus::Succeeded));
+    assert_eq!(output(&h.exec), json!(["from A", "from B"]));
+    assert_eq!(entered_inputs(&h.history, "A").len(), 1);
+    assert_eq!(entered_inputs(&h.history, "B1").len(), 1);
+    assert_dense(&h);
+    let (rebuilt, events) = replay(&h.def, info(json!({"in": 1}), 7), &h.journal, KEY)
+        .unwrap_or_else(|e| panic!("replay failed: {e}"));
+    assert_eq!(events, h.history);
+    assert!(rebuilt == h.exec);
+}
+
+#[test]
+fn redrive_reruns_only_unsuccessful_map_iterations() {
+    let def = json!({"StartAt": "Each", "States": {
+        "Each": {"Type": "Map", "End": true, "ItemsPath": "$.items",
+            "ItemProcessor": {"StartAt": "Work", "States": {"Work": activity_task(json!({"End": true}))}}}}});
+    let mut h = Harness::new(def, json!({"items": [10, 20, 30]}));
+    let ds = dispatches(&h.apply(T0, Input::Start));
+    assert_eq!(ds.len(), 3);
+    h.apply(T0 + 1, succeeded_task(ds[0].task, json!("r10")));
+    // Item 1 fails: the map fails fast and aborts item 2.
+    let s = h.apply(T0 + 2, failed_task(ds[1].task));
+    assert_eq!(finished(&s), Some(ExecutionStatus::Failed));
+    assert_eq!(cancelled_tasks(&s), [ds[2].task]);
+
+    let s = redrive(&mut h, T0 + 100);
+    let t = types(&s.events);
+    assert_eq!(
+        &t[..3],
+        ["ExecutionRedriven", "MapStateEntered", "MapStateStarted"]
+    );
+    let started: Vec<Value> = s
+        .events
+        .iter()
+        .filter(|e| e.kind.type_name() == "MapIterationStarted")
+        .map(|e| e.to_aws_json()["mapIterationStartedEventDetails"]["index"].clone())
+        .collect();
+    assert_eq!(started, [json!(1), json!(2)], "item 0 succeeded: not rerun");
+    let again = dispatches(&s);
+    assert_eq!(
+        again.iter().map(|d| d.input.clone()).collect::<Vec<_>>(),
+        [json!(20), json!(30)]
+    );
+    h.apply(T0 + 101, succeeded_task(again[1].task, json!("r30")));
+    let s = h.apply(T0 + 102, succeeded_task(again[0].task, json!("r20")));
+    assert_eq!(finished(&s), Some(ExecutionStatus::Succeeded));
+    assert_eq!(output(&h.exec), json!(["r10", "r20", "r30"]));
+    assert_dense(&h);
+}
+
+#[test]
+fn redrive_after_a_timeout_restarts_the_execution_timeout() {
+    let mut h = Harness::new(
+        json!({"StartAt": "Work", "TimeoutSeconds": 100,
+            "States": {"Work": activity_task(json!({"End": true}))}}),
+        json!({}),
+    );
+    let d1 = only_dispatch(&h.apply(T0, Input::Start));
+    assert_eq!(h.pending(), [100_000]);
+    let s = h.fire_at(T0 + 100_000);
+    assert_eq!(finished(&s), Some(ExecutionStatus::TimedOut));
+    assert_eq!(cancelled_tasks(&s), [d1.task]);
+
+    let s = redrive(&mut h, T0 + 500_000);
+    let d2 = only_dispatch(&s);
+    assert_eq!(d2.state_name, "Work");
+    assert_eq!(
+        h.pending(),
+        [600_000],
+        "the timeout counts from the redrive"
+    );
+    // Stopped (ABORTED) executions are redrivable too.
+    h.apply(
+        T0 + 550_000,
+        Input::Stop {
+            error: None,
+            cause: None,
+        },
+    );
+    assert_eq!(h.exec.status, ExecutionStatus::Aborted);
+    assert!(h.pending().is_empty());
+    let d3 = only_dispatch(&redrive(&mut h, T0 + 560_000));
+    let s = h.apply(T0 + 561_000, succeeded_task(d3.task, json!(3)));
+    assert_eq!(finished(&s), Some(ExecutionStatus::Succeeded));
+    assert_eq!(h.exec.info.redrive_count, 2);
+    assert!(h.pending().is_empty());
+    assert_dense(&h);
+}
+
+#[test]
+fn redrive_snapshot_round_trip_and_old_snapshots() {
+    // A failed execution with a Parallel of a Map, serialized before the redrive: the
+    // snapshot carries the redrive point and continues identically.
+    let def = json!({"StartAt": "Fan", "States": {
+        "Fan": {"Type": "Parallel", "End": true, "Branches": [
+            {"StartAt": "Each", "States": {"Each": {"Type": "Map", "End": true,
+                "ItemProcessor": {"StartAt": "W", "States": {"W": activity_task(json!({"End": true}))}}}}},
+            {"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 50, "End": true}}}]}}});
+    let mut h = Harness::new(def.clone(), json!([1, 2]));
+    let ds = dispatches(&h.apply(T0, Input::Start));
+    assert_eq!(ds.len(), 2);
+    h.apply(T0 + 1, succeeded_task(ds[0].task, json!("one")));
+    h.apply(T0 + 2, failed_task(ds[1].task));
+    assert_eq!(h.exec.status, ExecutionStatus::Failed);
+    let text = serde_json::to_string(&h.exec).expect("serialize");
+    let restored: Execution = serde_json::from_str(&text).expect("deserialize");
+    assert!(restored == h.exec, "the snapshot does not round-trip");
+    let mut copy = Harness {
+        def: definition(def),
+        exec: restored,
+        journal: Vec::new(),
+        history: Vec::new(),
+        timers: h.timers.clone(),
+    };
+    let a = redrive(&mut h, T0 + 10);
+    let b = redrive(&mut copy, T0 + 10);
+    assert_eq!(a, b);
+    // The map reruns item 1 only; the Wait branch was aborted and waits again.
+    let d = only_dispatch(&a);
+    assert_eq!(d.input, json!(2));
+    assert_eq!(h.pending(), [50_010]);
+    for hh in [&mut h, &mut copy] {
+        hh.apply(T0 + 20, succeeded_task(d.task, json!("two")));
+        hh.fire_at(T0 + 50_010);
+        assert_eq!(output(&hh.exec), json!([["one", "two"], [1, 2]]));
+    }
+    assert!(h.exec == copy.exec);
+
+    // Snapshots written before redrive existed (no redrive fields) still load and run.
+    let mut old = Harness::new(busy_definition(), busy_input());
+    drive(&mut old, Some(12));
+    let mut v = serde_json::to_value(&old.exec).expect("to value");
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                for k in [
+                    "redrive",
+                    "redrive_ms",
+                    "failed_kids",
+                    "redo",
+                    "resume",
+                    "branch_input",
+                ] {
+                    m.remove(k);
+                }
+                m.values_mut().for_each(strip);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    strip(&mut v);
+    let loaded: Execution = serde_json::from_value(v).expect("an old snapshot must load");
+    assert_eq!(loaded.status, old.exec.status);
+    assert_eq!(loaded.event_count(), old.exec.event_count());
+}
+
+#[test]
+fn redrive_resumes_nested_branches_and_unlaunched_iterations() {
+    // A Map (one iteration at a time, one failure tolerated) whose iterations run a Parallel:
+    // the second and third iterations fail inside their Parallel; items 3 and 4 never start.
+    let def = json!({"StartAt": "Each", "States": {
+        "Each": {"Type": "Map", "End": true, "MaxConcurrency": 1, "ToleratedFailureCount": 1,
+            "ItemProcessor": {"StartAt": "Fan", "States": {
+                "Fan": {"Type": "Parallel", "End": true, "Branches": [
+                    {"StartAt": "L", "States": {"L": activity_task(json!({"End": true}))}},
+                    {"StartAt": "R", "States": {"R": activity_task(json!({"End": true}))}}]}}}}}});
+    let mut h = Harness::new(def, json!([0, 1, 2, 3, 4]));
+    let mut ds = dispatches(&h.apply(T0, Input::Start));
+    let mut now = T0;
+    // Item 0 succeeds; items 1 and 2 fail in branch R (the second failure exceeds the
+    // tolerance, so the map fails and items 3 and 4 never start).
+    for item in 0..3 {
+        assert_eq!(ds.len(), 2, "item {item}");
+        now += 10;
+        h.apply(now, succeeded_task(ds[0].task, json!(format!("L{item}"))));
+        now += 10;
+        let last = if item == 0 {
+            succeeded_task(ds[1].task, json!(format!("R{item}")))
+        } else {
+            failed_task(ds[1].task)
+        };
+        ds = dispatches(&h.apply(now, last));
+    }
+    assert_eq!(h.exec.status, ExecutionStatus::Failed);
+    assert_eq!(
+        h.exec.error.as_deref(),
+        Some("States.ExceedToleratedFailureThreshold")
+    );
+
+    let s = redrive(&mut h, now + 100);
+    // Item 1 resumes inside its Parallel: only branch R runs again.
+    let d = only_dispatch(&s);
+    assert_eq!((d.state_name.as_str(), d.input.clone()), ("R", json!(1)));
+    let mut now = now + 100;
+    let mut answers = vec![];
+    let mut next = d;
+    // Items 1 and 2 rerun only their R branch; items 3 and 4 run both branches.
+    loop {
+        now += 10;
+        let s = h.apply(
+            now,
+            succeeded_task(
+                next.task,
+                json!(format!("{}{}", next.state_name, next.input)),
+            ),
+        );
+        answers.push((next.state_name.clone(), next.input.clone()));
+        if h.exec.is_finished() {
+            break;
+        }
+        let ds = dispatches(&s);
+        if ds.is_empty() {
+            panic!("stuck after {answers:?}");
+        }
+        next = ds[0].clone();
+        for extra in &ds[1..] {
+            now += 10;
+            h.apply(
+                now,
+                succeeded_task(
+                    extra.task,
+                    json!(format!("{}{}", extra.state_name, extra.input)),
+                ),
+            );
+            answers.push((extra.state_name.clone(), extra.input.clone()));
+        }
+    }
+    assert_eq!(
+        h.exec.status,
+        ExecutionStatus::Succeeded,
+        "{:?}",
+        h.exec.error
+    );
+    answers.sort_by_key(|(name, item)| (item.as_u64(), name.clone()));
+    assert_eq!(
+        answers,
+        [
+            ("R".to_string(), json!(1)),
+            ("R".to_string(), json!(2)),
+            ("L".to_string(), json!(3)),
+            ("R".to_string(), json!(3)),
+            ("L".to_string(), json!(4)),
+            ("R".to_string(), json!(4)),
+        ]
+    );
+    assert_eq!(
+        output(&h.exec),
+        json!([
+            ["L0", "R0"],
+            ["L1", "R1"],
+            ["L2", "R2"],
+            ["L3", "R3"],
+            ["L4", "R4"]
+        ])
+    );
+    assert_dense(&h);
+    let (rebuilt, events) = replay(&h.def, info(json!([0, 1, 2, 3, 4]), 7), &h.journal, KEY)
+        .unwrap_or_else(|e| panic!("replay failed: {e}"));
+    assert_eq!(events, h.history);
+    assert!(rebuilt == h.exec);
 }

@@ -21,15 +21,22 @@
 //! * [`aws_clients`]: boto3 and the AWS CLI (`tests/aws/test_api.py`) against `stepline dev`
 //!   and against `stepline server` on the real Redis and RabbitMQ, and `aws-sdk-sfn` on the
 //!   core path, all signing with SigV4.
+//! * [`console`]: the web console — its HTTP surface (assets, CSP, cache headers, cookie
+//!   sign-in and the `X-Stepline-Console` CSRF header) and the end-to-end test in real headless
+//!   Chromium (`tests/console/e2e.mjs`; Node.js and `/usr/bin/chromium` required, never skipped).
+//! * [`test_state`]: the `TestState` API's pure core (each status, inspection data, mocks,
+//!   rejected requests).
 //! * [`tidy`]: house rules (pure modules do no IO, module docs, code map, no placeholders).
 
 mod aws_clients;
 mod broker_contract;
 mod conformance;
+mod console;
 mod golden;
 mod interp;
 mod props;
 mod runtime_e2e;
 mod store_contract;
+mod test_state;
 mod tidy;
 mod worker_amqp;

@@ -360,19 +360,8 @@ impl<S: Store, B: Broker, C: Clock> Actions<'_, S, B, C> {
         &self.api.service
     }
 
-    fn config(&self) -> &crate::runtime::coordinator::CoordinatorConfig {
-        self.service().coordinator().config()
-    }
-
     fn now_ms(&self) -> i64 {
         self.service().coordinator().clock().now_ms()
-    }
-
-    fn default_role(&self) -> String {
-        format!(
-            "arn:aws:iam::{}:role/stepline-execution-role",
-            self.config().account
-        )
     }
 
     // ---- State machines -------------------------------------------------------------------
@@ -398,11 +387,11 @@ impl<S: Store, B: Broker, C: Clock> Actions<'_, S, B, C> {
                 Ok(json!({"stateMachineArn": sm.arn, "creationDate": seconds(sm.created_ms)}))
             }
             Err(ServiceError::StateMachineAlreadyExists(arn)) => {
-                // AWS: creating an identical state machine again returns the existing one.
+                // AWS: creating an identical state machine again returns the existing one. The
+                // check covers name, definition and type; a different roleArn or tags is
+                // ignored (and not applied).
                 let existing = self.service().describe_state_machine(&arn).await?;
-                let same_role =
-                    role.as_deref().unwrap_or(&self.default_role()) == existing.role_arn;
-                if existing.definition == definition && existing.machine_type == ty && same_role {
+                if existing.definition == definition && existing.machine_type == ty {
                     Ok(
                         json!({"stateMachineArn": existing.arn, "creationDate": seconds(existing.created_ms)}),
                     )
@@ -545,6 +534,19 @@ impl<S: Store, B: Broker, C: Clock> Actions<'_, S, B, C> {
             "execution input",
         )?;
         let sm = self.service().describe_state_machine(sm_arn).await?;
+        if let Some(n) = &name {
+            // AWS: only an *open* execution with the same name and input is idempotent; the
+            // name of a closed one is ExecutionAlreadyExists whatever the input.
+            let existing = format!(
+                "{}:{n}",
+                sm.arn.replacen(":stateMachine:", ":execution:", 1)
+            );
+            if let Ok(rec) = self.service().describe_execution(&existing).await {
+                if rec.status != ExecutionStatus::Running {
+                    return Err(ServiceError::ExecutionAlreadyExists(existing).into());
+                }
+            }
+        }
         let arn = self
             .service()
             .start_execution(sm_arn, name, input.clone())
@@ -752,11 +754,8 @@ impl<S: Store, B: Broker, C: Clock> Actions<'_, S, B, C> {
     async fn redrive_execution(&self, r: &Req) -> Result<Value, ApiError> {
         let arn = r.str("executionArn")?;
         check_arn(arn, &["execution", "express"])?;
-        let _ = arn;
-        Err(ApiError::new(
-            "UnknownOperationException",
-            "PENDING-REDRIVE",
-        ))
+        let redrive_ms = self.service().redrive_execution(arn).await?;
+        Ok(json!({"redriveDate": seconds(redrive_ms)}))
     }
 
     // ---- Activities -----------------------------------------------------------------------
@@ -869,11 +868,27 @@ impl<S: Store, B: Broker, C: Clock> Actions<'_, S, B, C> {
     }
 
     fn test_state(&self, r: &Req) -> Result<Value, ApiError> {
-        let _ = r;
-        Err(ApiError::new(
-            "UnknownOperationException",
-            "PENDING-TESTSTATE",
-        ))
+        let request: crate::test_state::TestStateRequest =
+            serde_json::from_value(Value::Object(r.0.clone())).map_err(|e| {
+                ApiError::new(
+                    "ValidationException",
+                    format!("invalid TestState request: {e}"),
+                )
+            })?;
+        let now = self.now_ms();
+        let config = self.service().coordinator().config();
+        let env = crate::test_state::TestStateEnv {
+            now_ms: now,
+            seed: crate::runner::seed_from(&format!("test-state|{now}")),
+            account: config.account.clone(),
+            region: config.region.clone(),
+        };
+        let response = crate::test_state::test_state_with(&request, &env)
+            .map_err(|e| ApiError::new(e.code.as_str(), e.message))?;
+        serde_json::to_value(response).map_err(|e| {
+            ApiError::new("InternalFailure", e.to_string())
+                .with_status(StatusCode::INTERNAL_SERVER_ERROR)
+        })
     }
 
     // ---- Tags -----------------------------------------------------------------------------
@@ -999,8 +1014,11 @@ pub fn execution_json(record: &ExecutionRecord, sm: Option<&StateMachineRecord>)
             Some("Execution is SUCCEEDED and cannot be redriven".to_string())
         }
         _ if express => Some("Express executions cannot be redriven".to_string()),
-        _ => snapshot(record).and(None),
+        _ => snapshot(record).and_then(|e| e.redrivable().err()),
     };
+    if let Some(ms) = snapshot(record).and_then(|e| e.redrive_ms) {
+        v["redriveDate"] = seconds(ms);
+    }
     match reason {
         None => v["redriveStatus"] = json!("REDRIVABLE"),
         Some(r) => {

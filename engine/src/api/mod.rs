@@ -2,7 +2,8 @@
 //! aws-sdk-sfn and other AWS SDKs work against Stepline by pointing `endpoint_url` at it.
 //!
 //! A request is `POST /` with `X-Amz-Target: AWSStepFunctions.<Action>` and a JSON body
-//! (`application/x-amz-json-1.0`). It is authenticated with SigV4 ([`sigv4`]) unless the
+//! (`application/x-amz-json-1.0`). It is authenticated with SigV4 ([`sigv4`]) — or, for the
+//! web console, a session cookie plus `X-Stepline-Console: 1` ([`crate::console`]) — unless the
 //! server runs open (`stepline dev` without keys), its body is limited in size, and the
 //! action's handler ([`actions`]) maps it onto the runtime's [`Service`]. Responses are JSON
 //! with timestamps as epoch seconds; errors are HTTP 400 (5xx only for infrastructure
@@ -146,6 +147,11 @@ impl<S: Store, B: Broker, C: Clock> Api<S, B, C> {
         if self.config.open {
             return Ok(());
         }
+        let now = self.service.coordinator().clock().now_ms();
+        // The web console's requests: a session cookie plus `X-Stepline-Console: 1`.
+        if crate::console::session_authorized(headers, &self.config.access_keys, now) {
+            return Ok(());
+        }
         let pairs: Vec<(String, String)> = headers
             .iter()
             .map(|(k, v)| {
@@ -162,7 +168,6 @@ impl<S: Store, B: Broker, C: Clock> Api<S, B, C> {
             headers: &pairs,
             body,
         };
-        let now = self.service.coordinator().clock().now_ms();
         sigv4::verify(&req, &self.config.access_keys, now)
             .map(|_| ())
             .map_err(|e| {

@@ -11,6 +11,10 @@
 //! branch or iteration is a frame with its own current state; a parent frame waits for its
 //! children. Stale inputs (unknown task or timer ids, anything after the end) are ignored,
 //! which is what makes at-least-once delivery safe.
+//!
+//! An execution that ends unsuccessfully keeps where each unfinished frame stood;
+//! [`Input::Redrive`] (`RedriveExecution`) restarts from there, once per redrive count. The
+//! crate's `TestState` runs a single state through the same code in a probe mode.
 
 mod run;
 
@@ -22,6 +26,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use run::InterpError;
+pub(crate) use run::{probe_state, Fault, Probe, ProbeOutcome};
 
 /// Maximum size of any payload (input, output, result): 256 KiB, as in AWS.
 pub const PAYLOAD_LIMIT_BYTES: usize = 256 * 1024;
@@ -96,6 +101,14 @@ pub enum Input {
         error: Option<String>,
         cause: Option<String>,
     },
+    /// `RedriveExecution`: restart a FAILED, TIMED_OUT or ABORTED execution from the states
+    /// that did not succeed. `redrive_count` is the count this redrive makes (the execution's
+    /// current [`ExecutionInfo::redrive_count`] + 1, see [`Execution::redrive_input`]): a
+    /// duplicate delivery names a count that is already reached and changes nothing, even when
+    /// the redriven execution has failed again in between.
+    Redrive {
+        redrive_count: u32,
+    },
 }
 
 /// What the runtime must do after committing a step.
@@ -153,6 +166,10 @@ pub struct Context {
 pub struct Step {
     pub events: Vec<HistoryEvent>,
     pub commands: Vec<Command>,
+    /// Activities a Task named that were not in [`Context::activities`] (the step failed those
+    /// tasks with `States.Runtime`); a runtime with a possibly stale activity list re-reads it
+    /// and applies the input again to the unchanged execution.
+    pub missing_activities: Vec<String>,
 }
 
 /// The state of one execution. Serializable: the runtime snapshots it.
@@ -174,7 +191,22 @@ pub struct Execution {
     timers: BTreeMap<u64, run::Timer>,
     rng: u64,
     started: bool,
+    /// Where a redrive restarts: the unsuccessful frame tree as the execution ended
+    /// (`None` while running, after success, or when it failed before its first state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    redrive: Option<run::RedriveNode>,
+    /// When the latest redrive happened (`DescribeExecution`'s `redriveDate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redrive_ms: Option<i64>,
 }
+
+/// AWS refuses a redrive unless the history has room for `ExecutionRedriven` and at least one
+/// more event: it must hold fewer than 24,999 events.
+pub const REDRIVE_EVENT_LIMIT: u64 = 24_999;
+/// Executions can be redriven up to 14 days after they stopped.
+pub const REDRIVE_WINDOW_MS: i64 = 14 * 24 * 3600 * 1000;
+/// An execution cannot stay open (or be redriven) beyond one year after its start.
+pub const MAX_OPEN_MS: i64 = 365 * 24 * 3600 * 1000;
 
 impl Execution {
     pub fn new(info: ExecutionInfo) -> Execution {
@@ -195,7 +227,54 @@ impl Execution {
             timers: BTreeMap::new(),
             rng,
             started: false,
+            redrive: None,
+            redrive_ms: None,
         }
+    }
+
+    /// Whether `RedriveExecution` may restart this execution, ignoring time (see
+    /// [`Execution::redrivable_at`]); `Err` carries AWS's reason (`ExecutionNotRedrivable`).
+    pub fn redrivable(&self) -> Result<(), String> {
+        if self.info.express {
+            return Err("Executions of EXPRESS state machines cannot be redriven".into());
+        }
+        match self.status {
+            ExecutionStatus::Running => {
+                return Err("Execution is RUNNING and cannot be redriven".into())
+            }
+            ExecutionStatus::Succeeded => {
+                return Err("Execution is SUCCEEDED and cannot be redriven".into())
+            }
+            ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Aborted => {}
+        }
+        if self.last_event_id >= REDRIVE_EVENT_LIMIT {
+            return Err("Execution history event limit exceeded".into());
+        }
+        Ok(())
+    }
+
+    /// [`Execution::redrivable`] plus AWS's time limits at `now_ms`: 14 days after the stop,
+    /// one year after the start.
+    pub fn redrivable_at(&self, now_ms: i64) -> Result<(), String> {
+        self.redrivable()?;
+        if self
+            .stop_ms
+            .is_some_and(|s| now_ms > s.saturating_add(REDRIVE_WINDOW_MS))
+        {
+            return Err("Execution redrivable period exceeded".into());
+        }
+        if now_ms > self.info.start_ms.saturating_add(MAX_OPEN_MS) {
+            return Err("Execution has exceeded the max execution time".into());
+        }
+        Ok(())
+    }
+
+    /// The [`Input::Redrive`] that redrives this execution once, or why it cannot be redriven.
+    pub fn redrive_input(&self, now_ms: i64) -> Result<Input, String> {
+        self.redrivable_at(now_ms)?;
+        Ok(Input::Redrive {
+            redrive_count: self.info.redrive_count.saturating_add(1),
+        })
     }
 
     pub fn is_finished(&self) -> bool {

@@ -87,6 +87,10 @@ pub(crate) struct Frame {
     retry_total: u32,
     /// Events of distributed-map item executions are not part of the parent's history.
     silent: bool,
+    /// After a Parallel/inline Map state failed: what its branches or iterations left behind,
+    /// so that a redrive reruns only the unsuccessful ones. Cleared when the state runs again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    failed_kids: Option<Box<RedriveKids>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,6 +121,12 @@ struct Children {
     running: BTreeSet<u64>,
     failure: Option<Fault>,
     launching: bool,
+    /// Branches that failed or were aborted (or, during a redrive, wait to be restarted).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    redo: BTreeMap<usize, RedriveNode>,
+    /// Every branch's input (a branch not launched before a failure restarts from it).
+    #[serde(default)]
+    branch_input: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,6 +145,88 @@ struct MapRun {
     distributed: bool,
     /// Id of the latest `MapIteration{Succeeded,Failed}` event.
     last_iteration_event: u64,
+    /// Inline iterations that failed or were aborted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    redo: BTreeMap<usize, RedriveNode>,
+    /// During a redrive: iterations to restart from where they stopped when launched.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    resume: BTreeMap<usize, RedriveNode>,
+}
+
+/// What a redrive restarts for one frame: its unsuccessful state, the raw input that state
+/// had (its `…StateEntered` input) and the variables it saw; for a Parallel or inline Map
+/// state also what each branch or iteration left behind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RedriveNode {
+    machine: usize,
+    state: usize,
+    input: Arc<Value>,
+    vars: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kids: Option<Box<RedriveKids>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum RedriveKids {
+    Parallel {
+        input: Value,
+        slots: Vec<Slot>,
+    },
+    Map {
+        slots: Vec<Slot>,
+        max: usize,
+        tolerated_count: Option<u64>,
+        tolerated_pct: Option<f64>,
+    },
+}
+
+/// One branch or iteration of a redriven Parallel/Map state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Slot {
+    /// Succeeded: its output is kept, it does not run again.
+    Done(Value),
+    /// Failed or aborted: restarted from where it stopped.
+    Redo(RedriveNode),
+    /// Never launched: starts from the beginning with this input.
+    Fresh(Value),
+}
+
+/// TestState: the interpreter runs exactly one state, answers a Task (or a Parallel/Map
+/// state) from a mock instead of dispatching it, and records the data-flow stages.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Probe {
+    /// The mocked result (`Ok`) or error (`Err`) of a Task, Parallel or Map state.
+    pub mock: Option<Result<Value, Fault>>,
+    /// Retries already made (`stateConfiguration.retrierRetryCount`).
+    pub retry_count: u32,
+    /// Members replacing the generated context object's (`context`).
+    pub context: Option<Value>,
+    pub after_input_path: Option<Value>,
+    pub after_parameters: Option<Value>,
+    pub result: Option<Value>,
+    pub after_result_selector: Option<Value>,
+    pub after_result_path: Option<Value>,
+    /// Variables the state assigned on the path it took.
+    pub assigned: Option<Map<String, Value>>,
+    /// The error a Catcher caught, with the Catcher's index.
+    pub caught: Option<(usize, Fault)>,
+    pub outcome: Option<ProbeOutcome>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ProbeOutcome {
+    /// The state exited with this output, to `next` (a state of the same machine) or ending.
+    Exited {
+        output: Value,
+        next: Option<usize>,
+    },
+    Failed(Fault),
+    /// A Retrier (`index`) still had attempts; it would wait `backoff_seconds`.
+    Retriable {
+        fault: Fault,
+        index: usize,
+        backoff_seconds: f64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,6 +261,9 @@ pub(crate) struct Run<'a> {
     ctx: &'a Context,
     events: Vec<HistoryEvent>,
     commands: Vec<Command>,
+    /// Set only for TestState runs.
+    probe: Option<Box<Probe>>,
+    missing_activities: Vec<String>,
 }
 
 type R<T> = Result<T, InterpError>;
@@ -321,6 +416,8 @@ impl<'a> Run<'a> {
             ctx,
             events: Vec::new(),
             commands: Vec::new(),
+            probe: None,
+            missing_activities: Vec::new(),
         }
     }
 
@@ -328,6 +425,7 @@ impl<'a> Run<'a> {
         Step {
             events: self.events,
             commands: self.commands,
+            missing_activities: self.missing_activities,
         }
     }
 
@@ -452,7 +550,14 @@ impl<'a> Run<'a> {
             let info = &self.ex.info;
             let (entered, retry) = (frame.entered_ms, frame.retry_total);
             let ex2 = extra.clone();
-            let ctxf = move || build_context(info, state, entered, retry, &ex2);
+            let over = self.probe.as_ref().and_then(|p| p.context.as_ref());
+            let ctxf = move || {
+                let mut c = build_context(info, state, entered, retry, &ex2);
+                if let Some(o) = over {
+                    merge_into(&mut c, o);
+                }
+                c
+            };
             let mut scope = Scope::new(doc, &ctxf, &frame.vars, &mut rng);
             scope.states_result = states.0;
             scope.states_error_output = states.1;
@@ -466,10 +571,14 @@ impl<'a> Run<'a> {
     // Inputs
 
     pub(crate) fn apply(&mut self, input: &Input) -> R<()> {
+        if let Input::Redrive { redrive_count } = input {
+            return self.redrive(*redrive_count);
+        }
         if self.ex.is_finished() {
             return Ok(());
         }
         match input {
+            Input::Redrive { .. } => Ok(()),
             Input::Start => {
                 if self.ex.started {
                     return Ok(());
@@ -484,42 +593,7 @@ impl<'a> Run<'a> {
                         role_arn: role,
                     },
                 );
-                if over_limit(&info_input) {
-                    return self.end_execution(
-                        ExecutionStatus::Failed,
-                        None,
-                        Some(Fault {
-                            error: Some(names::DATA_LIMIT_EXCEEDED.into()),
-                            cause: Some("The execution input exceeds the maximum number of bytes service limit.".into()),
-                        }),
-                    );
-                }
-                if let Some(t) = self.def.timeout_seconds {
-                    let at = deadline(self.now(), t);
-                    self.schedule_timer(at, Timer::ExecutionTimeout);
-                }
-                let root = self.def.root();
-                self.ex.frames.insert(
-                    0,
-                    Frame {
-                        parent: None,
-                        machine: 0,
-                        state: root.start_at,
-                        input: info_input,
-                        phase: Phase::Idle,
-                        vars: Map::new(),
-                        // AWS gives the first state's event previousEventId 0.
-                        last_event: 0,
-                        entered_event: 0,
-                        entered_prev: 0,
-                        entered_ms: self.now(),
-                        retry_counts: Vec::new(),
-                        retry_total: 0,
-                        silent: false,
-                    },
-                );
-                self.ex.next_frame = 1;
-                self.run_frame(0)
+                self.start_root(info_input, 0)
             }
             Input::TaskStarted { task, worker_name } => {
                 let Some(&fid) = self.ex.tasks.get(task) else {
@@ -635,6 +709,339 @@ impl<'a> Run<'a> {
                 self.end_execution(ExecutionStatus::Aborted, None, Some(fault))
             }
         }
+    }
+
+    /// Runs the root machine from its StartAt (after `ExecutionStarted`, or when redriving an
+    /// execution that failed before its first state); `last_event` links the first state.
+    fn start_root(&mut self, input: Arc<Value>, last_event: u64) -> R<()> {
+        if over_limit(&input) {
+            return self.end_execution(
+                ExecutionStatus::Failed,
+                None,
+                Some(Fault {
+                    error: Some(names::DATA_LIMIT_EXCEEDED.into()),
+                    cause: Some(
+                        "The execution input exceeds the maximum number of bytes service limit."
+                            .into(),
+                    ),
+                }),
+            );
+        }
+        if let Some(t) = self.def.timeout_seconds {
+            let at = deadline(self.now(), t);
+            self.schedule_timer(at, Timer::ExecutionTimeout);
+        }
+        let node = RedriveNode {
+            machine: 0,
+            state: self.def.root().start_at,
+            input,
+            vars: Map::new(),
+            kids: None,
+        };
+        // AWS gives the first state's event previousEventId 0.
+        self.insert_frame(0, None, node, last_event, false);
+        self.ex.next_frame = self.ex.next_frame.max(1);
+        self.run_frame(0)
+    }
+
+    /// Creates frame `id` at `node`'s state (idle, about to be entered).
+    fn insert_frame(
+        &mut self,
+        id: u64,
+        parent: Option<(u64, usize)>,
+        node: RedriveNode,
+        last_event: u64,
+        silent: bool,
+    ) {
+        let now = self.now();
+        self.ex.frames.insert(
+            id,
+            Frame {
+                parent,
+                machine: node.machine,
+                state: node.state,
+                input: node.input,
+                phase: Phase::Idle,
+                vars: node.vars,
+                last_event,
+                entered_event: 0,
+                entered_prev: 0,
+                entered_ms: now,
+                retry_counts: Vec::new(),
+                retry_total: 0,
+                silent,
+                failed_kids: None,
+            },
+        );
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Redrive
+
+    /// `RedriveExecution`: restarts the unsuccessful states with the input they had. Applied
+    /// once per redrive count, and only while the execution is redrivable.
+    fn redrive(&mut self, count: u32) -> R<()> {
+        if self.ex.redrivable_at(self.now()).is_err()
+            || count != self.ex.info.redrive_count.saturating_add(1)
+        {
+            return Ok(());
+        }
+        self.ex.info.redrive_count = count;
+        self.ex.status = ExecutionStatus::Running;
+        self.ex.output = None;
+        self.ex.error = None;
+        self.ex.cause = None;
+        self.ex.stop_ms = None;
+        self.ex.redrive_ms = Some(self.now());
+        let id = self.emit(
+            None,
+            EventKind::ExecutionRedriven {
+                redrive_count: count,
+            },
+        );
+        let Some(mut node) = self.ex.redrive.take() else {
+            // It failed before its first state: start over.
+            let input = Arc::new(self.ex.info.input.clone());
+            return self.start_root(input, id);
+        };
+        // AWS restarts the execution-level timeout from zero.
+        if let Some(t) = self.def.timeout_seconds {
+            let at = deadline(self.now(), t);
+            self.schedule_timer(at, Timer::ExecutionTimeout);
+        }
+        let kids = node.kids.take();
+        self.insert_frame(0, None, node, id, false);
+        self.ex.next_frame = self.ex.next_frame.max(1);
+        self.resume_frame(0, kids)
+    }
+
+    /// Runs a restored frame: its state is entered again; a Parallel/Map state only restarts
+    /// the branches or iterations that did not succeed.
+    fn resume_frame(&mut self, fid: u64, kids: Option<Box<RedriveKids>>) -> R<()> {
+        let Some(kids) = kids else {
+            return self.run_frame(fid);
+        };
+        if self.ex.is_finished() || !self.ex.frames.contains_key(&fid) {
+            return Ok(());
+        }
+        let flow = self.enter_redriven(fid, *kids)?;
+        self.drive(fid, flow)
+    }
+
+    fn enter_redriven(&mut self, fid: u64, kids: RedriveKids) -> R<Flow> {
+        self.begin_state(fid)?;
+        let state = self.state_of(fid)?;
+        match (kids, &state.kind) {
+            (RedriveKids::Parallel { input, slots }, StateKind::Parallel { branches })
+                if slots.len() == branches.len() =>
+            {
+                self.emit(
+                    Some(fid),
+                    EventKind::Plain {
+                        event_type: "ParallelStateStarted".into(),
+                    },
+                );
+                let mut results = vec![None; slots.len()];
+                let mut redo = BTreeMap::new();
+                for (i, s) in slots.iter().enumerate() {
+                    match s {
+                        Slot::Done(v) => results[i] = Some(v.clone()),
+                        Slot::Redo(n) => {
+                            redo.insert(i, n.clone());
+                        }
+                        Slot::Fresh(_) => {}
+                    }
+                }
+                self.frame_mut(fid)?.phase = Phase::Parallel(Children {
+                    results,
+                    running: BTreeSet::new(),
+                    failure: None,
+                    launching: true,
+                    redo,
+                    branch_input: input,
+                });
+                for (slot, s) in slots.into_iter().enumerate() {
+                    if self.ex.is_finished() || !self.ex.frames.contains_key(&fid) {
+                        return Ok(Flow::Done);
+                    }
+                    let phase = &self.frame(fid)?.phase;
+                    if matches!(phase, Phase::Parallel(ch) if ch.failure.is_some()) {
+                        break;
+                    }
+                    let node = match s {
+                        Slot::Done(_) => continue,
+                        Slot::Redo(_) => {
+                            let taken = match &mut self.frame_mut(fid)?.phase {
+                                Phase::Parallel(ch) => ch.redo.remove(&slot),
+                                _ => None,
+                            };
+                            match taken {
+                                Some(n) => n,
+                                None => continue,
+                            }
+                        }
+                        Slot::Fresh(v) => RedriveNode {
+                            machine: branches[slot],
+                            state: self.def.machines[branches[slot]].start_at,
+                            input: Arc::new(v),
+                            vars: self.frame(fid)?.vars.clone(),
+                            kids: None,
+                        },
+                    };
+                    let child = self.restore_child(fid, slot, node)?;
+                    if let Phase::Parallel(ch) = &mut self.frame_mut(fid)?.phase {
+                        ch.running.insert(child.0);
+                    }
+                    self.resume_frame(child.0, child.1)?;
+                }
+                if self.ex.is_finished() || !self.ex.frames.contains_key(&fid) {
+                    return Ok(Flow::Done);
+                }
+                if let Phase::Parallel(ch) = &mut self.frame_mut(fid)?.phase {
+                    ch.launching = false;
+                }
+                self.parallel_settle(fid)
+            }
+            (
+                RedriveKids::Map {
+                    slots,
+                    max,
+                    tolerated_count,
+                    tolerated_pct,
+                },
+                StateKind::Map(_),
+            ) => {
+                self.emit(
+                    Some(fid),
+                    EventKind::MapStateStarted {
+                        length: slots.len(),
+                    },
+                );
+                let n = slots.len();
+                let mut items = vec![Value::Null; n];
+                let mut results = vec![None; n];
+                let mut resume = BTreeMap::new();
+                for (i, s) in slots.into_iter().enumerate() {
+                    match s {
+                        Slot::Done(v) => results[i] = Some(v),
+                        Slot::Redo(node) => {
+                            resume.insert(i, node);
+                        }
+                        Slot::Fresh(v) => items[i] = v,
+                    }
+                }
+                self.frame_mut(fid)?.phase = Phase::Map(Box::new(MapRun {
+                    items,
+                    next: 0,
+                    max,
+                    results,
+                    running: BTreeMap::new(),
+                    failures: 0,
+                    tolerated_count,
+                    tolerated_pct,
+                    failure: None,
+                    launching: false,
+                    distributed: false,
+                    last_iteration_event: 0,
+                    redo: BTreeMap::new(),
+                    resume,
+                }));
+                self.map_advance(fid)
+            }
+            // The definition does not match what was recorded: run the whole state again.
+            _ => self.execute_state(fid),
+        }
+    }
+
+    /// A child frame of `parent` restored from `node`; returns it with the kids to resume.
+    fn restore_child(
+        &mut self,
+        parent: u64,
+        slot: usize,
+        mut node: RedriveNode,
+    ) -> R<(u64, Option<Box<RedriveKids>>)> {
+        let (last, silent) = {
+            let p = self.frame(parent)?;
+            (p.last_event, p.silent)
+        };
+        let id = self.ex.next_frame;
+        self.ex.next_frame += 1;
+        let kids = node.kids.take();
+        self.insert_frame(id, Some((parent, slot)), node, last, silent);
+        Ok((id, kids))
+    }
+
+    /// What a redrive of frame `fid` would restart, as the frame is now.
+    fn node_of(&self, fid: u64) -> R<RedriveNode> {
+        let f = self.frame(fid)?;
+        let kids = match &f.phase {
+            Phase::Parallel(_) | Phase::Map(_) => self.live_kids(fid)?,
+            _ => f.failed_kids.clone(),
+        };
+        Ok(RedriveNode {
+            machine: f.machine,
+            state: f.state,
+            input: f.input.clone(),
+            vars: f.vars.clone(),
+            kids,
+        })
+    }
+
+    /// The branches/iterations of a running Parallel or inline Map frame.
+    fn live_kids(&self, fid: u64) -> R<Option<Box<RedriveKids>>> {
+        let slot_of = |c: &u64| -> Option<usize> {
+            self.ex.frames.get(c).and_then(|f| f.parent).map(|(_, s)| s)
+        };
+        Ok(match &self.frame(fid)?.phase {
+            Phase::Parallel(ch) => {
+                let running: BTreeMap<usize, u64> = ch
+                    .running
+                    .iter()
+                    .filter_map(|c| slot_of(c).map(|s| (s, *c)))
+                    .collect();
+                let mut slots = Vec::with_capacity(ch.results.len());
+                for (i, r) in ch.results.iter().enumerate() {
+                    slots.push(if let Some(v) = r {
+                        Slot::Done(v.clone())
+                    } else if let Some(n) = ch.redo.get(&i) {
+                        Slot::Redo(n.clone())
+                    } else if let Some(c) = running.get(&i) {
+                        Slot::Redo(self.node_of(*c)?)
+                    } else {
+                        Slot::Fresh(ch.branch_input.clone())
+                    });
+                }
+                Some(Box::new(RedriveKids::Parallel {
+                    input: ch.branch_input.clone(),
+                    slots,
+                }))
+            }
+            Phase::Map(m) if !m.distributed => {
+                let running: BTreeMap<usize, u64> =
+                    m.running.iter().map(|(c, i)| (*i, *c)).collect();
+                let mut slots = Vec::with_capacity(m.results.len());
+                for (i, r) in m.results.iter().enumerate() {
+                    slots.push(if let Some(n) = m.redo.get(&i) {
+                        Slot::Redo(n.clone())
+                    } else if let Some(c) = running.get(&i) {
+                        Slot::Redo(self.node_of(*c)?)
+                    } else if let Some(v) = r {
+                        Slot::Done(v.clone())
+                    } else if let Some(n) = m.resume.get(&i) {
+                        Slot::Redo(n.clone())
+                    } else {
+                        Slot::Fresh(m.items.get(i).cloned().unwrap_or(Value::Null))
+                    });
+                }
+                Some(Box::new(RedriveKids::Map {
+                    slots,
+                    max: m.max,
+                    tolerated_count: m.tolerated_count,
+                    tolerated_pct: m.tolerated_pct,
+                }))
+            }
+            _ => None,
+        })
     }
 
     fn restart_heartbeat(
@@ -788,6 +1195,12 @@ impl<'a> Run<'a> {
     }
 
     fn enter_state(&mut self, fid: u64) -> R<Flow> {
+        self.begin_state(fid)?;
+        self.execute_state(fid)
+    }
+
+    /// Emits the current state's `…StateEntered` and resets its per-entry counters.
+    fn begin_state(&mut self, fid: u64) -> R<()> {
         let state = self.state_of(fid)?;
         let f_prev = self.frame(fid)?.last_event;
         let input = self.frame(fid)?.input.clone();
@@ -807,11 +1220,12 @@ impl<'a> Run<'a> {
         f.retry_counts.clear();
         f.retry_counts.resize(state.retry.len(), 0);
         f.retry_total = 0;
-        self.execute_state(fid)
+        Ok(())
     }
 
     /// Runs the body of the current state (also used for retries, without a new Entered).
     fn execute_state(&mut self, fid: u64) -> R<Flow> {
+        self.frame_mut(fid)?.failed_kids = None;
         let state = self.state_of(fid)?;
         let result = match &state.kind {
             StateKind::Pass { result } => self.exec_pass(fid, state, result.as_ref()),
@@ -891,15 +1305,19 @@ impl<'a> Run<'a> {
         if state.query_language == QueryLanguage::JSONata {
             return Ok(Ok(Value::clone(raw)));
         }
-        match &state.io.input_path {
-            OptionalPath::Default => Ok(Ok(Value::clone(raw))),
-            OptionalPath::Null => Ok(Ok(json!({}))),
+        let v = match &state.io.input_path {
+            OptionalPath::Default => Ok(Value::clone(raw)),
+            OptionalPath::Null => Ok(json!({})),
             OptionalPath::Path(p) => {
                 self.scoped(fid, raw, &CtxExtra::default(), (None, None), |s| {
                     s.select(p)
-                })
+                })?
             }
+        };
+        if let (Some(p), Ok(v)) = (self.probe.as_deref_mut(), &v) {
+            p.after_input_path = Some(v.clone());
         }
+        Ok(v)
     }
 
     fn output_path(&mut self, fid: u64, state: &State, v: Value) -> R<Result<Value, Failure>> {
@@ -941,7 +1359,12 @@ impl<'a> Run<'a> {
         result: Option<&Value>,
         error_output: Option<&Value>,
     ) -> R<Result<Option<Map<String, Value>>, Failure>> {
-        let Some(t) = assign else { return Ok(Ok(None)) };
+        let Some(t) = assign else {
+            if let Some(p) = self.probe.as_deref_mut() {
+                p.assigned = None;
+            }
+            return Ok(Ok(None));
+        };
         let v = self.scoped(
             fid,
             doc,
@@ -950,10 +1373,14 @@ impl<'a> Run<'a> {
             |s| s.eval(t, "Assign"),
         )?;
         // AWS records `assignedVariables` only when something was assigned.
-        Ok(v.map(|v| match v {
+        let v = v.map(|v| match v {
             Value::Object(m) if !m.is_empty() => Some(m),
             _ => None,
-        }))
+        });
+        if let (Some(p), Ok(a)) = (self.probe.as_deref_mut(), &v) {
+            p.assigned = a.clone();
+        }
+        Ok(v)
     }
 
     /// JSONata `Output` (or the default) for a state.
@@ -1019,6 +1446,17 @@ impl<'a> Run<'a> {
             };
             return self.frame_failed(fid, fault);
         }
+        let next = match next {
+            Some(n) => Some(n),
+            None => match state.transition {
+                Transition::Next(n) => Some(n),
+                _ => None,
+            },
+        };
+        if let Some(p) = self.probe.as_deref_mut() {
+            p.outcome = Some(ProbeOutcome::Exited { output, next });
+            return Ok(Flow::Done);
+        }
         let output = Arc::new(output);
         self.emit(
             Some(fid),
@@ -1033,13 +1471,7 @@ impl<'a> Run<'a> {
         if let Some(a) = assigned {
             f.vars.extend(a);
         }
-        let next = match next {
-            Some(n) => Some(n),
-            None => match state.transition {
-                Transition::Next(n) => Some(n),
-                _ => None,
-            },
-        };
+        f.failed_kids = None;
         match next {
             Some(n) => {
                 f.state = n;
@@ -1080,7 +1512,7 @@ impl<'a> Run<'a> {
             }
         };
         if matches!(state.kind, StateKind::Succeed) {
-            if over_limit(&output) {
+            if over_limit(&output) || self.probe.is_some() {
                 return self.exit_state(fid, state, output, assigned, None);
             }
             let output = Arc::new(output);
@@ -1169,6 +1601,11 @@ impl<'a> Run<'a> {
                         return Ok(Err(f));
                     }
                 }
+                if let Some(p) = self.probe.as_deref_mut() {
+                    // AWS shows neither of them when `Result` replaces the input.
+                    p.after_input_path = None;
+                    p.result = Some(r.clone());
+                }
                 r.clone()
             }
             (None, None) => match self.input_path(fid, state, &raw)? {
@@ -1176,6 +1613,12 @@ impl<'a> Run<'a> {
                 Err(f) => return Ok(Err(f)),
             },
         };
+        if let Some(p) = self.probe.as_deref_mut() {
+            if result.is_none() {
+                p.after_parameters = Some(res.clone());
+            }
+            p.after_result_selector = Some(res.clone());
+        }
         let assigned = match self.eval_assign(fid, state.assign.as_ref(), &res, None, None)? {
             Ok(a) => a,
             Err(f) => return Ok(Err(f)),
@@ -1184,6 +1627,9 @@ impl<'a> Run<'a> {
             Ok(v) => v,
             Err(f) => return Ok(Err(f)),
         };
+        if let Some(p) = self.probe.as_deref_mut() {
+            p.after_result_path = Some(merged.clone());
+        }
         let out = match self.output_path(fid, state, merged)? {
             Ok(v) => v,
             Err(f) => return Ok(Err(f)),
@@ -1404,7 +1850,8 @@ impl<'a> Run<'a> {
                 }
             }
         };
-        if fire_at <= self.now() {
+        // TestState does not wait.
+        if fire_at <= self.now() || self.probe.is_some() {
             return self.finish_simple(fid, eff).map(Ok);
         }
         let timer = self.schedule_timer(fire_at, Timer::Wait { frame: fid });
@@ -1496,6 +1943,7 @@ impl<'a> Run<'a> {
         let raw = self.frame(fid)?.input.clone();
         if let Some(known) = &self.ctx.activities {
             if spec.is_activity() && !known.contains(&spec.resource) {
+                self.missing_activities.push(spec.resource.clone());
                 return Ok(Err(Failure::runtime(format!(
                     "The activity {} does not exist.",
                     spec.resource
@@ -1544,6 +1992,9 @@ impl<'a> Run<'a> {
                 Ok(v) => v,
                 Err(f) => return Ok(Err(f)),
             };
+        if self.probe.is_some() {
+            return self.probe_result(fid, params).map(Ok);
+        }
         let activity = spec.is_activity();
         let kind = if activity {
             EventKind::ActivityScheduled {
@@ -1593,6 +2044,30 @@ impl<'a> Run<'a> {
         Ok(Ok(Flow::Blocked))
     }
 
+    /// TestState: a Task, Parallel or Map state's effective input is `params`; its result (or
+    /// error) comes from the mock.
+    fn probe_result(&mut self, fid: u64, params: Value) -> R<Flow> {
+        let mock = match self.probe.as_deref_mut() {
+            Some(p) => {
+                p.after_parameters = Some(params);
+                p.mock.clone()
+            }
+            None => None,
+        };
+        match mock {
+            Some(Ok(result)) => {
+                if let Some(p) = self.probe.as_deref_mut() {
+                    p.result = Some(result.clone());
+                }
+                self.complete_with_result(fid, result)
+            }
+            Some(Err(fault)) => self.state_failed(fid, fault),
+            None => Err(invariant(
+                "TestState of a state that needs a mock, without one",
+            )),
+        }
+    }
+
     /// Result processing for Task, Parallel and Map, then exit.
     fn complete_with_result(&mut self, fid: u64, result: Value) -> R<Flow> {
         let state = self.state_of(fid)?;
@@ -1633,6 +2108,9 @@ impl<'a> Run<'a> {
             },
             None => result,
         };
+        if let Some(p) = self.probe.as_deref_mut() {
+            p.after_result_selector = Some(selected.clone());
+        }
         let assigned = match self.eval_assign(fid, state.assign.as_ref(), &selected, None, None)? {
             Ok(a) => a,
             Err(f) => return self.fail_in_state(fid, f),
@@ -1641,6 +2119,9 @@ impl<'a> Run<'a> {
             Ok(v) => v,
             Err(f) => return self.fail_in_state(fid, f),
         };
+        if let Some(p) = self.probe.as_deref_mut() {
+            p.after_result_path = Some(merged.clone());
+        }
         let out = match self.output_path(fid, state, merged)? {
             Ok(v) => v,
             Err(f) => return self.fail_in_state(fid, f),
@@ -1679,6 +2160,7 @@ impl<'a> Run<'a> {
                 retry_counts: Vec::new(),
                 retry_total: 0,
                 silent: silent || parent_silent,
+                failed_kids: None,
             },
         );
         Ok(id)
@@ -1720,6 +2202,9 @@ impl<'a> Run<'a> {
                 None => eff,
             }
         };
+        if self.probe.is_some() {
+            return self.probe_result(fid, branch_input).map(Ok);
+        }
         self.emit(
             Some(fid),
             EventKind::Plain {
@@ -1731,6 +2216,8 @@ impl<'a> Run<'a> {
             running: BTreeSet::new(),
             failure: None,
             launching: true,
+            redo: BTreeMap::new(),
+            branch_input: branch_input.clone(),
         });
         for (slot, &machine) in branches.iter().enumerate() {
             if self.ex.is_finished() {
@@ -1763,7 +2250,10 @@ impl<'a> Run<'a> {
         };
         if let Some(f) = failure {
             self.abort_children(fid)?;
-            self.frame_mut(fid)?.phase = Phase::Idle;
+            let kids = self.live_kids(fid)?;
+            let fr = self.frame_mut(fid)?;
+            fr.phase = Phase::Idle;
+            fr.failed_kids = kids;
             return self.state_failed(fid, f);
         }
         if !done {
@@ -1830,6 +2320,9 @@ impl<'a> Run<'a> {
                 Failure::runtime(msg)
             }));
         };
+        if self.probe.is_some() {
+            return self.probe_result(fid, Value::Array(items)).map(Ok);
+        }
         let distributed = spec.mode == MapMode::Distributed;
         // MaxConcurrency is read before MapStateStarted, the failure thresholds after, as AWS does.
         let max = match self.integer(fid, spec.max_concurrency.as_ref(), &eff, "MaxConcurrency")? {
@@ -1960,6 +2453,8 @@ impl<'a> Run<'a> {
             launching: false,
             distributed,
             last_iteration_event: 0,
+            redo: BTreeMap::new(),
+            resume: BTreeMap::new(),
         }));
         self.map_advance(fid).map(Ok)
     }
@@ -1976,15 +2471,28 @@ impl<'a> Run<'a> {
             if self.ex.is_finished() || !self.ex.frames.contains_key(&fid) {
                 return Ok(Flow::Done);
             }
-            let (launch, idx, item, distributed) = match &mut self.frame_mut(fid)?.phase {
+            let (launch, idx, item, resume, distributed) = match &mut self.frame_mut(fid)?.phase {
                 Phase::Map(m) => {
+                    // A redriven map skips the iterations that already succeeded.
+                    while m.next < m.items.len()
+                        && m.results.get(m.next).is_some_and(Option::is_some)
+                    {
+                        m.next += 1;
+                    }
                     if m.failure.is_none() && m.running.len() < m.max && m.next < m.items.len() {
                         let i = m.next;
                         m.next += 1;
                         m.launching = true;
-                        (true, i, std::mem::take(&mut m.items[i]), m.distributed)
+                        let resume = m.resume.remove(&i);
+                        (
+                            true,
+                            i,
+                            std::mem::take(&mut m.items[i]),
+                            resume,
+                            m.distributed,
+                        )
                     } else {
-                        (false, 0, Value::Null, m.distributed)
+                        (false, 0, Value::Null, None, m.distributed)
                     }
                 }
                 _ => return Ok(Flow::Blocked),
@@ -2006,11 +2514,17 @@ impl<'a> Run<'a> {
                     },
                 );
             }
-            let child = self.new_child(fid, idx, spec.processor, item, distributed)?;
+            let (child, kids) = match resume {
+                Some(node) => self.restore_child(fid, idx, node)?,
+                None => (
+                    self.new_child(fid, idx, spec.processor, item, distributed)?,
+                    None,
+                ),
+            };
             if let Phase::Map(m) = &mut self.frame_mut(fid)?.phase {
                 m.running.insert(child, idx);
             }
-            self.run_frame(child)?;
+            self.resume_frame(child, kids)?;
             if let Some(f) = self.ex.frames.get_mut(&fid) {
                 if let Phase::Map(m) = &mut f.phase {
                     m.launching = false;
@@ -2040,7 +2554,10 @@ impl<'a> Run<'a> {
                     },
                 );
             }
-            self.frame_mut(fid)?.phase = Phase::Idle;
+            let kids = self.live_kids(fid)?;
+            let fr = self.frame_mut(fid)?;
+            fr.phase = Phase::Idle;
+            fr.failed_kids = kids;
             return self.state_failed(fid, f);
         }
         if !done {
@@ -2105,7 +2622,24 @@ impl<'a> Run<'a> {
             };
         let state_name = self.state_of(fid)?.name.clone();
         for (child, idx) in children {
-            self.abort_frame(child)?;
+            let slot = self
+                .ex
+                .frames
+                .get(&child)
+                .and_then(|f| f.parent)
+                .map(|(_, s)| s);
+            // An aborted branch or iteration is restarted by a redrive.
+            if let (Some(n), Some(slot)) = (self.abort_frame(child)?, slot) {
+                match &mut self.frame_mut(fid)?.phase {
+                    Phase::Parallel(ch) => {
+                        ch.redo.insert(slot, n);
+                    }
+                    Phase::Map(m) if !m.distributed => {
+                        m.redo.insert(slot, n);
+                    }
+                    _ => {}
+                }
+            }
             if let (Some(i), Some(_)) = (idx, &map_name) {
                 self.emit(
                     Some(fid),
@@ -2120,9 +2654,10 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn abort_frame(&mut self, fid: u64) -> R<()> {
+    /// Removes a frame and its descendants; returns where a redrive would restart it.
+    fn abort_frame(&mut self, fid: u64) -> R<Option<RedriveNode>> {
         let Some(frame) = self.ex.frames.get(&fid) else {
-            return Ok(());
+            return Ok(None);
         };
         let state = self.def.state(frame.machine, frame.state);
         match frame.phase.clone() {
@@ -2163,8 +2698,13 @@ impl<'a> Run<'a> {
             }
             Phase::Idle => {}
         }
+        let node = if self.frame(fid)?.silent {
+            None
+        } else {
+            Some(self.node_of(fid)?)
+        };
         self.ex.frames.remove(&fid);
-        Ok(())
+        Ok(node)
     }
 
     // ----------------------------------------------------------------------------------
@@ -2190,6 +2730,14 @@ impl<'a> Run<'a> {
                     let mut delay = r.interval_seconds as f64 * r.backoff_rate.powi(done as i32);
                     if let Some(m) = r.max_delay_seconds {
                         delay = delay.min(m as f64);
+                    }
+                    if let Some(p) = self.probe.as_deref_mut() {
+                        p.outcome = Some(ProbeOutcome::Retriable {
+                            fault,
+                            index: i,
+                            backoff_seconds: delay,
+                        });
+                        return Ok(Flow::Done);
                     }
                     if r.jitter_full {
                         let x = next_random(&mut self.ex.rng);
@@ -2223,11 +2771,15 @@ impl<'a> Run<'a> {
                     );
                 }
             }
-            if let Some(c) = state
+            if let Some((ci, c)) = state
                 .catch
                 .iter()
-                .find(|c| error_matches(&c.error_equals, &name, in_task))
+                .enumerate()
+                .find(|(_, c)| error_matches(&c.error_equals, &name, in_task))
             {
+                if let Some(p) = self.probe.as_deref_mut() {
+                    p.caught = Some((ci, fault.clone()));
+                }
                 let raw = self.frame(fid)?.input.clone();
                 let err_out = fault.output();
                 let (output, assigned) = if state.query_language == QueryLanguage::JSONata {
@@ -2267,6 +2819,21 @@ impl<'a> Run<'a> {
     }
 
     fn finish_frame(&mut self, fid: u64, result: Result<Arc<Value>, Fault>) -> R<Flow> {
+        if let Some(p) = self.probe.as_deref_mut() {
+            p.outcome = Some(match result {
+                Ok(output) => ProbeOutcome::Exited {
+                    output: Arc::unwrap_or_clone(output),
+                    next: None,
+                },
+                Err(f) => ProbeOutcome::Failed(f),
+            });
+            return Ok(Flow::Done);
+        }
+        // A failed frame is where a redrive will restart it.
+        let node = match &result {
+            Err(_) if !self.frame(fid)?.silent => Some(self.node_of(fid)?),
+            _ => None,
+        };
         let frame = self
             .ex
             .frames
@@ -2276,12 +2843,15 @@ impl<'a> Run<'a> {
             None => {
                 match result {
                     Ok(out) => self.end_execution(ExecutionStatus::Succeeded, Some(out), None)?,
-                    Err(f) => self.end_execution(ExecutionStatus::Failed, None, Some(f))?,
+                    Err(f) => {
+                        self.ex.redrive = node;
+                        self.end_execution(ExecutionStatus::Failed, None, Some(f))?
+                    }
                 }
                 Ok(Flow::Done)
             }
             Some((pid, slot)) => {
-                self.child_done(pid, fid, slot, result, frame.last_event, frame.silent)?;
+                self.child_done(pid, fid, slot, result, node, &frame)?;
                 Ok(Flow::Done)
             }
         }
@@ -2293,9 +2863,10 @@ impl<'a> Run<'a> {
         cid: u64,
         slot: usize,
         result: Result<Arc<Value>, Fault>,
-        child_last: u64,
-        child_silent: bool,
+        node: Option<RedriveNode>,
+        child: &Frame,
     ) -> R<()> {
+        let (child_last, child_silent) = (child.last_event, child.silent);
         if self.ex.is_finished() {
             return Ok(());
         }
@@ -2315,6 +2886,9 @@ impl<'a> Run<'a> {
                         if ch.failure.is_none() {
                             ch.failure = Some(f);
                         }
+                        if let Some(n) = node {
+                            ch.redo.insert(slot, n);
+                        }
                     }
                 }
                 if ch.launching {
@@ -2332,6 +2906,9 @@ impl<'a> Run<'a> {
                     Err(f) => {
                         m.failures += 1;
                         m.results[slot] = Some(f.output());
+                        if let (Some(n), false) = (node, distributed) {
+                            m.redo.insert(slot, n);
+                        }
                         let total = m.items.len().max(1) as f64;
                         let tolerance_set =
                             m.tolerated_count.is_some() || m.tolerated_pct.is_some();
@@ -2399,6 +2976,13 @@ impl<'a> Run<'a> {
         output: Option<Arc<Value>>,
         fault: Option<Fault>,
     ) -> R<()> {
+        // Where a redrive restarts: the running frames as they are now (timeout, stop,
+        // history limit), or the failed root frame recorded by `finish_frame`.
+        if status == ExecutionStatus::Succeeded {
+            self.ex.redrive = None;
+        } else if self.ex.frames.contains_key(&0) {
+            self.ex.redrive = Some(self.node_of(0)?);
+        }
         // Cancel everything still open.
         let frames: Vec<u64> = self.ex.frames.keys().copied().collect();
         for fid in frames {
@@ -2450,6 +3034,68 @@ impl<'a> Run<'a> {
         });
         Ok(())
     }
+}
+
+/// Lays `over`'s members onto `base`: objects merge member by member, anything else replaces.
+fn merge_into(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(x) => merge_into(x, v),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+/// TestState: runs state `state` of machine `machine` once, on `input` with the variables
+/// `vars`, at `now_ms`; Tasks (and Parallel/Map states) are answered by `probe.mock`. Nothing
+/// is dispatched and nothing waits; the outcome and the data-flow stages land in the probe.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn probe_state(
+    def: &Definition,
+    info: super::ExecutionInfo,
+    machine: usize,
+    state: usize,
+    input: Value,
+    vars: Map<String, Value>,
+    now_ms: i64,
+    probe: Probe,
+) -> Result<Probe, InterpError> {
+    let retry_count = probe.retry_count;
+    let mut ex = Execution::new(info);
+    ex.started = true;
+    let ctx = Context {
+        now_ms,
+        ..Context::default()
+    };
+    let mut r = Run::new(&mut ex, def, &ctx);
+    r.probe = Some(Box::new(probe));
+    let node = RedriveNode {
+        machine,
+        state,
+        input: Arc::new(input),
+        vars,
+        kids: None,
+    };
+    r.insert_frame(0, None, node, 0, false);
+    r.ex.next_frame = 1;
+    r.begin_state(0)?;
+    if retry_count > 0 {
+        let f = r.frame_mut(0)?;
+        f.retry_counts.iter_mut().for_each(|c| *c = retry_count);
+        f.retry_total = retry_count;
+    }
+    r.execute_state(0)?;
+    r.probe
+        .take()
+        .map(|p| *p)
+        .ok_or_else(|| invariant("the probe vanished"))
 }
 
 fn type_word(v: &Value) -> &'static str {

@@ -38,6 +38,12 @@ pub enum InputMessage {
     },
     /// Complete a `.waitForTaskToken` task from outside (SendTask* API, SDK client).
     Callback { reply: Reply },
+    /// Redrive a failed execution; `redrive_count` is the count after this redrive, so a
+    /// duplicate is ignored.
+    Redrive {
+        execution_arn: String,
+        redrive_count: u32,
+    },
 }
 
 pub use stepline_worker::topology::{partition_queue, task_queue};

@@ -593,6 +593,18 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                 self.step(fence, &execution_arn, Input::Stop { error, cause }, None)
                     .await
             }
+            InputMessage::Redrive {
+                execution_arn,
+                redrive_count,
+            } => {
+                self.step(
+                    fence,
+                    &execution_arn,
+                    Input::Redrive { redrive_count },
+                    None,
+                )
+                .await
+            }
             msg @ (InputMessage::Worker { .. } | InputMessage::Callback { .. }) => {
                 let from_worker = matches!(msg, InputMessage::Worker { .. });
                 let (InputMessage::Worker { reply } | InputMessage::Callback { reply }) = msg
@@ -668,7 +680,8 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             .await
     }
 
-    async fn known_activities(&self) -> Result<BTreeSet<String>, CoordinatorError> {
+    /// The activities that exist, cached for a second; `fresh` re-reads them.
+    async fn known_activities(&self, fresh: bool) -> Result<BTreeSet<String>, CoordinatorError> {
         let now = self.clock.now_ms();
         if let Some((at, set)) = self
             .activities
@@ -676,7 +689,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
         {
-            if now - at < 1_000 {
+            if now - at < 1_000 && !fresh {
                 return Ok(set.clone());
             }
         }
@@ -704,16 +717,46 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         fired: Option<TimerEntry>,
     ) -> Result<(), CoordinatorError> {
         let now = self.clock.now_ms();
-        let activities = Some(self.known_activities().await?);
-        let ctx = Context {
+        let mut ctx = Context {
             now_ms: now,
             token_key: self.config.token_key.clone(),
-            activities: activities.clone(),
+            activities: Some(self.known_activities(false).await?),
         };
+        // A new execution is cheap to keep for a second try (see below).
+        let pristine = (record.version == 0).then(|| exec.clone());
         let span = tracing::debug_span!("step", execution = %record.execution_arn);
         let _enter = span.enter();
-        let step = exec.apply(def, &input, &ctx)?;
+        let mut step = exec.apply(def, &input, &ctx)?;
         drop(_enter);
+        if !step.missing_activities.is_empty() {
+            // The cached activity list may predate a CreateActivity: re-read it, and if a
+            // missing activity exists after all, apply the input again to the execution as it
+            // was before this (uncommitted) step.
+            let fresh = self.known_activities(true).await?;
+            if step.missing_activities.iter().any(|a| fresh.contains(a)) {
+                exec = match pristine {
+                    Some(e) => e,
+                    None => {
+                        let Some(mut stored) =
+                            self.store.get_execution(&record.execution_arn).await?
+                        else {
+                            return Ok(());
+                        };
+                        serde_json::from_value(std::mem::take(&mut stored.snapshot)).map_err(
+                            |e| {
+                                CoordinatorError::BadSnapshot(
+                                    record.execution_arn.clone(),
+                                    e.to_string(),
+                                )
+                            },
+                        )?
+                    }
+                };
+                ctx.activities = Some(fresh);
+                step = exec.apply(def, &input, &ctx)?;
+            }
+        }
+        let activities = ctx.activities.clone();
         let nothing_changed = step.events.is_empty() && step.commands.is_empty();
         if nothing_changed && fired.is_none() && record.version > 0 {
             return Ok(()); // A stale or duplicate input: exactly-once transitions.

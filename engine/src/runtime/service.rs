@@ -10,7 +10,7 @@ use super::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError};
 use super::store::{ActivityRecord, ExecutionRecord, Page, StateMachineRecord, Store, StoreError};
 use crate::asl::{validate, Diagnostic, StateMachineType};
 use crate::history::HistoryEvent;
-use crate::interp::{Execution, ExecutionStatus};
+use crate::interp::{Execution, ExecutionStatus, Input};
 use crate::task_token;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -474,7 +474,7 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
             .store()
             .get_state_machine_revision(&exec.state_machine_arn, &exec.revision_id)
             .await?
-            .ok_or_else(|| ServiceError::StateMachineDoesNotExist(exec.state_machine_arn))
+            .ok_or(ServiceError::StateMachineDoesNotExist(exec.state_machine_arn))
     }
 
     /// Waits until the execution record exists (a start is processed by the partition owner,
@@ -564,6 +564,68 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
             }
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// `RedriveExecution`: checks the execution can be redriven (AWS's reasons otherwise),
+    /// sends the redrive to its partition and waits until the owner has applied it. Returns
+    /// the redrive time.
+    pub async fn redrive_execution(&self, execution_arn: &str) -> Result<i64, ServiceError> {
+        let record = self.describe_execution(execution_arn).await?;
+        let sm = self
+            .coordinator
+            .store()
+            .get_state_machine_revision(&record.state_machine_arn, &record.revision_id)
+            .await?;
+        if sm.is_some_and(|s| s.machine_type == crate::asl::StateMachineType::Express) {
+            return Err(ServiceError::ExecutionNotRedrivable(
+                "Executions of EXPRESS state machines cannot be redriven".into(),
+            ));
+        }
+        let exec: Execution = serde_json::from_value(record.snapshot)
+            .map_err(|e| StoreError::Backend(format!("snapshot of {execution_arn}: {e}")))?;
+        let now = self.coordinator.clock().now_ms();
+        let Input::Redrive { redrive_count } = exec
+            .redrive_input(now)
+            .map_err(ServiceError::ExecutionNotRedrivable)?
+        else {
+            return Err(ServiceError::ExecutionNotRedrivable(
+                "the execution cannot be redriven".into(),
+            ));
+        };
+        let partition = self.coordinator.partition_of(execution_arn);
+        self.coordinator
+            .broker()
+            .publish_input(
+                partition,
+                &InputMessage::Redrive {
+                    execution_arn: execution_arn.into(),
+                    redrive_count,
+                },
+            )
+            .await?;
+        // Answer once the redrive is visible (DescribeExecution shows RUNNING / the new count).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let rec = self.describe_execution(execution_arn).await?;
+            let count = rec
+                .snapshot
+                .get("info")
+                .and_then(|i| i.get("redrive_count"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            if count >= u64::from(redrive_count) {
+                let at = rec
+                    .snapshot
+                    .get("redrive_ms")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(now);
+                return Ok(at);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(now);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
