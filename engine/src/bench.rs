@@ -776,7 +776,8 @@ async fn runtime_phases(config: &BenchConfig, id: &str) -> Result<RuntimeNumbers
         &format!("{id}:"),
         Duration::from_secs(3600),
     )
-    .await?;
+    .await?
+    .with_partitions(config.partitions.max(1));
     let broker = match AmqpBroker::connect(
         AmqpConfig::new(config.amqp_url.clone())
             .with_namespace(id)

@@ -91,6 +91,8 @@ enum Command {
             default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
         )]
         amqp_url: String,
+        /// Redis: `redis://host:port/db` for one node, `redis+cluster://host:port[,host:port…]`
+        /// for a Redis Cluster.
         #[arg(
             long,
             env = "STEPLINE_REDIS_URL",
@@ -115,6 +117,8 @@ enum Command {
             default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
         )]
         amqp_url: String,
+        /// Redis: `redis://host:port/db` for one node, `redis+cluster://host:port[,host:port…]`
+        /// for a Redis Cluster.
         #[arg(
             long,
             env = "STEPLINE_REDIS_URL",

@@ -150,6 +150,15 @@ async fn serve<S: Store, B: Broker>(
     }
     tracing::info!(listen = %config.listen, owner = %config.coordinator.owner, console = %format!("http://{}/", config.listen), "stepline listening");
     let stop = shutdown.clone();
+    tokio::spawn({
+        let (service, shutdown) = (Arc::downgrade(&service), shutdown.clone());
+        async move {
+            shutdown.cancelled().await;
+            if let Some(service) = service.upgrade() {
+                service.drain();
+            }
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await
@@ -172,7 +181,11 @@ pub async fn run_server(
         Some(ns) => format!("{ns}:"),
         None => "stepline:".to_string(),
     };
-    let store = RedisStore::connect(redis_url, &prefix, config.retention).await?;
+    // Reads by ARN find an execution in the partition its ARN hashes to: the store must
+    // hash into the coordinators' partitions.
+    let store = RedisStore::connect(redis_url, &prefix, config.retention)
+        .await?
+        .with_partitions(config.coordinator.partitions);
     let mut amqp = AmqpConfig::new(amqp_url).with_callback_routing(
         config.coordinator.token_key.clone(),
         config.coordinator.partitions,

@@ -154,7 +154,8 @@ async fn run_on_servers<E: Example>(example: &E, amqp: &str, redis: &str) -> Res
     let namespace = format!("stepline-examples-{}-{}", E::NAME, std::process::id());
     let store = RedisStore::connect(redis, &format!("{namespace}:"), RETENTION)
         .await
-        .with_context(|| format!("Redis must be running at {}", redact(redis)))?;
+        .with_context(|| format!("Redis must be running at {}", redact(redis)))?
+        .with_partitions(config.partitions);
     let broker = AmqpBroker::connect(AmqpConfig {
         connection_name: format!("stepline-examples {}", E::NAME),
         ..AmqpConfig::new(amqp)

@@ -133,7 +133,10 @@ async fn real_stack() -> Stack<RedisStore, AmqpBroker> {
                 "Redis must be running at {} (start it or set STEPLINE_REDIS_URL): {e}",
                 redis_url()
             )
-        });
+        })
+        .with_partitions(config(4).partitions)
+        // Every request the runtime makes is checked for Redis Cluster in `cleanup`.
+        .recording_key_sets();
     let broker = AmqpBroker::connect(AmqpConfig::new(amqp_url()).with_namespace(ns.clone()))
         .await
         .unwrap_or_else(|e| {
@@ -153,7 +156,8 @@ async fn real_stack() -> Stack<RedisStore, AmqpBroker> {
     }
 }
 
-/// Deletes what a real-servers scenario created (its Redis keys and RabbitMQ namespace).
+/// Deletes what a real-servers scenario created (its Redis keys and RabbitMQ namespace), then
+/// checks that every request the store sent stayed in one Redis Cluster hash slot.
 async fn cleanup(stack: &Stack<RedisStore, AmqpBroker>) {
     stack
         .store
@@ -165,6 +169,7 @@ async fn cleanup(stack: &Stack<RedisStore, AmqpBroker>) {
         .delete_namespace()
         .await
         .expect("delete the RabbitMQ namespace");
+    crate::store_contract::assert_single_slot(&stack.store.recorded_key_sets());
 }
 
 fn types(h: &[HistoryEvent]) -> Vec<String> {

@@ -8,6 +8,10 @@
 //!   when it is unreachable; they are never skipped. Each test works under its own key prefix
 //!   and deletes its keys afterwards, even when it fails. Waiting on Redis's own clock (lease
 //!   and retention expiry) is a bounded poll, not a blind sleep.
+//! * Redis Cluster readiness: every Redis test records the keys of each request the store
+//!   sends (script calls, commands, pipelines, `MULTI`) and fails unless each request's keys
+//!   hash to one cluster slot ([`single_slot_violations`], with its own CRC16 key-slot
+//!   function), so the whole contract run proves the key layout is cluster-safe.
 //!
 //! Not covered here: how the coordinator uses the store (that is the runtime's tests' job).
 
@@ -21,11 +25,11 @@ use stepline_engine::asl::StateMachineType;
 use stepline_engine::history::{EventKind, HistoryEvent};
 use stepline_engine::interp::{ExecutionStatus, Input, JournalEntry};
 use stepline_engine::runtime::store::{
-    ActivityRecord, Commit, ExecutionRecord, Fence, OutboxEntry, OutboxMessage, StateMachineRecord,
-    Store, StoreError, TimerEntry,
+    partition_of, ActivityRecord, Commit, ExecutionRecord, Fence, OutboxEntry, OutboxMessage,
+    StateMachineRecord, Store, StoreError, TimerEntry,
 };
 use stepline_engine::runtime::store_memory::MemoryStore;
-use stepline_engine::runtime::store_redis::RedisStore;
+use stepline_engine::runtime::store_redis::{KeySet, RedisStore};
 use stepline_worker::protocol::{TaskMessage, PROTOCOL_VERSION};
 
 /// Retention for tests that do not wait for expiry.
@@ -34,6 +38,9 @@ const LONG: Duration = Duration::from_secs(3600);
 const SHORT: Duration = Duration::from_secs(1);
 /// The manual clock's start.
 const T0: i64 = 1_700_000_000_000;
+/// How many partitions the stores hash executions into (the Redis store keeps an execution in
+/// the partition its ARN hashes to; fixtures pick names that land where a test wants them).
+const PARTITIONS: u32 = 16;
 
 // ---- Harness ----------------------------------------------------------------------------
 
@@ -88,7 +95,7 @@ async fn connect_redis(name: &str, retention: Duration) -> RedisStore {
         .unwrap_or(0);
     let prefix = format!("stepline-test:{}:{nanos}:{name}:", std::process::id());
     match RedisStore::connect(&url, &prefix, retention).await {
-        Ok(store) => store,
+        Ok(store) => store.with_partitions(PARTITIONS).recording_key_sets(),
         Err(e) => panic!(
             "the Redis store contract tests need a running Redis, and none answers ({e}). \
              Start one (`redis-server --daemonize yes`) or point STEPLINE_REDIS_URL at one; \
@@ -119,6 +126,72 @@ where
     if let Err(e) = purged {
         panic!("could not delete the test's Redis keys: {e}");
     }
+    assert_single_slot(&store.recorded_key_sets());
+}
+
+// ---- Redis Cluster hash slots -------------------------------------------------------------
+
+/// CRC16-XMODEM (polynomial 0x1021, initial value 0), the checksum Redis Cluster hashes with.
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in bytes {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// The cluster slot of a key: only its hash tag counts — the text between the first `{` and
+/// the next `}` — when that text is not empty.
+fn key_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let hashed = bytes
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &bytes[open + 1..];
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(bytes);
+    crc16(hashed) % 16384
+}
+
+/// The requests whose keys span more than one slot (Redis Cluster would refuse them with
+/// `CROSSSLOT`) or whose keys the recorder could not tell.
+fn single_slot_violations(sets: &[KeySet]) -> Vec<String> {
+    sets.iter()
+        .filter_map(|set| {
+            if !set.known {
+                return Some(format!("{}: key positions unknown", set.request));
+            }
+            let slots: BTreeSet<u16> = set.keys.iter().map(|k| key_slot(k)).collect();
+            (slots.len() > 1)
+                .then(|| format!("{} spans slots {slots:?}: {:?}", set.request, set.keys))
+        })
+        .collect()
+}
+
+/// Every recorded request stayed in one slot, and there were multi-key requests to check.
+pub(crate) fn assert_single_slot(sets: &[KeySet]) {
+    let violations = single_slot_violations(sets);
+    assert!(
+        violations.is_empty(),
+        "{} of {} Redis requests would fail on Redis Cluster; the first:\n{}",
+        violations.len(),
+        sets.len(),
+        violations[..violations.len().min(3)].join("\n")
+    );
+    assert!(
+        sets.iter().any(|s| s.keys.len() > 1),
+        "no multi-key request was recorded, so nothing was checked: {sets:?}"
+    );
 }
 
 macro_rules! contract {
@@ -196,13 +269,25 @@ fn exec_arn(machine: &str, name: &str) -> String {
     format!("arn:aws:states:{ACCOUNT}:execution:{machine}:{name}")
 }
 
-/// A new RUNNING execution record (version 1, as a creating commit writes it).
-fn execution(machine: &str, name: &str, partition: u32, start_ms: i64) -> ExecutionRecord {
+/// `base`, or `base-<k>` with the smallest `k`, whichever execution of `machine` hashes to
+/// `partition`.
+fn name_in(machine: &str, base: &str, partition: u32) -> String {
+    assert!(partition < PARTITIONS, "partition {partition} out of range");
+    std::iter::once(base.to_string())
+        .chain((1..).map(|k| format!("{base}-{k}")))
+        .find(|name| partition_of(&exec_arn(machine, name), PARTITIONS) == partition)
+        .expect("some name hashes to every partition")
+}
+
+/// A new RUNNING execution record (version 1, as a creating commit writes it) named after
+/// `base` (see [`name_in`]) in `partition`.
+fn execution(machine: &str, base: &str, partition: u32, start_ms: i64) -> ExecutionRecord {
+    let name = name_in(machine, base, partition);
     ExecutionRecord {
-        execution_arn: exec_arn(machine, name),
+        execution_arn: exec_arn(machine, &name),
         state_machine_arn: sm_arn(machine),
         revision_id: "r1".to_string(),
-        name: name.to_string(),
+        name: name.clone(),
         partition,
         status: ExecutionStatus::Running,
         start_ms,
@@ -757,21 +842,27 @@ async fn history_pages_and_journal<S: Store + Clone>(cx: Ctx<S>) {
 
 async fn list_executions_newest_first<S: Store + Clone>(cx: Ctx<S>) {
     let s = &cx.store;
-    let fence = lease(s, 7, "a").await;
+    // The executions of one machine spread over partitions: a listing merges them.
+    let mut fences = BTreeMap::new();
+    for p in [0, 3, 7, 12] {
+        fences.insert(p, lease(s, p, "a").await);
+    }
     let machine = sm_arn("m");
-    // (name, start offset, final status); "e3a" and "e3b" start in the same millisecond.
+    // (name, start offset, final status, partition); "e3a" and "e3b" start in the same
+    // millisecond, in different partitions.
     let plan = [
-        ("e1", 100, ExecutionStatus::Succeeded),
-        ("e2", 200, ExecutionStatus::Running),
-        ("e3b", 300, ExecutionStatus::Failed),
-        ("e3a", 300, ExecutionStatus::Running),
-        ("e4", 400, ExecutionStatus::Succeeded),
-        ("e5", -50, ExecutionStatus::Running),
-        ("e6", 500, ExecutionStatus::Aborted),
+        ("e1", 100, ExecutionStatus::Succeeded, 7),
+        ("e2", 200, ExecutionStatus::Running, 3),
+        ("e3b", 300, ExecutionStatus::Failed, 7),
+        ("e3a", 300, ExecutionStatus::Running, 0),
+        ("e4", 400, ExecutionStatus::Succeeded, 3),
+        ("e5", -50, ExecutionStatus::Running, 12),
+        ("e6", 500, ExecutionStatus::Aborted, 7),
     ];
     let mut records = BTreeMap::new();
-    for (name, offset, status) in plan {
-        let rec = execution("m", name, 7, T0 + offset);
+    for (name, offset, status, partition) in plan {
+        let fence = fences[&partition];
+        let rec = execution("m", name, partition, T0 + offset);
         s.commit(creating(fence, &rec)).await.expect("create");
         if status != ExecutionStatus::Running {
             let mut c = following(fence, &rec);
@@ -780,12 +871,16 @@ async fn list_executions_newest_first<S: Store + Clone>(cx: Ctx<S>) {
         }
         records.insert(name, rec);
     }
-    let other = execution("other", "x1", 7, T0 + 1_000);
-    s.commit(creating(fence, &other))
+    let other = execution("other", "x1", 3, T0 + 1_000);
+    s.commit(creating(fences[&3], &other))
         .await
         .expect("other machine");
 
-    let names = |ns: &[&str]| ns.iter().map(|n| exec_arn("m", n)).collect::<Vec<_>>();
+    let names = |ns: &[&str]| {
+        ns.iter()
+            .map(|n| records[n].execution_arn.clone())
+            .collect::<Vec<_>>()
+    };
     let newest_first = names(&["e6", "e4", "e3a", "e3b", "e2", "e1", "e5"]);
 
     let page = s
@@ -819,7 +914,7 @@ async fn list_executions_newest_first<S: Store + Clone>(cx: Ctx<S>) {
     );
 
     // A status change moves the execution between the filtered lists.
-    let mut c = following(fence, &records["e2"]);
+    let mut c = following(fences[&3], &records["e2"]);
     finish(&mut c, ExecutionStatus::TimedOut);
     s.commit(c).await.expect("time out e2");
     assert_eq!(
@@ -837,8 +932,10 @@ async fn list_executions_newest_first<S: Store + Clone>(cx: Ctx<S>) {
         .list_executions(&machine, None, 2, None)
         .await
         .expect("list");
-    let newer = execution("m", "e7", 7, T0 + 900);
-    s.commit(creating(fence, &newer)).await.expect("newer");
+    let newer = execution("m", "e7", 12, T0 + 900);
+    s.commit(creating(fences[&12], &newer))
+        .await
+        .expect("newer");
     let rest = s
         .list_executions(&machine, None, 100, first.next_token)
         .await
@@ -1074,6 +1171,7 @@ async fn leases<S: Store + Clone>(cx: Ctx<S>) {
 async fn finished_executions_expire<S: Store + Clone>(cx: Ctx<S>) {
     let s = &cx.store;
     let fence = lease(s, 5, "a").await;
+    let done_fence = lease(s, 9, "a").await;
     let machine = sm_arn("m");
     let sm = state_machine("m", "r1");
     s.create_state_machine(sm.clone()).await.expect("machine");
@@ -1084,9 +1182,15 @@ async fn finished_executions_expire<S: Store + Clone>(cx: Ctx<S>) {
         .expect("delete machine");
 
     let running = execution("m", "running", 5, T0);
-    let done = execution("m", "done", 5, T0 + 1);
+    // The one that expires lives in another partition than the others.
+    let done = execution("m", "done", 9, T0 + 1);
     let redriven = execution("m", "redriven", 5, T0 + 2);
     for rec in [&running, &done, &redriven] {
+        let fence = if rec.partition == 9 {
+            done_fence
+        } else {
+            fence
+        };
         let mut c = creating(fence, rec);
         c.events = events(1..=2);
         c.journal = vec![journal_entry(0)];
@@ -1094,7 +1198,7 @@ async fn finished_executions_expire<S: Store + Clone>(cx: Ctx<S>) {
         c.timers_add = vec![timer(rec, 1, T0 + 60_000)];
         s.commit(c).await.expect("create");
     }
-    let mut c = following(fence, &done);
+    let mut c = following(done_fence, &done);
     finish(&mut c, ExecutionStatus::Failed);
     c.events = events(3..=3);
     s.commit(c).await.expect("finish");
@@ -1142,6 +1246,7 @@ async fn finished_executions_expire<S: Store + Clone>(cx: Ctx<S>) {
             redriven.execution_arn.clone()
         ]
     );
+    assert_eq!(s.pending_outbox(9, 100).await, Ok(Vec::new()));
     assert_eq!(
         list_all(s, &machine, None, 1).await,
         vec![
@@ -1175,6 +1280,81 @@ async fn finished_executions_expire<S: Store + Clone>(cx: Ctx<S>) {
 
 mod redis_only {
     use super::*;
+
+    /// The key-slot function agrees with Redis Cluster's published values and tag rules.
+    #[test]
+    fn key_slot_is_redis_clusters() {
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(key_slot("123456789"), 12739);
+        assert_eq!(key_slot("foo"), 12182);
+        assert_eq!(key_slot("{user1000}.following"), key_slot("user1000"));
+        assert_eq!(key_slot("foo{bar}{zap}"), key_slot("bar"));
+        assert_eq!(key_slot("foo{{bar}}zap"), key_slot("{bar"));
+        // An empty tag does not count: the whole key is hashed.
+        assert_eq!(key_slot("foo{}{bar}"), crc16(b"foo{}{bar}") % 16384);
+    }
+
+    /// The check fails on what the old layout sent (an execution's own tag next to its
+    /// partition's) and on requests it cannot read.
+    #[test]
+    fn cross_slot_requests_are_caught() {
+        let arn = exec_arn("m", "e1");
+        let old_commit = KeySet {
+            request: "EVALSHA".into(),
+            keys: vec![format!("ns:{{{arn}}}:exec"), "ns:{p3}:fence".into()],
+            known: true,
+        };
+        let violations = single_slot_violations(&[old_commit]);
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].contains("EVALSHA spans slots"),
+            "{violations:?}"
+        );
+        let unknown = KeySet {
+            request: "SUNIONSTORE".into(),
+            keys: Vec::new(),
+            known: false,
+        };
+        assert_eq!(single_slot_violations(&[unknown]).len(), 1);
+        let fine = KeySet {
+            request: "MULTI [ZREM ZREM]".into(),
+            keys: vec![
+                format!("ns:{{p3}}:exec:{arn}"),
+                "ns:{p3}:timer_index".into(),
+            ],
+            known: true,
+        };
+        assert_eq!(single_slot_violations(&[fine]), Vec::<String>::new());
+    }
+
+    /// A commit for another partition than the one its ARN hashes to is refused (it would be
+    /// unreadable): the store and the coordinators must agree on the partition count.
+    #[tokio::test]
+    async fn commit_outside_the_arns_partition_is_refused() {
+        run_redis(
+            "foreign_partition",
+            LONG,
+            |cx: Ctx<RedisStore>| async move {
+                let s = &cx.store;
+                assert_eq!(s.partitions(), PARTITIONS);
+                let mut rec = execution("m", "e1", 3, T0);
+                rec.partition = 4;
+                let fence = lease(s, 4, "a").await;
+                let err = s.commit(creating(fence, &rec)).await.expect_err("refused");
+                assert!(
+                    matches!(&err, StoreError::Backend(m) if m.contains("partition count")),
+                    "{err}"
+                );
+                assert_eq!(s.get_execution(&rec.execution_arn).await, Ok(None));
+                // Its own partition takes it.
+                rec.partition = 3;
+                let fence = lease(s, 3, "a").await;
+                s.commit(creating(fence, &rec)).await.expect("commit");
+                assert_eq!(s.get_execution(&rec.execution_arn).await, Ok(Some(rec)));
+            },
+        )
+        .await
+    }
 
     #[tokio::test]
     async fn unreachable_redis_is_a_clear_error() {
@@ -1221,7 +1401,12 @@ mod redis_only {
             let finished = c.execution.clone();
             s.commit(c).await.expect("finish");
 
-            let pattern = format!("{}{{{}}}*", s.key_prefix(), rec.execution_arn);
+            let pattern = format!(
+                "{}{{p{}}}:*:{}",
+                s.key_prefix(),
+                rec.partition,
+                rec.execution_arn
+            );
             let keys = |mut conn: redis::aio::MultiplexedConnection| {
                 let pattern = pattern.clone();
                 async move {

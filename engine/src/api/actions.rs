@@ -288,66 +288,60 @@ fn name_error(name: &str) -> ApiError {
 /// Maps a service error to AWS's code.
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> ApiError {
-        let message = e.to_string();
-        let code = match &e {
-            ServiceError::InvalidDefinition(diags) => {
-                return ApiError::new(
-                    "InvalidDefinition",
-                    format!(
-                        "Invalid State Machine Definition: '{}'",
-                        validate::invalid_definition_message(diags)
-                    ),
-                )
-            }
-            ServiceError::InvalidName(n) => return name_error(n),
-            ServiceError::StateMachineDoesNotExist(arn) => {
-                return ApiError::new(
-                    "StateMachineDoesNotExist",
-                    format!("State Machine Does Not Exist: '{arn}'"),
-                )
-            }
-            ServiceError::StateMachineAlreadyExists(arn) => {
-                return ApiError::new(
-                    "StateMachineAlreadyExists",
-                    format!("State Machine Already Exists: '{arn}'"),
-                )
-            }
-            ServiceError::ActivityDoesNotExist(arn) => {
-                return ApiError::new(
-                    "ActivityDoesNotExist",
-                    format!("Activity Does Not Exist: '{arn}'"),
-                )
-            }
-            ServiceError::ExecutionDoesNotExist(arn) => {
-                return ApiError::new(
-                    "ExecutionDoesNotExist",
-                    format!("Execution Does Not Exist: '{arn}'"),
-                )
-            }
-            ServiceError::ExecutionAlreadyExists(arn) => {
-                return ApiError::new(
-                    "ExecutionAlreadyExists",
-                    format!("Execution Already Exists: '{arn}'"),
-                )
-            }
-            ServiceError::InvalidExecutionInput(_) => "InvalidExecutionInput",
+        match &e {
+            ServiceError::InvalidDefinition(diags) => ApiError::new(
+                "InvalidDefinition",
+                format!(
+                    "Invalid State Machine Definition: '{}'",
+                    validate::invalid_definition_message(diags)
+                ),
+            ),
+            ServiceError::InvalidName(n) => name_error(n),
+            ServiceError::StateMachineDoesNotExist(arn) => ApiError::new(
+                "StateMachineDoesNotExist",
+                format!("State Machine Does Not Exist: '{arn}'"),
+            ),
+            ServiceError::StateMachineAlreadyExists(arn) => ApiError::new(
+                "StateMachineAlreadyExists",
+                format!("State Machine Already Exists: '{arn}'"),
+            ),
+            ServiceError::ActivityDoesNotExist(arn) => ApiError::new(
+                "ActivityDoesNotExist",
+                format!("Activity Does Not Exist: '{arn}'"),
+            ),
+            ServiceError::ExecutionDoesNotExist(arn) => ApiError::new(
+                "ExecutionDoesNotExist",
+                format!("Execution Does Not Exist: '{arn}'"),
+            ),
+            ServiceError::ExecutionAlreadyExists(arn) => ApiError::new(
+                "ExecutionAlreadyExists",
+                format!("Execution Already Exists: '{arn}'"),
+            ),
+            ServiceError::InvalidExecutionInput(m) => ApiError::new(
+                "InvalidExecutionInput",
+                format!("Invalid execution input: {m}"),
+            ),
             ServiceError::InvalidToken => {
-                return ApiError::new("InvalidToken", "Invalid Token: the task token is not valid")
+                ApiError::new("InvalidToken", "Invalid Token: the task token is not valid")
             }
-            ServiceError::TaskDoesNotExist(_) => "TaskDoesNotExist",
+            ServiceError::TaskDoesNotExist(arn) => ApiError::new(
+                "TaskDoesNotExist",
+                format!("Task Does Not Exist: the execution {arn} no longer exists"),
+            ),
             ServiceError::TaskTimedOut => {
-                return ApiError::new("TaskTimedOut", "Task Timed Out: the task is no longer open")
+                ApiError::new("TaskTimedOut", "Task Timed Out: the task is no longer open")
             }
-            ServiceError::ExecutionNotRedrivable(_) => "ExecutionNotRedrivable",
+            ServiceError::ExecutionNotRedrivable(reason) => {
+                ApiError::new("ExecutionNotRedrivable", reason.clone())
+            }
             ServiceError::ResourceNotFound(arn) => {
-                return ApiError::new("ResourceNotFound", format!("Resource not found: '{arn}'"))
+                ApiError::new("ResourceNotFound", format!("Resource not found: '{arn}'"))
             }
             ServiceError::Store(_) | ServiceError::Broker(_) | ServiceError::Coordinator(_) => {
-                return ApiError::new("ServiceUnavailable", message)
+                ApiError::new("ServiceUnavailable", e.to_string())
                     .with_status(StatusCode::SERVICE_UNAVAILABLE)
             }
-        };
-        ApiError::new(code, message)
+        }
     }
 }
 

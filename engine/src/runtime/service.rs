@@ -91,6 +91,8 @@ fn generated_name(state_machine_arn: &str, now_ms: i64) -> String {
 pub struct Service<S: Store, B: Broker, C: Clock> {
     coordinator: Arc<Coordinator<S, B, C>>,
     shutdown: CancellationToken,
+    /// Cancelled when the process starts shutting down: long polls answer at once.
+    draining: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -103,6 +105,7 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
         Service {
             coordinator,
             shutdown,
+            draining: CancellationToken::new(),
             task: Some(task),
         }
     }
@@ -474,7 +477,9 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
             .store()
             .get_state_machine_revision(&exec.state_machine_arn, &exec.revision_id)
             .await?
-            .ok_or(ServiceError::StateMachineDoesNotExist(exec.state_machine_arn))
+            .ok_or(ServiceError::StateMachineDoesNotExist(
+                exec.state_machine_arn,
+            ))
     }
 
     /// Waits until the execution record exists (a start is processed by the partition owner,
@@ -530,7 +535,7 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
     }
 
     /// `GetActivityTask`: long-polls the activity's queue (the one SDK workers consume) for up
-    /// to `timeout`. Tasks whose execution no longer waits for them are dropped. The task's
+    /// to `timeout` (or until the service shuts down). Tasks whose execution no longer waits for them are dropped. The task's
     /// `ActivityStarted` event names `worker_name`.
     pub async fn get_activity_task(
         &self,
@@ -559,10 +564,15 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
                 return Ok(Some(message));
             }
             let now = tokio::time::Instant::now();
-            if now >= deadline {
+            if now >= deadline || self.draining.is_cancelled() {
                 return Ok(None);
             }
-            tokio::time::sleep(pause.min(deadline - now)).await;
+            // A shutting-down server answers pending long polls at once (empty, as AWS does
+            // when no task arrives), so graceful shutdown is not held up for a minute.
+            tokio::select! {
+                _ = tokio::time::sleep(pause.min(deadline - now)) => {}
+                _ = self.draining.cancelled() => return Ok(None),
+            }
             pause = (pause * 2).min(Duration::from_millis(100));
         }
     }
@@ -664,6 +674,11 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
             return Ok(store.update_activity(a).await?);
         }
         Err(ServiceError::ResourceNotFound(resource_arn.into()))
+    }
+
+    /// Starts shutting down: pending `GetActivityTask` long polls return empty at once.
+    pub fn drain(&self) {
+        self.draining.cancel();
     }
 
     /// Simulates a crash: the coordinator stops at once and keeps its leases until they expire

@@ -3,9 +3,10 @@
 //! One [`Commit`] per interpreter step writes the execution record (with its serialized
 //! snapshot), the new history events, the journal entries, timer changes and the outbox in one
 //! atomic operation guarded by the expected version *and* the partition's fencing token, so a
-//! stale owner's commit fails. Keys of one execution share a hash tag (`{<execution arn>}`);
-//! the Redis adapter's commit script also updates partition-level indexes, so it needs a single
-//! Redis primary (see `store_redis` for the Cluster trade-off). Finished executions expire after the store's
+//! stale owner's commit fails. An execution lives in its partition ([`partition_of`] its ARN):
+//! the Redis adapter keeps all of a partition — its executions, timers, outbox, fence, lease
+//! and list indexes — under one hash tag (`{p<n>}`), so every commit touches one Redis Cluster
+//! slot (see `store_redis` for the layout). Finished executions expire after the store's
 //! retention. Adapters: [`memory`](super::store_memory) and [`redis`](super::store_redis); one
 //! contract suite runs against both.
 

@@ -1,45 +1,54 @@
-//! `RedisStore`: the production [`Store`] adapter on Redis (single node or primary/replica).
+//! `RedisStore`: the production [`Store`] adapter on Redis — one node (with replicas/Sentinel
+//! for failover) or a Redis Cluster.
 //!
-//! One [`ConnectionManager`] (a multiplexed connection that reconnects in the background) is
-//! shared by all clones. No blocking command is ever sent, so the manager's response timeout
-//! (5 s here) never cuts a command short on purpose. Records, events, journal entries and
-//! outbox messages are stored as `serde_json` text.
+//! A single node is reached through one [`ConnectionManager`] (a multiplexed connection that
+//! reconnects in the background), a cluster through one [`ClusterConnection`]; clones share
+//! it. The URL picks which: `redis://host:port/db` for a node, `redis+cluster://host:port[,
+//! host:port…]` for a cluster (the listed nodes are seeds; the client discovers the rest). No
+//! blocking command is ever sent, so the response timeout (5 s here) never cuts a command short
+//! on purpose. Records, events, journal entries and outbox messages are stored as `serde_json`
+//! text.
 //!
-//! # Keys
+//! # Keys and hash slots
 //!
-//! Every key starts with the store's `key_prefix` (a namespace: tests use a unique one per run).
+//! Every key starts with the store's `key_prefix` (a namespace: tests use a unique one per
+//! run), followed by a hash tag: everything of an execution lives under its **partition's** tag
+//! `{p<n>}`, next to the partition's own keys, so a commit — and every other script, `MULTI`
+//! or pipeline this adapter sends — touches keys of exactly one hash slot and runs unchanged on
+//! Redis Cluster (which refuses anything else with `CROSSSLOT`). An execution's partition is
+//! [`partition_of`] its ARN under the store's partition count ([`RedisStore::with_partitions`],
+//! which must be the coordinators' `partitions`): reads by ARN compute it, and a commit for any
+//! other partition is refused.
 //!
 //! | key | type | content |
 //! |---|---|---|
-//! | `{<execution arn>}:exec` | hash | `version`, `status`, `record` (JSON with snapshot), `order` (list key), `outbox_seq` |
-//! | `{<execution arn>}:events` / `:journal` | list | history events / journal entries, oldest first |
-//! | `{<execution arn>}:outbox` | sorted set | score = seq, member = `<seq>:<message JSON>` |
-//! | `{<execution arn>}:timers` | set | the execution's timer members (to drop them when it finishes) |
-//! | `{p<n>}:timers` | sorted set | member = `<execution arn>\|<timer id>`, score = `fire_at_ms` |
-//! | `{p<n>}:outbox` | sorted set | executions with pending outbox entries, in arrival order (`{p<n>}:outbox_counter`) |
+//! | `{p<n>}:exec:<execution arn>` | hash | `version`, `status`, `record` (JSON with snapshot), `order` (list key), `outbox_seq` |
+//! | `{p<n>}:events:<execution arn>` / `{p<n>}:journal:<execution arn>` | list | history events / journal entries, oldest first |
+//! | `{p<n>}:outbox:<execution arn>` | sorted set | score = seq, member = `<seq>:<message JSON>` |
+//! | `{p<n>}:timers:<execution arn>` | set | the execution's timer members (to drop them when it finishes) |
+//! | `{p<n>}:timer_index` | sorted set | member = `<execution arn>\|<timer id>`, score = `fire_at_ms` |
+//! | `{p<n>}:outbox_index` | sorted set | executions with pending outbox entries, in arrival order (`{p<n>}:outbox_counter`) |
 //! | `{p<n>}:fence` / `{p<n>}:lease` | string | the latest fencing token / `<token>\|<owner>` with a PX expiry |
-//! | `{sm:<state machine arn>}:executions[:<STATUS>]` | sorted set | lex-ordered [`execution_order_key`]s, newest first |
+//! | `{p<n>}:machine:all:<state machine arn>` / `{p<n>}:machine:<STATUS>:<state machine arn>` | sorted set | the partition's executions of that machine (in that status): lex-ordered `execution_order_key`s, newest first |
 //! | `{catalog}:state_machines` / `:activities` | hash | ARN → record JSON, with a lex index `…_index` |
 //! | `{catalog}:revisions:<state machine arn>` | hash | revision id → record JSON |
+//! | `{catalog}:members` | sorted set | live coordinators, scored by "alive until" |
 //!
-//! # Atomicity, and the Redis Cluster trade-off
+//! So one slot holds one partition (executions and their indexes), and the whole catalog
+//! shares the `{catalog}` slot (it is small and changes rarely). The trade-offs: a cluster
+//! spreads load by whole partitions (so use many more partitions than primaries), and listing
+//! a state machine's executions reads its index in every partition (concurrently, `limit + 1`
+//! entries each from the page token) and merges them newest first, so pages stay exact.
+//! Multi-key reads (`HGET` pipelines of a listing, `DEL`s of `purge_namespace`) are grouped
+//! per slot too, because the cluster client refuses a pipeline that spans slots. Tests check
+//! all of this with a log of the keys of every request sent (`recording_key_sets`).
+//!
+//! # Atomicity
 //!
 //! [`Store::commit`] is one Lua script (`redis::Script`, EVALSHA with fallback): it checks the
 //! partition's fencing token and the execution's version, then writes the record, events,
 //! journal, timers, outbox, list indexes and expiry — all or nothing. Leases, outbox acks and
-//! catalog changes are scripts too.
-//!
-//! The commit script touches keys of three hash tags: the execution's `{<arn>}`, its
-//! partition's `{p<n>}` (fence, timers, outbox index) and its state machine's `{sm:<arn>}`
-//! (list indexes). Redis Cluster refuses a script whose keys live in different slots
-//! (`CROSSSLOT`), so **this adapter needs a single Redis primary** (with replicas/Sentinel for
-//! failover); it does not run on Redis Cluster, whatever the per-execution hash tags suggest.
-//! Scaling out means sharding whole partitions over independent Redis primaries (the
-//! partition → primary map is static configuration). The cluster-ready alternative would give
-//! every key of an execution the *partition's* tag (`{p<n>}:exec:<arn>`, so one slot holds a
-//! partition and a commit stays in one slot), and maintain the per-state-machine list indexes
-//! outside the commit, idempotently, from the outbox — making `list_executions` eventually
-//! consistent. That is not done here.
+//! catalog changes are scripts too, each over keys of one tag.
 //!
 //! # Expiry
 //!
@@ -54,16 +63,20 @@
 //! reads no clock: expiry is Redis's own.
 
 use super::store::{
-    ActivityRecord, Commit, ExecutionRecord, Fence, OutboxEntry, Page, StateMachineRecord, Store,
-    StoreError, TimerEntry,
+    partition_of, ActivityRecord, Commit, ExecutionRecord, Fence, OutboxEntry, Page,
+    StateMachineRecord, Store, StoreError, TimerEntry,
 };
 use super::store_memory::{check_commit, execution_order_key, timer_member};
 use crate::history::HistoryEvent;
 use crate::interp::{ExecutionStatus, JournalEntry};
+use futures_util::future::try_join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use super::store_memory::DEFAULT_RETENTION;
@@ -260,7 +273,8 @@ impl Scripts {
     }
 }
 
-/// Key names (see the table in the module doc).
+/// Key names (see the table in the module doc). Every key has a hash tag: `{p<n>}` for a
+/// partition and its executions, `{catalog}` for the rest.
 struct Keys {
     prefix: String,
 }
@@ -272,20 +286,161 @@ impl Keys {
     fn revisions(&self, state_machine_arn: &str) -> String {
         format!("{}{{catalog}}:revisions:{state_machine_arn}", self.prefix)
     }
-    fn execution(&self, arn: &str, part: &str) -> String {
-        format!("{}{{{arn}}}:{part}", self.prefix)
+    /// A key of one execution (`part`: exec, events, journal, outbox, timers).
+    fn execution(&self, partition: u32, part: &str, arn: &str) -> String {
+        format!("{}{{p{partition}}}:{part}:{arn}", self.prefix)
     }
     fn partition(&self, partition: u32, part: &str) -> String {
         format!("{}{{p{partition}}}:{part}", self.prefix)
     }
-    fn machine_index(&self, state_machine_arn: &str, status: Option<ExecutionStatus>) -> String {
-        match status {
-            None => format!("{}{{sm:{state_machine_arn}}}:executions", self.prefix),
-            Some(s) => format!(
-                "{}{{sm:{state_machine_arn}}}:executions:{}",
-                self.prefix,
-                s.as_str()
-            ),
+    /// The partition's list index of a state machine's executions (in `status`).
+    fn machine_index(
+        &self,
+        partition: u32,
+        state_machine_arn: &str,
+        status: Option<ExecutionStatus>,
+    ) -> String {
+        let status = status.map_or("all", |s| s.as_str());
+        format!(
+            "{}{{p{partition}}}:machine:{status}:{state_machine_arn}",
+            self.prefix
+        )
+    }
+}
+
+/// The keys one request sent to Redis touches together: one command, one script call (its
+/// `KEYS`), or one pipeline (the keys of all its commands; `MULTI` when atomic). Recorded by
+/// [`RedisStore::recording_key_sets`] so tests can check that every request stays within one
+/// hash slot, as Redis Cluster requires.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySet {
+    /// The command (`EVALSHA`, `HGET`, …) or `pipeline [cmds]` / `MULTI [cmds]`.
+    pub request: String,
+    pub keys: Vec<String>,
+    /// `false` when a command's key positions are unknown to the recorder (then `keys` is
+    /// empty and the set proves nothing; tests should refuse it).
+    pub known: bool,
+}
+
+/// Where a command's keys are: the commands this adapter sends (others are `None`).
+fn command_keys(cmd: &redis::Cmd) -> (String, Option<Vec<String>>) {
+    let args: Vec<&[u8]> = cmd
+        .args_iter()
+        .map(|a| match a {
+            redis::Arg::Simple(s) => s,
+            _ => b"".as_slice(), // a cursor placeholder: never a key
+        })
+        .collect();
+    let name = args
+        .first()
+        .map(|n| String::from_utf8_lossy(n).to_ascii_uppercase())
+        .unwrap_or_default();
+    let text = |a: &[&[u8]]| -> Vec<String> {
+        a.iter()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect()
+    };
+    let keys = match name.as_str() {
+        "EVAL" | "EVALSHA" | "EVAL_RO" | "EVALSHA_RO" => {
+            let n = args
+                .get(2)
+                .and_then(|n| std::str::from_utf8(n).ok()?.parse::<usize>().ok());
+            n.and_then(|n| args.get(3..3 + n)).map(text)
+        }
+        "DEL" | "UNLINK" | "EXISTS" | "MGET" | "TOUCH" => args.get(1..).map(text),
+        "SCAN" | "SCRIPT" | "PING" | "TIME" | "INFO" | "CLUSTER" => Some(Vec::new()),
+        "GET" | "SET" | "INCR" | "HGET" | "HSET" | "HMGET" | "HEXISTS" | "HDEL" | "HSETNX"
+        | "ZADD" | "ZREM" | "ZRANGE" | "ZRANGEBYLEX" | "ZRANGEBYSCORE" | "ZREMRANGEBYSCORE"
+        | "ZCARD" | "ZSCORE" | "LRANGE" | "RPUSH" | "SADD" | "SREM" | "SMEMBERS" | "PEXPIRE"
+        | "PERSIST" | "PTTL" => args.get(1..2).map(text),
+        _ => None,
+    };
+    (name, keys)
+}
+
+fn key_set_of_command(cmd: &redis::Cmd) -> KeySet {
+    let (request, keys) = command_keys(cmd);
+    KeySet {
+        request,
+        known: keys.is_some(),
+        keys: keys.unwrap_or_default(),
+    }
+}
+
+fn key_set_of_pipeline(pipeline: &redis::Pipeline) -> KeySet {
+    let mut names = Vec::new();
+    let mut keys = Vec::new();
+    let mut known = true;
+    for cmd in pipeline.cmd_iter() {
+        let (name, k) = command_keys(cmd);
+        known &= k.is_some();
+        keys.extend(k.unwrap_or_default());
+        names.push(name);
+    }
+    let kind = if pipeline.is_transaction() {
+        "MULTI"
+    } else {
+        "pipeline"
+    };
+    KeySet {
+        request: format!("{kind} [{}]", names.join(" ")),
+        keys,
+        known,
+    }
+}
+
+/// The link to Redis: one node or a cluster.
+#[derive(Clone)]
+enum Link {
+    Node(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// The connection every request of the store goes through (see [`KeySet`] for the log).
+#[derive(Clone)]
+struct Conn {
+    link: Link,
+    key_log: Option<Arc<Mutex<Vec<KeySet>>>>,
+}
+
+impl Conn {
+    fn log(&self, set: impl FnOnce() -> KeySet) {
+        if let Some(log) = &self.key_log {
+            log.lock().unwrap_or_else(|e| e.into_inner()).push(set());
+        }
+    }
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        self.log(|| key_set_of_command(cmd));
+        match &mut self.link {
+            Link::Node(c) => c.req_packed_command(cmd),
+            Link::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        self.log(|| key_set_of_pipeline(pipeline));
+        match &mut self.link {
+            Link::Node(c) => c.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.link {
+            Link::Node(c) => c.get_db(),
+            Link::Cluster(c) => c.get_db(),
         }
     }
 }
@@ -293,10 +448,11 @@ impl Keys {
 /// The Redis store. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Arc<Keys>,
     scripts: Arc<Scripts>,
     retention_ms: u64,
+    partitions: u32,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -304,6 +460,8 @@ impl std::fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("key_prefix", &self.keys.prefix)
             .field("retention_ms", &self.retention_ms)
+            .field("partitions", &self.partitions)
+            .field("cluster", &matches!(self.conn.link, Link::Cluster(_)))
             .finish_non_exhaustive()
     }
 }
@@ -366,10 +524,88 @@ fn glob_escape(s: &str) -> String {
     out
 }
 
+/// The hash tag of a key (what Redis hashes to pick its slot), or the whole key without one.
+fn hash_tag(key: &str) -> &str {
+    key.split_once('{')
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .map(|(tag, _)| tag)
+        .filter(|tag| !tag.is_empty())
+        .unwrap_or(key)
+}
+
+/// The seed node URLs of a `redis+cluster://` (or `rediss+cluster://`) URL; `None` for any
+/// other URL. `redis+cluster://user:pass@h1:7000,h2:7001` gives `redis://user:pass@h1:7000`
+/// and `redis://user:pass@h2:7001` (a path or query is dropped: a cluster has only db 0).
+fn cluster_seeds(url: &str) -> Option<Vec<String>> {
+    let (scheme, rest) = url.split_once("://")?;
+    let base = scheme.strip_suffix("+cluster")?;
+    let (auth, hosts) = match rest.rsplit_once('@') {
+        Some((auth, hosts)) => (Some(auth), hosts),
+        None => (None, rest),
+    };
+    let hosts = hosts.split(['/', '?']).next().unwrap_or_default();
+    Some(
+        hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| match auth {
+                Some(auth) => format!("{base}://{auth}@{h}"),
+                None => format!("{base}://{h}"),
+            })
+            .collect(),
+    )
+}
+
+/// The primaries of a cluster (`host`, `port`), from `CLUSTER NODES`.
+async fn cluster_primaries(conn: &ClusterConnection) -> Result<Vec<(String, u16)>, StoreError> {
+    let mut conn = conn.clone();
+    let mut cmd = redis::cmd("CLUSTER");
+    cmd.arg("NODES");
+    let reply = conn
+        .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+        .await
+        .map_err(|e| backend("CLUSTER NODES", e))?;
+    let text: String =
+        redis::from_redis_value(reply).map_err(|e| backend("reading CLUSTER NODES", e))?;
+    let mut primaries = Vec::new();
+    for line in text.lines() {
+        // <id> <ip:port@cport[,hostname]> <flags> …
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(address), Some(flags)) = (fields.get(1), fields.get(2)) else {
+            continue;
+        };
+        let flags: Vec<&str> = flags.split(',').collect();
+        if !flags.contains(&"master") || flags.contains(&"fail") || flags.contains(&"noaddr") {
+            continue;
+        }
+        let address = address.split(['@', ',']).next().unwrap_or_default();
+        if let Some((host, port)) = address.rsplit_once(':') {
+            if let Ok(port) = port.parse() {
+                primaries.push((host.to_string(), port));
+            }
+        }
+    }
+    if primaries.is_empty() {
+        return Err(StoreError::Backend(
+            "CLUSTER NODES lists no reachable primary".into(),
+        ));
+    }
+    Ok(primaries)
+}
+
+/// Connection settings shared by both links: 4 reconnection retries (100 ms doubling, at most
+/// 1 s apart), 2 s to connect, 5 s per response.
+const RETRIES: u32 = 4;
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl RedisStore {
-    /// Connects to `url` (`redis://host:port/db`) and keeps finished executions for
-    /// `retention` ([`DEFAULT_RETENTION`] in production). `key_prefix` namespaces every key
-    /// (e.g. `"stepline:"`); it must not contain braces.
+    /// Connects to `url` and keeps finished executions for `retention` ([`DEFAULT_RETENTION`]
+    /// in production). `redis://host:port/db` is one node; `redis+cluster://host:port[,…]` a
+    /// Redis Cluster (see [`RedisStore::connect_cluster`]). `key_prefix` namespaces every key
+    /// (e.g. `"stepline:"`); it must not contain braces. Executions are hashed into the
+    /// coordinators' default partition count; set the real one with
+    /// [`RedisStore::with_partitions`].
     ///
     /// The connection manager retries a refused or dropped connection 4 times with
     /// exponential backoff (100 ms doubling, at most 1 s apart), so an unreachable Redis is
@@ -379,18 +615,49 @@ impl RedisStore {
         key_prefix: &str,
         retention: Duration,
     ) -> Result<RedisStore, StoreError> {
+        if let Some(seeds) = cluster_seeds(url) {
+            return RedisStore::connect_cluster(&seeds, key_prefix, retention).await;
+        }
         let client = redis::Client::open(url).map_err(|e| backend("invalid Redis URL", e))?;
         let address = client.get_connection_info().addr().to_string();
         let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(4)
+            .set_number_of_retries(RETRIES as usize)
             .set_min_delay(Duration::from_millis(100))
             .set_max_delay(Duration::from_secs(1))
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)));
+            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
         let conn = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|e| backend(format!("cannot connect to Redis at {address}"), e))?;
         RedisStore::from_manager(conn, key_prefix, retention)
+    }
+
+    /// Connects to a Redis Cluster through the seed nodes `nodes` (`redis://host:port` each;
+    /// the client discovers the other nodes and follows slot migrations). Everything else as
+    /// [`RedisStore::connect`].
+    pub async fn connect_cluster(
+        nodes: &[String],
+        key_prefix: &str,
+        retention: Duration,
+    ) -> Result<RedisStore, StoreError> {
+        if nodes.is_empty() {
+            return Err(StoreError::Backend(
+                "a Redis Cluster URL needs at least one node".into(),
+            ));
+        }
+        let client = redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
+            .retries(RETRIES)
+            .connection_timeout(CONNECTION_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT)
+            .build()
+            .map_err(|e| backend("invalid Redis Cluster URL", e))?;
+        let conn = client.get_async_connection().await.map_err(|e| {
+            backend(
+                format!("cannot connect to the Redis Cluster at {}", nodes.join(",")),
+                e,
+            )
+        })?;
+        RedisStore::new(Link::Cluster(conn), key_prefix, retention)
     }
 
     /// A store over an existing connection manager (own timeouts, TLS, retries).
@@ -399,6 +666,10 @@ impl RedisStore {
         key_prefix: &str,
         retention: Duration,
     ) -> Result<RedisStore, StoreError> {
+        RedisStore::new(Link::Node(conn), key_prefix, retention)
+    }
+
+    fn new(link: Link, key_prefix: &str, retention: Duration) -> Result<RedisStore, StoreError> {
         if key_prefix.contains(['{', '}']) {
             return Err(StoreError::Backend(format!(
                 "Redis key prefix {key_prefix:?} must not contain braces (they pick hash slots)"
@@ -411,12 +682,46 @@ impl RedisStore {
             ));
         }
         Ok(RedisStore {
-            conn,
+            conn: Conn {
+                link,
+                key_log: None,
+            },
             keys: Arc::new(Keys {
                 prefix: key_prefix.to_string(),
             }),
             scripts: Arc::new(Scripts::new()),
             retention_ms,
+            partitions: super::coordinator::CoordinatorConfig::default().partitions,
+        })
+    }
+
+    /// The number of partitions executions are hashed into: it must be the coordinators'
+    /// `partitions`, because reads by ARN look for an execution in the partition its ARN
+    /// hashes to (commits for any other partition are refused). Without it, the
+    /// coordinators' default.
+    pub fn with_partitions(mut self, partitions: u32) -> RedisStore {
+        self.partitions = partitions.max(1);
+        self
+    }
+
+    /// See [`RedisStore::with_partitions`].
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    /// Makes this store (and its clones made from now on) record the keys of every request
+    /// it sends, for tests that check hash slots. Not for production: the log only grows.
+    #[doc(hidden)]
+    pub fn recording_key_sets(mut self) -> RedisStore {
+        self.conn.key_log = Some(Arc::new(Mutex::new(Vec::new())));
+        self
+    }
+
+    /// What [`RedisStore::recording_key_sets`] recorded so far, oldest first.
+    #[doc(hidden)]
+    pub fn recorded_key_sets(&self) -> Vec<KeySet> {
+        self.conn.key_log.as_ref().map_or_else(Vec::new, |log| {
+            log.lock().unwrap_or_else(|e| e.into_inner()).clone()
         })
     }
 
@@ -425,52 +730,101 @@ impl RedisStore {
         &self.keys.prefix
     }
 
-    /// Deletes every key of this store's prefix; returns how many. For tests and tools: it
-    /// scans the whole keyspace and is not atomic.
-    pub async fn purge_namespace(&self) -> Result<usize, StoreError> {
-        let mut conn = self.conn.clone();
-        let pattern = format!("{}*", glob_escape(&self.keys.prefix));
-        let mut cursor: u64 = 0;
-        let mut deleted = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| backend("SCAN", e))?;
-            if !keys.is_empty() {
-                let n: usize = redis::cmd("DEL")
-                    .arg(&keys)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| backend("DEL", e))?;
-                deleted += n;
-            }
-            if next == 0 {
-                return Ok(deleted);
-            }
-            cursor = next;
-        }
+    /// The partition an execution lives in.
+    fn home(&self, execution_arn: &str) -> u32 {
+        partition_of(execution_arn, self.partitions)
     }
 
-    /// How many executions of a state machine its list index holds (with `status`: those in
-    /// that status). One `ZCARD`, for tools and benchmarks that poll progress cheaply; entries of
-    /// expired executions count until a listing prunes them.
+    /// Deletes every key of this store's prefix; returns how many. For tests and tools: it
+    /// scans the whole keyspace (every primary of a cluster) and is not atomic.
+    pub async fn purge_namespace(&self) -> Result<usize, StoreError> {
+        let nodes = match &self.conn.link {
+            Link::Node(_) => vec![None],
+            Link::Cluster(c) => cluster_primaries(c).await?.into_iter().map(Some).collect(),
+        };
+        let pattern = format!("{}*", glob_escape(&self.keys.prefix));
+        let mut deleted = 0;
+        for node in nodes {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000);
+                let (next, keys): (u64, Vec<String>) = match (&node, &self.conn.link) {
+                    (Some((host, port)), Link::Cluster(c)) => {
+                        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port: *port,
+                        });
+                        let reply = c
+                            .clone()
+                            .route_command(scan, route)
+                            .await
+                            .map_err(|e| backend(format!("SCAN on {host}:{port}"), e))?;
+                        redis::from_redis_value(reply).map_err(|e| backend("SCAN reply", e))?
+                    }
+                    _ => scan
+                        .query_async(&mut self.conn.clone())
+                        .await
+                        .map_err(|e| backend("SCAN", e))?,
+                };
+                deleted += self.delete_keys(keys).await?;
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes `keys` with one `DEL` per hash tag (a `DEL` must stay in one slot).
+    async fn delete_keys(&self, keys: Vec<String>) -> Result<usize, StoreError> {
+        let mut by_tag: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for key in keys {
+            by_tag
+                .entry(hash_tag(&key).to_string())
+                .or_default()
+                .push(key);
+        }
+        let counts = try_join_all(by_tag.into_values().map(|keys| {
+            let mut conn = self.conn.clone();
+            async move {
+                redis::cmd("DEL")
+                    .arg(keys)
+                    .query_async::<usize>(&mut conn)
+                    .await
+            }
+        }))
+        .await
+        .map_err(|e| backend("DEL", e))?;
+        Ok(counts.into_iter().sum())
+    }
+
+    /// How many executions of a state machine its list indexes hold (with `status`: those in
+    /// that status). One `ZCARD` per partition, for tools and benchmarks that poll progress
+    /// cheaply; entries of expired executions count until a listing prunes them.
     pub async fn count_executions(
         &self,
         state_machine_arn: &str,
         status: Option<ExecutionStatus>,
     ) -> Result<u64, StoreError> {
-        let mut conn = self.conn.clone();
-        redis::cmd("ZCARD")
-            .arg(self.keys.machine_index(state_machine_arn, status))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| backend(format!("counting executions of {state_machine_arn}"), e))
+        let counts = try_join_all((0..self.partitions).map(|p| {
+            let mut conn = self.conn.clone();
+            let index = self.keys.machine_index(p, state_machine_arn, status);
+            async move {
+                redis::cmd("ZCARD")
+                    .arg(index)
+                    .query_async::<u64>(&mut conn)
+                    .await
+            }
+        }))
+        .await
+        .map_err(|e| backend(format!("counting executions of {state_machine_arn}"), e))?;
+        Ok(counts.into_iter().sum())
     }
 
     /// One page of a lex-indexed catalog hash (state machines, activities).
@@ -566,9 +920,11 @@ impl RedisStore {
         }
     }
 
-    /// Unlists executions whose records have expired from every index of their machine.
+    /// Unlists executions whose records have expired from every index of their machine in
+    /// `partition` (one pipeline: the indexes share the partition's slot).
     async fn prune_executions(
         &self,
+        partition: u32,
         state_machine_arn: &str,
         members: &[String],
     ) -> Result<(), StoreError> {
@@ -578,18 +934,100 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
         pipe.cmd("ZREM")
-            .arg(self.keys.machine_index(state_machine_arn, None))
+            .arg(self.keys.machine_index(partition, state_machine_arn, None))
             .arg(members)
             .ignore();
         for s in STATUSES {
             pipe.cmd("ZREM")
-                .arg(self.keys.machine_index(state_machine_arn, Some(s)))
+                .arg(
+                    self.keys
+                        .machine_index(partition, state_machine_arn, Some(s)),
+                )
                 .arg(members)
                 .ignore();
         }
         pipe.query_async::<()>(&mut conn)
             .await
             .map_err(|e| backend("pruning expired executions", e))
+    }
+
+    /// The next `want` entries of a state machine's list index after `cursor` (a
+    /// `ZRANGEBYLEX` bound), merged over all partitions in lex order, each with its partition;
+    /// and whether that exhausted every partition's index.
+    async fn next_index_entries(
+        &self,
+        state_machine_arn: &str,
+        status: Option<ExecutionStatus>,
+        cursor: &str,
+        want: usize,
+    ) -> Result<(Vec<(String, u32)>, bool), StoreError> {
+        // Each partition's next `want` entries hold the overall next `want`.
+        let per_partition = try_join_all((0..self.partitions).map(|p| {
+            let mut conn = self.conn.clone();
+            let index = self.keys.machine_index(p, state_machine_arn, status);
+            async move {
+                redis::cmd("ZRANGEBYLEX")
+                    .arg(index)
+                    .arg(cursor)
+                    .arg("+")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(want)
+                    .query_async::<Vec<String>>(&mut conn)
+                    .await
+                    .map(|members| members.into_iter().map(move |m| (m, p)))
+            }
+        }))
+        .await
+        .map_err(|e| backend(format!("listing executions of {state_machine_arn}"), e))?;
+        let mut entries: Vec<(String, u32)> = per_partition.into_iter().flatten().collect();
+        // Byte order, as Redis compares members of equal score.
+        entries.sort_unstable();
+        let exhausted = entries.len() < want;
+        entries.truncate(want);
+        Ok((entries, exhausted))
+    }
+
+    /// The record texts of list index entries (`None`: expired), in their order: one pipeline
+    /// of `HGET`s per partition, the partitions concurrently.
+    async fn read_indexed_records(
+        &self,
+        state_machine_arn: &str,
+        entries: &[(String, u32)],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let mut by_partition: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (i, (_, p)) in entries.iter().enumerate() {
+            by_partition.entry(*p).or_default().push(i);
+        }
+        let mut pipes = Vec::with_capacity(by_partition.len());
+        for (p, positions) in &by_partition {
+            let mut pipe = redis::pipe();
+            for &i in positions {
+                let member = &entries[i].0;
+                let arn = member.split_once('|').map(|(_, a)| a).ok_or_else(|| {
+                    StoreError::Backend(format!(
+                        "corrupt execution index entry {member:?} of {state_machine_arn}"
+                    ))
+                })?;
+                pipe.cmd("HGET")
+                    .arg(self.keys.execution(*p, "exec", arn))
+                    .arg("record");
+            }
+            pipes.push(pipe);
+        }
+        let replies = try_join_all(pipes.iter().map(|pipe| {
+            let mut conn = self.conn.clone();
+            async move { pipe.query_async::<Vec<Option<String>>>(&mut conn).await }
+        }))
+        .await
+        .map_err(|e| backend(format!("reading executions of {state_machine_arn}"), e))?;
+        let mut texts = vec![None; entries.len()];
+        for (positions, reply) in by_partition.values().zip(replies) {
+            for (&i, text) in positions.iter().zip(reply) {
+                texts[i] = text;
+            }
+        }
+        Ok(texts)
     }
 
     /// Acks up to `up_to`; returns 1 if the execution left the partition's outbox index.
@@ -602,8 +1040,8 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         self.scripts
             .ack_outbox
-            .key(self.keys.execution(execution_arn, "outbox"))
-            .key(self.keys.partition(partition, "outbox"))
+            .key(self.keys.execution(partition, "outbox", execution_arn))
+            .key(self.keys.partition(partition, "outbox_index"))
             .arg(up_to)
             .arg(execution_arn)
             .invoke_async::<usize>(&mut conn)
@@ -619,7 +1057,7 @@ impl RedisStore {
     ) -> Result<Vec<HistoryEvent>, StoreError> {
         let mut conn = self.conn.clone();
         let texts: Vec<String> = redis::cmd("LRANGE")
-            .arg(self.keys.execution(arn, "events"))
+            .arg(self.keys.execution(self.home(arn), "events", arn))
             .arg(start)
             .arg(stop)
             .query_async(&mut conn)
@@ -772,24 +1210,33 @@ impl Store for RedisStore {
         check_commit(&c)?;
         let arn = c.execution.execution_arn.as_str();
         let partition = c.fence.partition;
+        let home = self.home(arn);
+        if partition != home {
+            return Err(StoreError::Backend(format!(
+                "invalid commit of {arn}: it is for partition {partition}, but the execution \
+                 hashes to partition {home} of this store's {}; the store and the coordinators \
+                 must agree on the partition count (RedisStore::with_partitions)",
+                self.partitions
+            )));
+        }
         let sm = c.execution.state_machine_arn.as_str();
         let k = &self.keys;
         let record = to_json("execution record", &c.execution)?;
 
         let mut invocation = self.scripts.commit.prepare_invoke();
         invocation
-            .key(k.execution(arn, "exec"))
-            .key(k.execution(arn, "events"))
-            .key(k.execution(arn, "journal"))
-            .key(k.execution(arn, "outbox"))
-            .key(k.execution(arn, "timers"))
-            .key(k.partition(partition, "timers"))
-            .key(k.partition(partition, "outbox"))
+            .key(k.execution(partition, "exec", arn))
+            .key(k.execution(partition, "events", arn))
+            .key(k.execution(partition, "journal", arn))
+            .key(k.execution(partition, "outbox", arn))
+            .key(k.execution(partition, "timers", arn))
+            .key(k.partition(partition, "timer_index"))
+            .key(k.partition(partition, "outbox_index"))
             .key(k.partition(partition, "outbox_counter"))
             .key(k.partition(partition, "fence"))
-            .key(k.machine_index(sm, None));
+            .key(k.machine_index(partition, sm, None));
         for s in STATUSES {
-            invocation.key(k.machine_index(sm, Some(s)));
+            invocation.key(k.machine_index(partition, sm, Some(s)));
         }
         invocation
             .arg(arn)
@@ -854,7 +1301,7 @@ impl Store for RedisStore {
     async fn get_execution(&self, arn: &str) -> Result<Option<ExecutionRecord>, StoreError> {
         let mut conn = self.conn.clone();
         let text: Option<String> = redis::cmd("HGET")
-            .arg(self.keys.execution(arn, "exec"))
+            .arg(self.keys.execution(self.home(arn), "exec", arn))
             .arg("record")
             .query_async(&mut conn)
             .await
@@ -871,58 +1318,41 @@ impl Store for RedisStore {
         next_token: Option<String>,
     ) -> Result<Page<ExecutionRecord>, StoreError> {
         let limit = limit.max(1);
-        let index = self.keys.machine_index(state_machine_arn, status);
-        let mut conn = self.conn.clone();
         let mut cursor = lex_after(next_token.as_deref());
         let mut items: Vec<(String, ExecutionRecord)> = Vec::new();
-        // Expired executions leave index entries behind: skip and prune them, read on.
+        // Each partition has its own index; read them merged, in one order. Expired
+        // executions leave index entries behind: skip and prune them, read on.
         loop {
             let want = limit + 1 - items.len();
-            let members: Vec<String> = redis::cmd("ZRANGEBYLEX")
-                .arg(&index)
-                .arg(&cursor)
-                .arg("+")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(want)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| backend(format!("listing executions of {state_machine_arn}"), e))?;
-            let Some(last) = members.last() else {
+            let (entries, exhausted) = self
+                .next_index_entries(state_machine_arn, status, &cursor, want)
+                .await?;
+            let Some((last, _)) = entries.last() else {
                 break;
             };
             cursor = format!("({last}");
-            let mut pipe = redis::pipe();
-            for member in &members {
-                let arn = member.split_once('|').map(|(_, a)| a).ok_or_else(|| {
-                    StoreError::Backend(format!(
-                        "corrupt execution index entry {member:?} of {state_machine_arn}"
-                    ))
-                })?;
-                pipe.cmd("HGET")
-                    .arg(self.keys.execution(arn, "exec"))
-                    .arg("record");
-            }
-            let texts: Vec<Option<String>> = pipe
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| backend(format!("reading executions of {state_machine_arn}"), e))?;
-            let mut gone = Vec::new();
-            for (member, text) in members.iter().zip(texts) {
+            let texts = self
+                .read_indexed_records(state_machine_arn, &entries)
+                .await?;
+            let mut gone: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+            for ((member, partition), text) in entries.into_iter().zip(texts) {
                 match text {
                     Some(t) => {
                         let record: ExecutionRecord =
                             from_json(format_args!("execution record in {member:?}"), &t)?;
                         // A commit may have moved it since the index was read.
                         if status.is_none_or(|s| record.status == s) {
-                            items.push((member.clone(), record));
+                            items.push((member, record));
                         }
                     }
-                    None => gone.push(member.clone()),
+                    None => gone.entry(partition).or_default().push(member),
                 }
             }
-            self.prune_executions(state_machine_arn, &gone).await?;
-            if items.len() > limit || members.len() < want {
+            for (partition, members) in gone {
+                self.prune_executions(partition, state_machine_arn, &members)
+                    .await?;
+            }
+            if items.len() > limit || exhausted {
                 break;
             }
         }
@@ -973,7 +1403,7 @@ impl Store for RedisStore {
     async fn journal(&self, arn: &str) -> Result<Vec<JournalEntry>, StoreError> {
         let mut conn = self.conn.clone();
         let texts: Vec<String> = redis::cmd("LRANGE")
-            .arg(self.keys.execution(arn, "journal"))
+            .arg(self.keys.execution(self.home(arn), "journal", arn))
             .arg(0)
             .arg(-1)
             .query_async(&mut conn)
@@ -995,7 +1425,7 @@ impl Store for RedisStore {
         // pending); an execution that fills it has the rest read separately.
         const PER_EXECUTION: usize = 8;
         let mut conn = self.conn.clone();
-        let index = self.keys.partition(partition, "outbox");
+        let index = self.keys.partition(partition, "outbox_index");
         let mut out = Vec::new();
         let mut offset = 0usize;
         while out.len() < limit {
@@ -1019,7 +1449,7 @@ impl Store for RedisStore {
             let mut pipe = redis::pipe();
             for arn in &arns {
                 pipe.cmd("ZRANGE")
-                    .arg(self.keys.execution(arn, "outbox"))
+                    .arg(self.keys.execution(partition, "outbox", arn))
                     .arg(0)
                     .arg(first - 1);
             }
@@ -1050,7 +1480,7 @@ impl Store for RedisStore {
                     // meanwhile must not make the read skip any, since the caller acks up to
                     // the highest seq it was given.
                     members = redis::cmd("ZRANGEBYSCORE")
-                        .arg(self.keys.execution(arn, "outbox"))
+                        .arg(self.keys.execution(partition, "outbox", arn))
                         .arg(format!("({}", last.seq))
                         .arg("+inf")
                         .arg("LIMIT")
@@ -1093,7 +1523,7 @@ impl Store for RedisStore {
         }
         let mut conn = self.conn.clone();
         let raw: Vec<(String, f64)> = redis::cmd("ZRANGEBYSCORE")
-            .arg(self.keys.partition(partition, "timers"))
+            .arg(self.keys.partition(partition, "timer_index"))
             .arg("-inf")
             .arg(now_ms)
             .arg("WITHSCORES")
@@ -1124,7 +1554,7 @@ impl Store for RedisStore {
     async fn next_timer(&self, partition: u32) -> Result<Option<i64>, StoreError> {
         let mut conn = self.conn.clone();
         let raw: Vec<(String, f64)> = redis::cmd("ZRANGE")
-            .arg(self.keys.partition(partition, "timers"))
+            .arg(self.keys.partition(partition, "timer_index"))
             .arg(0)
             .arg(0)
             .arg("WITHSCORES")
