@@ -526,8 +526,16 @@ async fn two_coordinators_share_and_take_over<S: Store, B: Broker>(stack: &Stack
         }),
     )
     .await;
-    let mut arns = Vec::new();
-    for _ in 0..8 {
+    // Starts through `a`: those of `a`'s partitions are created by `a` directly, the others
+    // travel through the partition queue to `b`. Make sure both paths are taken.
+    let pb = b.coordinator().owned_partitions();
+    let mut arns: Vec<String> = Vec::new();
+    while arns.len() < 8
+        || !arns
+            .iter()
+            .any(|arn| pb.contains(&a.coordinator().partition_of(arn)))
+    {
+        assert!(arns.len() < 64, "no execution hashed to b's partitions");
         arns.push(
             a.start_execution(&sm, None, json!({}))
                 .await

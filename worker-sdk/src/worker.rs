@@ -580,10 +580,16 @@ async fn run_task(
         task_token: task.task_token.clone(),
         worker_name: env.worker_name.clone(),
     };
-    if let Err(e) = env.replies.send(&task.reply_to, &started).await {
-        undeliverable(settle, task, &lost, e).await;
-        return;
-    }
+    // The handler starts while the broker confirms `Started`; the final reply waits for that
+    // confirmation (and follows `Started` on the same channel), so the delivery is still acked
+    // only once both replies are safe.
+    let started_confirm = match env.replies.send_pipelined(&task.reply_to, &started).await {
+        Ok(pending) => pending,
+        Err(e) => {
+            undeliverable(settle, task, &lost, e).await;
+            return;
+        }
+    };
     debug!("task started");
 
     let ctx = TaskContext::new(&task, &activity, registration.token.clone(), &env.replies);
@@ -623,6 +629,10 @@ async fn run_task(
                     }
                 }
             };
+            if let Err(e) = started_confirm.await {
+                undeliverable(settle, task, &lost, e).await;
+                return;
+            }
             match env.replies.send(&task.reply_to, &reply).await {
                 Ok(()) => settle_or_log(settle.ack().await),
                 Err(e) => undeliverable(settle, task, &lost, e).await,

@@ -190,6 +190,36 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         partition_of(execution_arn, self.config.partitions)
     }
 
+    /// The fence under which this coordinator currently serves `partition`, if it does.
+    pub fn local_fence(&self, partition: u32) -> Option<Fence> {
+        lock(&self.publishers)
+            .get(&partition)
+            .map(|(token, _)| Fence {
+                partition,
+                token: *token,
+            })
+    }
+
+    /// Creates and starts an execution directly when this coordinator serves its partition
+    /// (no broker hop); `Ok(false)` when it does not (the caller sends the `Start` through the
+    /// partition queue instead). Safe beside the partition's serving task: a `Start` is the
+    /// first input of its execution, so no other input of it can be in flight, and the commit
+    /// is fenced and version-checked like every other.
+    pub async fn start_locally(&self, start: InputMessage) -> Result<bool, CoordinatorError> {
+        let InputMessage::Start { execution_arn, .. } = &start else {
+            return Ok(false);
+        };
+        let Some(fence) = self.local_fence(self.partition_of(execution_arn)) else {
+            return Ok(false);
+        };
+        match self.handle_input(fence, start).await {
+            Ok(()) => Ok(true),
+            // Lost the partition meanwhile: let the queue carry it to the new owner.
+            Err(CoordinatorError::Store(StoreError::Fenced { .. })) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Runs until `shutdown`: acquires, renews and serves partitions; releases them on exit.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut owned: HashMap<u32, (Fence, CancellationToken, tokio::task::JoinHandle<()>)> =

@@ -234,20 +234,23 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
                 Err(ServiceError::ExecutionAlreadyExists(execution_arn))
             };
         }
+        let start = InputMessage::Start {
+            execution_arn: execution_arn.clone(),
+            state_machine_arn: sm.arn,
+            revision_id: sm.revision_id,
+            name,
+            input,
+            start_ms: now,
+        };
+        // When this process serves the execution's partition, create it right here (one
+        // broker round trip less); otherwise the partition queue carries it to its owner.
+        if self.coordinator.start_locally(start.clone()).await? {
+            return Ok(execution_arn);
+        }
         let partition = self.coordinator.partition_of(&execution_arn);
         self.coordinator
             .broker()
-            .publish_input(
-                partition,
-                &InputMessage::Start {
-                    execution_arn: execution_arn.clone(),
-                    state_machine_arn: sm.arn,
-                    revision_id: sm.revision_id,
-                    name,
-                    input,
-                    start_ms: now,
-                },
-            )
+            .publish_input(partition, &start)
             .await?;
         Ok(execution_arn)
     }

@@ -206,10 +206,21 @@ async fn publish_on(
     routing_key: &str,
     body: &[u8],
 ) -> Result<(), TransportError> {
+    send_on(channel, routing_key, body).await?.await
+}
+
+/// Sends `body` (persistent, mandatory) on `channel` and returns the wait for its
+/// confirmation: messages sent on one channel keep their order whether or not their
+/// confirmations have been awaited.
+async fn send_on(
+    channel: &Channel,
+    routing_key: &str,
+    body: &[u8],
+) -> Result<super::PendingConfirm, TransportError> {
     let properties = BasicProperties::default()
         .with_delivery_mode(2)
         .with_content_type(ShortString::from("application/json"));
-    let confirmation = channel
+    let pending = channel
         .basic_publish(
             ShortString::from(""),
             ShortString::from(routing_key),
@@ -221,9 +232,15 @@ async fn publish_on(
             properties,
         )
         .await
-        .map_err(lapin_error)?
-        .await
         .map_err(lapin_error)?;
+    let routing_key = routing_key.to_string();
+    Ok(Box::pin(async move {
+        let confirmation = pending.await.map_err(lapin_error)?;
+        confirmed(confirmation, &routing_key)
+    }))
+}
+
+fn confirmed(confirmation: Confirmation, routing_key: &str) -> Result<(), TransportError> {
     match confirmation {
         Confirmation::Ack(None) => Ok(()),
         Confirmation::Ack(Some(_)) => Err(TransportError::Unroutable(routing_key.to_string())),
@@ -267,6 +284,20 @@ impl Publisher {
             ));
         };
         publish_on(&channel, routing_key, body).await
+    }
+
+    /// Sends without waiting for the confirmation; await the returned future for it.
+    pub(crate) async fn send(
+        &self,
+        routing_key: &str,
+        body: &[u8],
+    ) -> Result<super::PendingConfirm, TransportError> {
+        let Some(channel) = self.current() else {
+            return Err(TransportError::Disconnected(
+                "reconnecting to the broker".to_string(),
+            ));
+        };
+        send_on(&channel, routing_key, body).await
     }
 }
 

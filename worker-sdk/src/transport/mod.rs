@@ -223,7 +223,31 @@ pub(crate) enum ReplySink {
     Amqp(std::sync::Arc<amqp::Publisher>),
 }
 
+/// The broker's confirmation of a message already sent.
+pub(crate) type PendingConfirm =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), TransportError>> + Send>>;
+
 impl ReplySink {
+    /// Sends `reply` to `reply_to` now and returns the wait for the broker's confirmation, so
+    /// the caller can work meanwhile (replies sent later still arrive after this one).
+    pub async fn send_pipelined(
+        &self,
+        reply_to: &str,
+        reply: &Reply,
+    ) -> Result<PendingConfirm, TransportError> {
+        match self {
+            ReplySink::InProcess(_) => {
+                self.send(reply_to, reply).await?;
+                Ok(Box::pin(async { Ok(()) }))
+            }
+            #[cfg(feature = "amqp")]
+            ReplySink::Amqp(publisher) => {
+                let body = amqp::worker_reply_body(reply);
+                publisher.send(reply_to, &body).await
+            }
+        }
+    }
+
     /// Sends `reply` to `reply_to` and waits until the broker has confirmed it.
     pub async fn send(&self, reply_to: &str, reply: &Reply) -> Result<(), TransportError> {
         match self {
