@@ -732,7 +732,10 @@ impl Cli {
         let mut names = StateNames::default();
         let mut start = None;
         if !self.json && !progress {
-            table(&["ID", "TYPE", "STATE", "ELAPSED", "DETAILS"], &[]);
+            println!(
+                "{}",
+                follow_line(&["ID", "TYPE", "STATE", "ELAPSED", "DETAILS"])
+            );
         }
         loop {
             let events = self.history_after(arn, last).await?;
@@ -748,7 +751,7 @@ impl Cli {
                     }
                 } else {
                     let row = names.row(e, t0);
-                    println!("{}", row.join("  "));
+                    println!("{}", follow_line(&row));
                 }
             }
             let desc = self
@@ -767,7 +770,7 @@ impl Cli {
                             println!("{line}");
                         }
                     } else {
-                        println!("{}", names.row(e, start.unwrap_or_default()).join("  "));
+                        println!("{}", follow_line(&names.row(e, start.unwrap_or_default())));
                     }
                 }
                 if !self.json && progress {
@@ -809,6 +812,20 @@ impl Cli {
         }
         Ok(())
     }
+}
+
+/// A history row in fixed-width columns (rows of `--follow` are printed as they come, so the
+/// widths cannot be measured first).
+fn follow_line<S: AsRef<str>>(cells: &[S]) -> String {
+    let widths = [5, 28, 24, 10];
+    let mut out = String::new();
+    for (i, c) in cells.iter().enumerate() {
+        match widths.get(i) {
+            Some(w) => out.push_str(&format!("{:<w$} ", short(c.as_ref(), w - 1), w = w)),
+            None => out.push_str(c.as_ref()),
+        }
+    }
+    out.trim_end().to_string()
 }
 
 fn print_execution(e: &Value) {

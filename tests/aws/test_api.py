@@ -347,7 +347,10 @@ class StateMachineTests(Base):
                     definition=bad,
                     roleArn=ROLE,
                 )
-                self.assertTrue(e.response["Error"]["Message"])
+                message = e.response["Error"]["Message"]
+                # AWS's wording, once: "Invalid State Machine Definition: '<CODE>: … at <pointer>'".
+                self.assertTrue(message.startswith("Invalid State Machine Definition: '"), message)
+                self.assertEqual(message.count("Invalid State Machine Definition"), 1, message)
 
     def test_create_state_machine_invalid_name(self):
         for bad in ["has space", "semi;colon", "x" * 81, "brace{"]:

@@ -291,10 +291,7 @@ impl From<ServiceError> for ApiError {
         match &e {
             ServiceError::InvalidDefinition(diags) => ApiError::new(
                 "InvalidDefinition",
-                format!(
-                    "Invalid State Machine Definition: '{}'",
-                    validate::invalid_definition_message(diags)
-                ),
+                validate::invalid_definition_message(diags),
             ),
             ServiceError::InvalidName(n) => name_error(n),
             ServiceError::StateMachineDoesNotExist(arn) => ApiError::new(
