@@ -242,3 +242,25 @@ fn compose_file_runs_binaries_that_exist() {
         "expected the server, its health check and a worker in the compose file"
     );
 }
+
+/// `docker-compose config` (Debian's docker-compose, installed by `.ci/services`) validates the
+/// compose file against the Compose schema: service keys, healthchecks, `depends_on`
+/// conditions, volumes. No docker engine is needed for that.
+#[test]
+fn compose_file_passes_docker_compose_config() {
+    let out = std::process::Command::new("docker-compose")
+        .arg("-f")
+        .arg(root().join("docker-compose.yml"))
+        .args(["config", "-q"])
+        .current_dir(root())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("docker-compose must be installed (.ci/services installs it): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "docker-compose rejects docker-compose.yml:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
