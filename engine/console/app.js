@@ -530,6 +530,25 @@ async function fetchHistory(arn) {
   return items;
 }
 
+/** Events with an id above `lastId`, oldest first: reads newest-first pages until it reaches
+ *  what it already has, so a live view costs one small request per poll, not the whole history. */
+async function fetchNewer(arn, lastId) {
+  const newer = [];
+  let token;
+  for (let i = 0; i < 30; i++) {
+    const page = await api.call('GetExecutionHistory', {
+      executionArn: arn, reverseOrder: true, maxResults: 100, ...(token ? { nextToken: token } : {}),
+    });
+    for (const ev of page.events || []) {
+      if (ev.id <= lastId) return newer.reverse();
+      newer.push(ev);
+    }
+    token = page.nextToken;
+    if (!token) break;
+  }
+  return newer.reverse();
+}
+
 async function renderExecution(arn) {
   let ex = await api.call('DescribeExecution', { executionArn: arn });
   const smd = await api.call('DescribeStateMachineForExecution', { executionArn: arn }).catch(() => null);
@@ -784,7 +803,8 @@ async function renderExecution(arn) {
     const before = events.length;
     const beforeStatus = ex.status;
     ex = await api.call('DescribeExecution', { executionArn: arn });
-    events = await fetchHistory(arn);
+    const lastId = events.length ? events[events.length - 1].id : 0;
+    events = events.concat(await fetchNewer(arn, lastId));
     if (events.length === before && ex.status === beforeStatus) return ex.status;
     analysis = analyze(events, definition, ex.status);
     if (iterFilter) {
