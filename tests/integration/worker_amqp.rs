@@ -1,7 +1,8 @@
 //! The worker SDK's AMQP transport against a real RabbitMQ (`STEPLINE_AMQP_URL`, default
 //! `amqp://guest:guest@127.0.0.1:5672/%2f`): a task published on an activity queue (declared
 //! with the topology's arguments, as the engine declares it) is served by a `Worker`, whose
-//! `Started` and `Succeeded` replies arrive on the task's `reply_to` queue in the envelope the
+//! replies (one `Finished` for a fast handler; `Started` then `Succeeded` for a slow one)
+//! arrive on the task's `reply_to` queue in the envelope the
 //! engine's partition consumer decodes (`InputMessage::Worker`); a `CancelMessage` on the
 //! cancellation fanout reaches a running handler's token; the task is acked only after its
 //! reply. Fails loudly, never skips, when RabbitMQ is unreachable.
@@ -84,6 +85,9 @@ struct Input {
     n: i64,
     #[serde(default)]
     wait_for_cancel: bool,
+    /// Makes the handler slow enough to get `Started` before its result.
+    #[serde(default)]
+    sleep_ms: u64,
 }
 
 /// Set by the handler once a cancellation reached it.
@@ -96,6 +100,7 @@ async fn double(ctx: TaskContext, input: Input) -> Result<Value, TaskError> {
         HANDLER_SAW_CANCEL.store(true, std::sync::atomic::Ordering::SeqCst);
         return Err(TaskError::new("Test.Cancelled", "the engine gave up"));
     }
+    tokio::time::sleep(std::time::Duration::from_millis(input.sleep_ms)).await;
     Ok(json!({"doubled": input.n * 2, "attempt": ctx.attempt()}))
 }
 
@@ -186,20 +191,17 @@ async fn worker_serves_a_task_from_real_rabbitmq_and_honours_cancellation() {
     let shutdown = worker.shutdown_handle();
     let running = tokio::spawn(worker.run());
 
+    // A fast handler: started and result in one `Finished` reply.
     assert_eq!(
         next_reply(&mut replies).await,
-        Reply::Started {
+        Reply::Finished {
             version: PROTOCOL_VERSION,
-            task_token: "tok-1".into(),
             worker_name: "it-worker".into(),
-        }
-    );
-    assert_eq!(
-        next_reply(&mut replies).await,
-        Reply::Succeeded {
-            version: PROTOCOL_VERSION,
-            task_token: "tok-1".into(),
-            output: json!({"doubled": 42, "attempt": 1}),
+            result: Box::new(Reply::Succeeded {
+                version: PROTOCOL_VERSION,
+                task_token: "tok-1".into(),
+                output: json!({"doubled": 42, "attempt": 1}),
+            }),
         }
     );
 
@@ -223,12 +225,27 @@ async fn worker_serves_a_task_from_real_rabbitmq_and_honours_cancellation() {
     publish(&channel, "", &queue, &body).await;
     assert!(matches!(
         next_reply(&mut replies).await,
-        Reply::Started { task_token, .. } if task_token == "tok-3"
+        Reply::Finished { result, .. } if result.task_token() == "tok-3"
     ));
-    assert!(matches!(
+    // A slow handler: `Started` first (its confirmation overlaps the handler), then the result.
+    let body = serde_json::to_vec(&task("tok-4", json!({"n": 2, "sleep_ms": 50}))).expect("json");
+    publish(&channel, "", &queue, &body).await;
+    assert_eq!(
         next_reply(&mut replies).await,
-        Reply::Succeeded { task_token, .. } if task_token == "tok-3"
-    ));
+        Reply::Started {
+            version: PROTOCOL_VERSION,
+            task_token: "tok-4".into(),
+            worker_name: "it-worker".into(),
+        }
+    );
+    assert_eq!(
+        next_reply(&mut replies).await,
+        Reply::Succeeded {
+            version: PROTOCOL_VERSION,
+            task_token: "tok-4".into(),
+            output: json!({"doubled": 4, "attempt": 1}),
+        }
+    );
     let deadline = tokio::time::Instant::now() + WAIT;
     while !HANDLER_SAW_CANCEL.load(std::sync::atomic::Ordering::SeqCst) {
         assert!(

@@ -55,11 +55,20 @@ pub enum Reply {
         version: u32,
         task_token: String,
     },
+    /// `Started` and the final reply (`Succeeded` or `Failed`) in one message: a handler that
+    /// finished before its `Started` went out. The engine records `ActivityStarted` (naming
+    /// `worker_name`) and the result in one step.
+    Finished {
+        version: u32,
+        worker_name: String,
+        result: Box<Reply>,
+    },
 }
 
 impl Reply {
     pub fn task_token(&self) -> &str {
         match self {
+            Reply::Finished { result, .. } => result.task_token(),
             Reply::Started { task_token, .. }
             | Reply::Succeeded { task_token, .. }
             | Reply::Failed { task_token, .. }
@@ -69,6 +78,7 @@ impl Reply {
 
     pub fn version(&self) -> u32 {
         match self {
+            Reply::Finished { version, .. } => *version,
             Reply::Started { version, .. }
             | Reply::Succeeded { version, .. }
             | Reply::Failed { version, .. }

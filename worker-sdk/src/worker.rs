@@ -26,7 +26,9 @@
 //! # }
 //! ```
 //!
-//! Per task the runtime: sends `Started`; decodes the input into the handler's type (a
+//! Per task the runtime: sends `Started` once the handler has run for 2 ms (a handler done
+//! sooner sends one `Finished` reply carrying both, so a fast task costs one message and one
+//! engine step); decodes the input into the handler's type (a
 //! mismatch fails the task with [`INVALID_INPUT`]); runs the handler in its own tokio task
 //! inside a `task` span (`activity`, `execution`, `state`, `attempt`); heartbeats every third
 //! of `HeartbeatSeconds` while it runs; cancels the handler's [`CancellationToken`] when the
@@ -563,6 +565,9 @@ enum Outcome {
     Abandoned,
 }
 
+/// How long a task's `Started` is held back: a handler done by then sends one `Finished` reply.
+const COMBINE_WINDOW: Duration = Duration::from_millis(2);
+
 async fn run_task(
     env: Arc<Env>,
     activity: String,
@@ -575,36 +580,58 @@ async fn run_task(
         settle_or_log(settle.ack().await);
         return;
     };
-    let started = Reply::Started {
-        version: PROTOCOL_VERSION,
-        task_token: task.task_token.clone(),
-        worker_name: env.worker_name.clone(),
-    };
-    // The handler starts while the broker confirms `Started`; the final reply waits for that
-    // confirmation (and follows `Started` on the same channel), so the delivery is still acked
-    // only once both replies are safe.
-    let started_confirm = match env.replies.send_pipelined(&task.reply_to, &started).await {
-        Ok(pending) => pending,
-        Err(e) => {
-            undeliverable(settle, task, &lost, e).await;
-            return;
-        }
-    };
-    debug!("task started");
-
     let ctx = TaskContext::new(&task, &activity, registration.token.clone(), &env.replies);
-    let outcome = match env.activities.get(&activity) {
-        Some(handler) => {
-            let handler = handler.clone();
-            let handle = tokio::spawn(
-                handler(ctx.clone(), task.input.clone()).instrument(tracing::Span::current()),
-            );
-            supervise(&env, &ctx, handle, &lost).await
+    let input = task.input.clone();
+    let mut supervised = Box::pin(async {
+        match env.activities.get(&activity) {
+            Some(handler) => {
+                let handler = handler.clone();
+                let handle =
+                    tokio::spawn(handler(ctx.clone(), input).instrument(tracing::Span::current()));
+                supervise(&env, &ctx, handle, &lost).await
+            }
+            None => Outcome::Finished(Err(TaskError::new(
+                UNKNOWN_ACTIVITY,
+                format!("this worker has no handler for {activity}"),
+            ))),
         }
-        None => Outcome::Finished(Err(TaskError::new(
-            UNKNOWN_ACTIVITY,
-            format!("this worker has no handler for {activity}"),
-        ))),
+    });
+    // A handler that finishes within `COMBINE_WINDOW` gets one `Finished` reply (started and
+    // result together: one message and one engine step instead of two). A longer one gets
+    // `Started` then; the handler keeps running while the broker confirms it, and the final
+    // reply waits for that confirmation (and follows `Started` on the same channel), so the
+    // delivery is acked only once both replies are safe.
+    let early = tokio::select! {
+        biased;
+        outcome = &mut supervised => Some(outcome),
+        _ = tokio::time::sleep(COMBINE_WINDOW) => None,
+    };
+    let (outcome, started_confirm) = match early {
+        Some(outcome) => {
+            drop(supervised);
+            (outcome, None)
+        }
+        None => {
+            let started = Reply::Started {
+                version: PROTOCOL_VERSION,
+                task_token: task.task_token.clone(),
+                worker_name: env.worker_name.clone(),
+            };
+            match env.replies.send_pipelined(&task.reply_to, &started).await {
+                Ok(pending) => {
+                    debug!("task started");
+                    (supervised.await, Some(pending))
+                }
+                Err(e) => {
+                    // Nothing can be reported for this delivery: stop the handler.
+                    ctx.cancellation_token().cancel();
+                    let _ = supervised.await;
+                    drop(registration);
+                    undeliverable(settle, task, &lost, e).await;
+                    return;
+                }
+            }
+        }
     };
     drop(registration);
 
@@ -629,10 +656,20 @@ async fn run_task(
                     }
                 }
             };
-            if let Err(e) = started_confirm.await {
-                undeliverable(settle, task, &lost, e).await;
-                return;
-            }
+            let reply = match started_confirm {
+                Some(pending) => {
+                    if let Err(e) = pending.await {
+                        undeliverable(settle, task, &lost, e).await;
+                        return;
+                    }
+                    reply
+                }
+                None => Reply::Finished {
+                    version: PROTOCOL_VERSION,
+                    worker_name: env.worker_name.clone(),
+                    result: Box::new(reply),
+                },
+            };
             match env.replies.send(&task.reply_to, &reply).await {
                 Ok(()) => settle_or_log(settle.ack().await),
                 Err(e) => undeliverable(settle, task, &lost, e).await,
@@ -971,6 +1008,15 @@ mod tests {
         }
     }
 
+    /// The one reply of a handler that finished within the combine window.
+    fn finished(result: Reply) -> Reply {
+        Reply::Finished {
+            version: PROTOCOL_VERSION,
+            worker_name: "w".into(),
+            result: Box::new(result),
+        }
+    }
+
     fn succeeded(token: &str, output: Value) -> Reply {
         Reply::Succeeded {
             version: PROTOCOL_VERSION,
@@ -1066,13 +1112,15 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn typed_handler_succeeds_after_started() {
+    async fn a_fast_typed_handler_sends_one_finished_reply() {
         let mut w = start(Worker::builder().activity("test", charge));
         w.push(task("t1", json!({"cents": 42})));
-        assert_eq!(w.reply().await, started("t1"));
         assert_eq!(
             w.reply().await,
-            succeeded("t1", json!({"charged": 42, "attempt": 1, "state": "Work"}))
+            finished(succeeded(
+                "t1",
+                json!({"charged": 42, "attempt": 1, "state": "Work"})
+            ))
         );
         w.stop().await.no_more_replies();
     }
@@ -1081,10 +1129,9 @@ mod tests {
     async fn task_error_becomes_failed_with_its_name() {
         let mut w = start(Worker::builder().activity("test", charge));
         w.push(task("t1", json!({"cents": 5000})));
-        assert_eq!(w.reply().await, started("t1"));
         assert_eq!(
             w.reply().await,
-            failed("t1", "Card.Declined", "insufficient funds")
+            finished(failed("t1", "Card.Declined", "insufficient funds"))
         );
         w.stop().await;
     }
@@ -1093,8 +1140,10 @@ mod tests {
     async fn invalid_input_fails_with_the_serde_message() {
         let mut w = start(Worker::builder().activity("test", charge));
         w.push(task("t1", json!({"cents": "lots"})));
-        assert_eq!(w.reply().await, started("t1"));
-        match w.reply().await {
+        let Reply::Finished { result, .. } = w.reply().await else {
+            panic!("expected one Finished reply");
+        };
+        match *result {
             Reply::Failed {
                 error: Some(error),
                 cause: Some(cause),
@@ -1120,14 +1169,12 @@ mod tests {
             },
         ));
         w.push(task("t1", json!({"boom": true})));
-        assert_eq!(w.reply().await, started("t1"));
         assert_eq!(
             w.reply().await,
-            failed("t1", TASK_FAILED, "card reader on fire")
+            finished(failed("t1", TASK_FAILED, "card reader on fire"))
         );
         w.push(task("t2", json!({})));
-        assert_eq!(w.reply().await, started("t2"));
-        assert_eq!(w.reply().await, succeeded("t2", json!("fine")));
+        assert_eq!(w.reply().await, finished(succeeded("t2", json!("fine"))));
         w.stop().await;
     }
 
@@ -1142,8 +1189,11 @@ mod tests {
         ));
         let mut t = task("t1", json!({}));
         t.heartbeat_seconds = Some(3);
+        let pushed = Instant::now();
         w.push(t);
+        // A handler still running after the combine window gets `Started` then.
         assert_eq!(w.reply().await, started("t1"));
+        assert_eq!(pushed.elapsed(), COMBINE_WINDOW);
         let t0 = Instant::now();
         let heartbeat = Reply::Heartbeat {
             version: PROTOCOL_VERSION,
@@ -1188,8 +1238,7 @@ mod tests {
         assert_eq!(seen.recv().await, Some("cancelled"));
         // The engine gave t1 up, so no final reply is sent for it: the next replies are t2's.
         w.push(task("t2", json!({"wait": false})));
-        assert_eq!(w.reply().await, started("t2"));
-        assert_eq!(w.reply().await, succeeded("t2", json!("done")));
+        assert_eq!(w.reply().await, finished(succeeded("t2", json!("done"))));
         w.stop().await;
     }
 
@@ -1239,8 +1288,7 @@ mod tests {
         );
         // Timed-out tasks get no final reply (the engine times them out itself).
         w.push(task("t3", json!({"wait": false})));
-        assert_eq!(w.reply().await, started("t3"));
-        assert_eq!(w.reply().await, succeeded("t3", json!("done")));
+        assert_eq!(w.reply().await, finished(succeeded("t3", json!("done"))));
         w.stop().await;
     }
 
@@ -1261,8 +1309,7 @@ mod tests {
         w.cancel("t2");
         w.push(task("t3", json!("fast")));
         assert_eq!(w.reply().await, succeeded("t1", json!("slow")));
-        assert_eq!(w.reply().await, started("t3"));
-        assert_eq!(w.reply().await, succeeded("t3", json!("fast")));
+        assert_eq!(w.reply().await, finished(succeeded("t3", json!("fast"))));
         w.stop().await.no_more_replies();
     }
 
@@ -1284,9 +1331,8 @@ mod tests {
         w.push(task("t2", json!("fast")));
         let t0 = Instant::now();
         w.cancel("t1");
-        assert_eq!(w.reply().await, started("t2"));
+        assert_eq!(w.reply().await, finished(succeeded("t2", json!("fast"))));
         assert!(t0.elapsed() >= Duration::from_secs(5));
-        assert_eq!(w.reply().await, succeeded("t2", json!("fast")));
         w.stop().await.no_more_replies();
     }
 

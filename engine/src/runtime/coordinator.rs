@@ -612,7 +612,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                     version: 0,
                     snapshot: Value::Null,
                 };
-                self.apply_and_commit(fence, record, exec, &def, Input::Start, None)
+                self.apply_and_commit(fence, record, exec, &def, vec![Input::Start], None)
                     .await
             }
             InputMessage::Stop {
@@ -647,16 +647,14 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                     tracing::warn!("dropping a reply with an invalid task token");
                     return Ok(());
                 };
-                let input = match reply {
-                    Reply::Started { worker_name, .. } => Input::TaskStarted { task, worker_name },
-                    Reply::Succeeded { output, .. } => Input::TaskSucceeded { task, output },
-                    Reply::Failed { error, cause, .. } => Input::TaskFailed { task, error, cause },
-                    Reply::Heartbeat { .. } => Input::TaskHeartbeat { task },
-                };
+                let inputs = reply_inputs(reply, task);
                 // A worker's success reply to a `.waitForTaskToken` task's message only
                 // confirms delivery; the result comes through the token.
-                let delivery_only = from_worker && matches!(input, Input::TaskSucceeded { .. });
-                self.step_inner(fence, &arn, input, None, delivery_only)
+                let delivery_only = from_worker
+                    && inputs
+                        .iter()
+                        .any(|i| matches!(i, Input::TaskSucceeded { .. }));
+                self.step_inner(fence, &arn, inputs, None, delivery_only)
                     .await
             }
         }
@@ -670,17 +668,18 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         input: Input,
         fired: Option<TimerEntry>,
     ) -> Result<(), CoordinatorError> {
-        self.step_inner(fence, execution_arn, input, fired, false)
+        self.step_inner(fence, execution_arn, vec![input], fired, false)
             .await
     }
 
-    /// [`Self::step`]; with `delivery_only`, a task success for a `.waitForTaskToken` task is
-    /// dropped (the worker only handled the task's message).
+    /// [`Self::step`] with one or more inputs applied in order and committed together; with
+    /// `delivery_only`, a task success for a `.waitForTaskToken` task is dropped (the worker
+    /// only handled the task's message).
     async fn step_inner(
         &self,
         fence: Fence,
         execution_arn: &str,
-        input: Input,
+        mut inputs: Vec<Input>,
         fired: Option<TimerEntry>,
         delivery_only: bool,
     ) -> Result<(), CoordinatorError> {
@@ -700,13 +699,17 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         let def = self
             .definition(&record.state_machine_arn, &record.revision_id)
             .await?;
-        if let (true, Input::TaskSucceeded { task, .. }) = (delivery_only, &input) {
-            if exec.is_callback_task(&def, *task) {
+        if delivery_only {
+            inputs.retain(|i| match i {
+                Input::TaskSucceeded { task, .. } => !exec.is_callback_task(&def, *task),
+                _ => true,
+            });
+            if inputs.is_empty() {
                 self.remember(fence, record, exec);
                 return Ok(());
             }
         }
-        self.apply_and_commit(fence, record, exec, &def, input, fired)
+        self.apply_and_commit(fence, record, exec, &def, inputs, fired)
             .await
     }
 
@@ -743,7 +746,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         mut record: ExecutionRecord,
         mut exec: Execution,
         def: &Definition,
-        input: Input,
+        inputs: Vec<Input>,
         fired: Option<TimerEntry>,
     ) -> Result<(), CoordinatorError> {
         let now = self.clock.now_ms();
@@ -756,7 +759,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         let pristine = (record.version == 0).then(|| exec.clone());
         let span = tracing::debug_span!("step", execution = %record.execution_arn);
         let _enter = span.enter();
-        let mut step = exec.apply(def, &input, &ctx)?;
+        let mut step = apply_all(&mut exec, def, &inputs, &ctx)?;
         drop(_enter);
         if !step.missing_activities.is_empty() {
             // The cached activity list may predate a CreateActivity: re-read it, and if a
@@ -783,7 +786,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                     }
                 };
                 ctx.activities = Some(fresh);
-                step = exec.apply(def, &input, &ctx)?;
+                step = apply_all(&mut exec, def, &inputs, &ctx)?;
             }
         }
         let activities = ctx.activities.clone();
@@ -862,11 +865,14 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                 expected_version,
                 execution: record,
                 events: step.events,
-                journal: vec![JournalEntry {
-                    now_ms: now,
-                    input,
-                    activities,
-                }],
+                journal: inputs
+                    .into_iter()
+                    .map(|input| JournalEntry {
+                        now_ms: now,
+                        input,
+                        activities: activities.clone(),
+                    })
+                    .collect(),
                 outbox,
                 timers_add,
                 timers_remove,
@@ -955,4 +961,46 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             }
         }
     }
+}
+
+/// The interpreter inputs of a worker reply for `task`: a `Finished` reply is `TaskStarted`
+/// followed by its result.
+fn reply_inputs(reply: Reply, task: u64) -> Vec<Input> {
+    match reply {
+        Reply::Started { worker_name, .. } => vec![Input::TaskStarted { task, worker_name }],
+        Reply::Succeeded { output, .. } => vec![Input::TaskSucceeded { task, output }],
+        Reply::Failed { error, cause, .. } => vec![Input::TaskFailed { task, error, cause }],
+        Reply::Heartbeat { .. } => vec![Input::TaskHeartbeat { task }],
+        Reply::Finished {
+            worker_name,
+            result,
+            ..
+        } => {
+            let mut inputs = vec![Input::TaskStarted { task, worker_name }];
+            // A nested `Finished` or `Started` makes no sense; only results count.
+            inputs.extend(
+                reply_inputs(*result, task).into_iter().filter(|i| {
+                    matches!(i, Input::TaskSucceeded { .. } | Input::TaskFailed { .. })
+                }),
+            );
+            inputs
+        }
+    }
+}
+
+/// Applies `inputs` in order; one [`Step`] with all their events and commands.
+fn apply_all(
+    exec: &mut Execution,
+    def: &Definition,
+    inputs: &[Input],
+    ctx: &Context,
+) -> Result<crate::interp::Step, crate::interp::InterpError> {
+    let mut all = crate::interp::Step::default();
+    for input in inputs {
+        let step = exec.apply(def, input, ctx)?;
+        all.events.extend(step.events);
+        all.commands.extend(step.commands);
+        all.missing_activities.extend(step.missing_activities);
+    }
+    Ok(all)
 }
