@@ -25,8 +25,8 @@ use stepline_engine::asl::StateMachineType;
 use stepline_engine::history::{EventKind, HistoryEvent};
 use stepline_engine::interp::{ExecutionStatus, Input, JournalEntry};
 use stepline_engine::runtime::store::{
-    partition_of, ActivityRecord, Commit, ExecutionRecord, Fence, OutboxEntry, OutboxMessage,
-    StateMachineRecord, Store, StoreError, TimerEntry,
+    outbox_seq, partition_of, ActivityRecord, Commit, ExecutionRecord, Fence, OutboxEntry,
+    OutboxMessage, StateMachineRecord, Store, StoreError, TimerEntry,
 };
 use stepline_engine::runtime::store_memory::MemoryStore;
 use stepline_engine::runtime::store_redis::{KeySet, RedisStore};
@@ -599,7 +599,7 @@ async fn create_execution<S: Store + Clone>(cx: Ctx<S>) {
             journal: vec![journal_entry(0)],
             outbox: vec![OutboxEntry {
                 execution_arn: arn.clone(),
-                seq: 1,
+                seq: outbox_seq(1, 0),
                 message: task_message(&arn, 1),
             }],
             timers: vec![timer(&rec, 1, T0 + 500)],
@@ -975,24 +975,26 @@ async fn outbox_pending_and_ack<S: Store + Clone>(cx: Ctx<S>) {
     let x2 = c.execution.clone();
     s.commit(c).await.expect("x again");
 
-    // Executions in the order they first had pending messages; each in seq order.
+    // Executions in the order they first had pending messages; each in seq order. A
+    // message's seq is `outbox_seq(version of its commit, index in the commit)`.
     let all = vec![
-        entry(&xa, 1, task_message(&xa, 1)),
-        entry(&xa, 2, cancel_message(2)),
-        entry(&xa, 3, task_message(&xa, 3)),
-        entry(&ya, 1, cancel_message(10)),
+        entry(&xa, outbox_seq(1, 0), task_message(&xa, 1)),
+        entry(&xa, outbox_seq(1, 1), cancel_message(2)),
+        entry(&xa, outbox_seq(2, 0), task_message(&xa, 3)),
+        entry(&ya, outbox_seq(1, 0), cancel_message(10)),
     ];
+    assert!(outbox_seq(1, 1) < outbox_seq(2, 0));
     assert_eq!(s.pending_outbox(4, 100).await, Ok(all.clone()));
     assert_eq!(s.pending_outbox(4, 2).await, Ok(all[..2].to_vec()));
     assert_eq!(s.pending_outbox(4, 0).await, Ok(Vec::new()));
     assert_eq!(s.pending_outbox(9, 100).await, Ok(Vec::new()));
 
-    s.ack_outbox(4, &xa, 2).await.expect("ack");
+    s.ack_outbox(4, &xa, outbox_seq(1, 1)).await.expect("ack");
     assert_eq!(s.pending_outbox(4, 100).await, Ok(all[2..].to_vec()));
-    s.ack_outbox(4, &xa, 2)
+    s.ack_outbox(4, &xa, outbox_seq(1, 1))
         .await
         .expect("acking twice is harmless");
-    s.ack_outbox(4, &xa, 3).await.expect("ack");
+    s.ack_outbox(4, &xa, outbox_seq(2, 0)).await.expect("ack");
     assert_eq!(s.pending_outbox(4, 100).await, Ok(all[3..].to_vec()));
     s.ack_outbox(4, &exec_arn("m", "unknown"), 5)
         .await
@@ -1005,11 +1007,11 @@ async fn outbox_pending_and_ack<S: Store + Clone>(cx: Ctx<S>) {
     assert_eq!(
         s.pending_outbox(4, 100).await,
         Ok(vec![
-            entry(&ya, 1, cancel_message(10)),
-            entry(&xa, 4, cancel_message(4)),
+            entry(&ya, outbox_seq(1, 0), cancel_message(10)),
+            entry(&xa, outbox_seq(3, 0), cancel_message(4)),
         ])
     );
-    s.ack_outbox(4, &ya, 1).await.expect("ack y");
+    s.ack_outbox(4, &ya, outbox_seq(1, 0)).await.expect("ack y");
     s.ack_outbox(4, &xa, u64::MAX).await.expect("ack x");
     assert_eq!(s.pending_outbox(4, 100).await, Ok(Vec::new()));
 }

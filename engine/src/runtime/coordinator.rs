@@ -13,8 +13,11 @@
 //! Performance: a served partition publishes its outbox from a companion task, woken after
 //! each commit that wrote outbox messages, so waiting for the broker's confirmations never
 //! holds up the partition's next input (the messages are durable in the store from the commit
-//! on; the input is acked after the commit, as always). The companion publishes everything
-//! pending at once and acks the outbox after the confirmations. Within one ownership term
+//! on; the input is acked after the commit, as always). The committing step hands the
+//! messages to the companion in memory, with the sequence numbers the store gave them
+//! ([`super::store::outbox_seq`]), so publishing reads nothing; the companion publishes
+//! everything handed over at once and acks those sequence numbers after the confirmations
+//! (a new owner replays whatever is still unacked from the store). Within one ownership term
 //! (one fencing token) this coordinator is the only writer of the partition's executions and
 //! timers, so it keeps the executions it just committed in memory (a step then reads nothing
 //! before its commit) and learns about new timers from its own commits instead of reading the
@@ -23,7 +26,8 @@
 use super::broker::{Broker, InputConsumer, InputMessage};
 use super::clock::Clock;
 use super::store::{
-    partition_of, Commit, ExecutionRecord, Fence, OutboxMessage, Store, StoreError, TimerEntry,
+    outbox_seq, partition_of, Commit, ExecutionRecord, Fence, OutboxEntry, OutboxMessage, Store,
+    StoreError, TimerEntry,
 };
 use crate::asl::Definition;
 use crate::interp::{Command, Context, Execution, ExecutionStatus, Input, JournalEntry};
@@ -120,6 +124,10 @@ pub struct Coordinator<S: Store, B: Broker, C: Clock> {
     publishers: Mutex<HashMap<u32, (u64, Arc<Notify>)>>,
     /// Per partition: the earliest timer committed since its serving task last looked.
     timer_hints: Mutex<HashMap<u32, i64>>,
+    /// Per served partition: outbox entries committed but not yet published, handed to its
+    /// publisher in memory (so publishing needs no store read; the store keeps them until
+    /// acked, for a new owner to replay).
+    handoff: Mutex<HashMap<u32, Vec<OutboxEntry>>>,
 }
 
 /// An execution as this coordinator committed it under `fence`. While the coordinator holds
@@ -160,6 +168,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             owned: Mutex::new(BTreeSet::new()),
             executions: Mutex::new(HashMap::new()),
             publishers: Mutex::new(HashMap::new()),
+            handoff: Mutex::new(HashMap::new()),
             timer_hints: Mutex::new(HashMap::new()),
         }
     }
@@ -313,6 +322,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         }
         let failed = CancellationToken::new();
         let stop = CancellationToken::new();
+        lock(&self.handoff).remove(&p);
         lock(&self.publishers).insert(p, (fence.token, wake.clone()));
         // Stops the publisher however this task ends, even when it is aborted.
         let stop_guard = stop.clone().drop_guard();
@@ -337,8 +347,8 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         }
     }
 
-    /// Publishes a partition's outbox whenever `wake` fires (wake-ups that arrive meanwhile
-    /// coalesce into the next read of everything pending) and once more when `stop` fires. On
+    /// Publishes what commits handed over whenever `wake` fires (wake-ups that arrive
+    /// meanwhile coalesce into one batch) and once more when `stop` fires. On
     /// a failure it fires `failed` and ends: the serving task then gives the partition up, and
     /// whoever serves it next republishes what is still pending.
     async fn publish_outbox(
@@ -354,7 +364,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                 _ = wake.notified() => false,
                 _ = stop.cancelled() => true,
             };
-            if let Err(e) = self.flush_outbox(partition).await {
+            if let Err(e) = self.publish_handoff(partition).await {
                 tracing::error!(partition, error = %e, "publishing the outbox failed");
                 failed.cancel();
                 return;
@@ -473,31 +483,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             if pending.is_empty() {
                 return Ok(());
             }
-            join_all(pending.iter().map(|entry| async move {
-                match &entry.message {
-                    OutboxMessage::Task { queue, message } => {
-                        self.broker.publish_task(queue, message).await
-                    }
-                    OutboxMessage::Cancel { task_token } => {
-                        self.broker.publish_cancel(task_token).await
-                    }
-                }
-            }))
-            .await
-            .into_iter()
-            .collect::<Result<Vec<()>, _>>()?;
-            let mut last: HashMap<&str, u64> = HashMap::new();
-            for entry in &pending {
-                let l = last.entry(entry.execution_arn.as_str()).or_default();
-                *l = (*l).max(entry.seq);
-            }
-            join_all(
-                last.into_iter()
-                    .map(|(arn, seq)| self.store.ack_outbox(partition, arn, seq)),
-            )
-            .await
-            .into_iter()
-            .collect::<Result<Vec<()>, _>>()?;
+            self.publish_and_ack(partition, &pending).await?;
             // A short read took everything pending when it was made; later commits wake the
             // publisher (or flush) themselves.
             if pending.len() < OUTBOX_BATCH {
@@ -506,21 +492,78 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         }
     }
 
-    /// After a commit that wrote outbox messages: wakes the partition's publisher, or
-    /// publishes them here when no publisher serves the partition under `fence` (a direct
-    /// [`Coordinator::handle_input`] call).
-    async fn publish_committed(&self, fence: Fence) -> Result<(), CoordinatorError> {
+    /// After a commit that wrote outbox messages: hands them to the partition's publisher and
+    /// wakes it, or publishes what the store holds here when no publisher serves the partition
+    /// under `fence` (a direct [`Coordinator::handle_input`] call).
+    async fn publish_committed(
+        &self,
+        fence: Fence,
+        entries: Vec<OutboxEntry>,
+    ) -> Result<(), CoordinatorError> {
         let publisher = lock(&self.publishers)
             .get(&fence.partition)
             .filter(|(token, _)| *token == fence.token)
             .map(|(_, wake)| wake.clone());
         match publisher {
             Some(wake) => {
+                lock(&self.handoff)
+                    .entry(fence.partition)
+                    .or_default()
+                    .extend(entries);
                 wake.notify_one();
                 Ok(())
             }
             None => self.flush_outbox(fence.partition).await,
         }
+    }
+
+    /// Publishes the entries handed over in memory (concurrently; confirmations awaited
+    /// together), then acks them in the store per execution. On an error nothing more is
+    /// acked: the entries stay in the store for whoever serves the partition next.
+    async fn publish_handoff(&self, partition: u32) -> Result<(), CoordinatorError> {
+        loop {
+            let pending = lock(&self.handoff)
+                .get_mut(&partition)
+                .map(std::mem::take)
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            self.publish_and_ack(partition, &pending).await?;
+        }
+    }
+
+    async fn publish_and_ack(
+        &self,
+        partition: u32,
+        pending: &[OutboxEntry],
+    ) -> Result<(), CoordinatorError> {
+        join_all(pending.iter().map(|entry| async move {
+            match &entry.message {
+                OutboxMessage::Task { queue, message } => {
+                    self.broker.publish_task(queue, message).await
+                }
+                OutboxMessage::Cancel { task_token } => {
+                    self.broker.publish_cancel(task_token).await
+                }
+            }
+        }))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()?;
+        let mut last: HashMap<&str, u64> = HashMap::new();
+        for entry in pending {
+            let l = last.entry(entry.execution_arn.as_str()).or_default();
+            *l = (*l).max(entry.seq);
+        }
+        join_all(
+            last.into_iter()
+                .map(|(arn, seq)| self.store.ack_outbox(partition, arn, seq)),
+        )
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()?;
+        Ok(())
     }
 
     /// Takes the cached execution if it was committed under `fence` (any other entry is
@@ -857,6 +900,17 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         let keep = (!finished).then(|| record.clone());
         record.snapshot = snapshot;
         let has_outbox = !outbox.is_empty();
+        // What the publisher sends once the commit succeeded, with the sequence numbers the
+        // store gives these messages (so it can ack them without reading the outbox).
+        let handed: Vec<OutboxEntry> = outbox
+            .iter()
+            .enumerate()
+            .map(|(i, message)| OutboxEntry {
+                execution_arn: record.execution_arn.clone(),
+                seq: outbox_seq(record.version, i),
+                message: message.clone(),
+            })
+            .collect();
         let earliest_timer = timers_add.iter().map(|t| t.fire_at_ms).min();
         let committed = self
             .store
@@ -894,7 +948,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                 .or_insert(at);
         }
         if has_outbox {
-            self.publish_committed(fence).await?;
+            self.publish_committed(fence, handed).await?;
         }
         if finished {
             self.finished.notify_waiters();

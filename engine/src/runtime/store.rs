@@ -88,7 +88,21 @@ pub enum OutboxMessage {
     Cancel { task_token: String },
 }
 
-/// One pending outbox message of one execution; `seq` increases per execution.
+/// Outbox sequence numbers leave room for this many messages per commit.
+pub const OUTBOX_SEQ_STRIDE: u64 = 1 << 20;
+
+/// Highest execution version a commit may write: sequence numbers stay exact in Redis's
+/// double-precision scores (below 2^53).
+pub const MAX_VERSION: u64 = (1 << 33) - 1;
+
+/// The sequence number of the `index`-th outbox message of the commit that writes `version`:
+/// increasing per execution, and known to the committer without reading the store, so a
+/// coordinator can publish from memory and ack by sequence number.
+pub fn outbox_seq(version: u64, index: usize) -> u64 {
+    version * OUTBOX_SEQ_STRIDE + index as u64 + 1
+}
+
+/// One pending outbox message of one execution; `seq` is [`outbox_seq`] of its commit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxEntry {
     pub execution_arn: String,

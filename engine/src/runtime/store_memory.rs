@@ -83,7 +83,6 @@ struct ExecutionData {
     events: Vec<HistoryEvent>,
     journal: Vec<JournalEntry>,
     outbox: BTreeMap<u64, OutboxMessage>,
-    outbox_seq: u64,
     /// Members ([`timer_member`]) of this execution's scheduled timers.
     timers: BTreeSet<String>,
     expires_at: Option<i64>,
@@ -395,7 +394,6 @@ impl Store for MemoryStore {
                 events: Vec::new(),
                 journal: Vec::new(),
                 outbox: BTreeMap::new(),
-                outbox_seq: 0,
                 timers: BTreeSet::new(),
                 expires_at: None,
             });
@@ -430,9 +428,9 @@ impl Store for MemoryStore {
             }
         }
         if !c.outbox.is_empty() {
-            for message in c.outbox {
-                data.outbox_seq += 1;
-                data.outbox.insert(data.outbox_seq, message);
+            for (i, message) in c.outbox.into_iter().enumerate() {
+                data.outbox
+                    .insert(super::store::outbox_seq(data.record.version, i), message);
             }
             if !partition.outbox_position.contains_key(&arn) {
                 partition.outbox_counter += 1;
@@ -693,6 +691,20 @@ pub(crate) fn check_commit(c: &Commit) -> Result<(), StoreError> {
         return invalid(format!(
             "execution is in partition {} but the fence is for partition {}",
             c.execution.partition, c.fence.partition
+        ));
+    }
+    if c.execution.version > super::store::MAX_VERSION {
+        return invalid(format!(
+            "version {} exceeds {}",
+            c.execution.version,
+            super::store::MAX_VERSION
+        ));
+    }
+    if c.outbox.len() as u64 >= super::store::OUTBOX_SEQ_STRIDE {
+        return invalid(format!(
+            "{} outbox messages in one commit (at most {})",
+            c.outbox.len(),
+            super::store::OUTBOX_SEQ_STRIDE - 1
         ));
     }
     for t in c.timers_add.iter().chain(&c.timers_remove) {

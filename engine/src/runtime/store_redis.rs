@@ -22,7 +22,7 @@
 //!
 //! | key | type | content |
 //! |---|---|---|
-//! | `{p<n>}:exec:<execution arn>` | hash | `version`, `status`, `record` (JSON with snapshot), `order` (list key), `outbox_seq` |
+//! | `{p<n>}:exec:<execution arn>` | hash | `version`, `status`, `record` (JSON with snapshot), `order` (list key) |
 //! | `{p<n>}:events:<execution arn>` / `{p<n>}:journal:<execution arn>` | list | history events / journal entries, oldest first |
 //! | `{p<n>}:outbox:<execution arn>` | sorted set | score = seq, member = `<seq>:<message JSON>` |
 //! | `{p<n>}:timers:<execution arn>` | set | the execution's timer members (to drop them when it finishes) |
@@ -139,8 +139,10 @@ n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do redis.call('RPUSH', KEYS[3], ARGV[i]); i = i + 1 end
 n = tonumber(ARGV[i]); i = i + 1
 if n > 0 then
-  for _ = 1, n do
-    local seq = redis.call('HINCRBY', KEYS[1], 'outbox_seq', 1)
+  -- store::outbox_seq: version * 2^20 + index (exact below 2^53, see store::MAX_VERSION).
+  local base = tonumber(ARGV[4]) * 1048576
+  for k = 1, n do
+    local seq = string.format('%.0f', base + k)
     redis.call('ZADD', KEYS[4], seq, seq .. ':' .. ARGV[i]); i = i + 1
   end
   if not redis.call('ZSCORE', KEYS[7], ARGV[1]) then
