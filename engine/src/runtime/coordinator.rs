@@ -210,21 +210,25 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
     }
 
     /// Creates and starts an execution directly when this coordinator serves its partition
-    /// (no broker hop); `Ok(false)` when it does not (the caller sends the `Start` through the
-    /// partition queue instead). Safe beside the partition's serving task: a `Start` is the
-    /// first input of its execution, so no other input of it can be in flight, and the commit
-    /// is fenced and version-checked like every other.
-    pub async fn start_locally(&self, start: InputMessage) -> Result<bool, CoordinatorError> {
+    /// (no broker hop): `Some(true)` created, `Some(false)` it already existed (nothing
+    /// written), `None` this coordinator does not serve the partition (the caller sends the
+    /// `Start` through the partition queue instead). Safe beside the partition's serving task:
+    /// a `Start` is the first input of its execution, so no other input of it can be in
+    /// flight, and the commit is fenced and version-checked like every other.
+    pub async fn start_locally(
+        &self,
+        start: InputMessage,
+    ) -> Result<Option<bool>, CoordinatorError> {
         let InputMessage::Start { execution_arn, .. } = &start else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(fence) = self.local_fence(self.partition_of(execution_arn)) else {
-            return Ok(false);
+            return Ok(None);
         };
-        match self.handle_input(fence, start).await {
-            Ok(()) => Ok(true),
+        match self.create(fence, start).await {
+            Ok(created) => Ok(Some(created)),
             // Lost the partition meanwhile: let the queue carry it to the new owner.
-            Err(CoordinatorError::Store(StoreError::Fenced { .. })) => Ok(false),
+            Err(CoordinatorError::Store(StoreError::Fenced { .. })) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -597,67 +601,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         msg: InputMessage,
     ) -> Result<(), CoordinatorError> {
         match msg {
-            InputMessage::Start {
-                execution_arn,
-                state_machine_arn,
-                revision_id,
-                name,
-                input,
-                start_ms,
-            } => {
-                // Starting is idempotent (a duplicate delivery, a reused name). Without a read
-                // first: creating commits at version 0, which fails with `AlreadyExists` when
-                // the execution exists, and that ends the input as a no-op.
-                if lock(&self.executions)
-                    .get(&execution_arn)
-                    .is_some_and(|c| c.fence == fence)
-                {
-                    return Ok(());
-                }
-                let def = match self.definition(&state_machine_arn, &revision_id).await {
-                    Ok(def) => def,
-                    Err(e) => {
-                        if self.store.get_execution(&execution_arn).await?.is_some() {
-                            return Ok(());
-                        }
-                        return Err(e);
-                    }
-                };
-                let sm_name = state_machine_arn
-                    .rsplit(':')
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-                let identity = RunIdentity {
-                    account: self.config.account.clone(),
-                    region: self.config.region.clone(),
-                    state_machine_name: sm_name,
-                    execution_name: name.clone(),
-                    role_arn: None,
-                    express: false,
-                    execution_arn: Some(execution_arn.clone()),
-                };
-                let info = identity.info(input.clone(), start_ms, seed_from(&execution_arn));
-                let exec = Execution::new(info);
-                let record = ExecutionRecord {
-                    execution_arn: execution_arn.clone(),
-                    state_machine_arn,
-                    revision_id,
-                    name,
-                    partition: fence.partition,
-                    status: ExecutionStatus::Running,
-                    start_ms,
-                    stop_ms: None,
-                    input,
-                    output: None,
-                    error: None,
-                    cause: None,
-                    version: 0,
-                    snapshot: Value::Null,
-                };
-                self.apply_and_commit(fence, record, exec, &def, vec![Input::Start], None)
-                    .await
-            }
+            start @ InputMessage::Start { .. } => self.create(fence, start).await.map(|_| ()),
             InputMessage::Stop {
                 execution_arn,
                 error,
@@ -701,6 +645,74 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                     .await
             }
         }
+    }
+
+    /// Creates and starts an execution from a `Start` input; `Ok(false)` when it already
+    /// existed (the input was a duplicate or reused a name: nothing is written).
+    async fn create(&self, fence: Fence, start: InputMessage) -> Result<bool, CoordinatorError> {
+        let InputMessage::Start {
+            execution_arn,
+            state_machine_arn,
+            revision_id,
+            name,
+            input,
+            start_ms,
+        } = start
+        else {
+            return Ok(false);
+        };
+        // Starting is idempotent (a duplicate delivery, a reused name). Without a read
+        // first: creating commits at version 0, which fails with `AlreadyExists` when
+        // the execution exists, and that ends the input as a no-op.
+        if lock(&self.executions)
+            .get(&execution_arn)
+            .is_some_and(|c| c.fence == fence)
+        {
+            return Ok(false);
+        }
+        let def = match self.definition(&state_machine_arn, &revision_id).await {
+            Ok(def) => def,
+            Err(e) => {
+                if self.store.get_execution(&execution_arn).await?.is_some() {
+                    return Ok(false);
+                }
+                return Err(e);
+            }
+        };
+        let sm_name = state_machine_arn
+            .rsplit(':')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let identity = RunIdentity {
+            account: self.config.account.clone(),
+            region: self.config.region.clone(),
+            state_machine_name: sm_name,
+            execution_name: name.clone(),
+            role_arn: None,
+            express: false,
+            execution_arn: Some(execution_arn.clone()),
+        };
+        let info = identity.info(input.clone(), start_ms, seed_from(&execution_arn));
+        let exec = Execution::new(info);
+        let record = ExecutionRecord {
+            execution_arn: execution_arn.clone(),
+            state_machine_arn,
+            revision_id,
+            name,
+            partition: fence.partition,
+            status: ExecutionStatus::Running,
+            start_ms,
+            stop_ms: None,
+            input,
+            output: None,
+            error: None,
+            cause: None,
+            version: 0,
+            snapshot: Value::Null,
+        };
+        self.apply_and_commit(fence, record, exec, &def, vec![Input::Start], None)
+            .await
     }
 
     /// Loads an execution and applies one input to it.
@@ -754,6 +766,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         }
         self.apply_and_commit(fence, record, exec, &def, inputs, fired)
             .await
+            .map(|_| ())
     }
 
     /// The activities that exist, cached for a second; `fresh` re-reads them.
@@ -783,6 +796,8 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         Ok(set)
     }
 
+    /// Applies `inputs` and commits the step; `Ok(false)` when nothing was written (a stale
+    /// or duplicate input, or creating an execution that exists).
     async fn apply_and_commit(
         &self,
         fence: Fence,
@@ -791,7 +806,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         def: &Definition,
         inputs: Vec<Input>,
         fired: Option<TimerEntry>,
-    ) -> Result<(), CoordinatorError> {
+    ) -> Result<bool, CoordinatorError> {
         let now = self.clock.now_ms();
         let mut ctx = Context {
             now_ms: now,
@@ -816,7 +831,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                         let Some(mut stored) =
                             self.store.get_execution(&record.execution_arn).await?
                         else {
-                            return Ok(());
+                            return Ok(false);
                         };
                         serde_json::from_value(std::mem::take(&mut stored.snapshot)).map_err(
                             |e| {
@@ -835,7 +850,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         let activities = ctx.activities.clone();
         let nothing_changed = step.events.is_empty() && step.commands.is_empty();
         if nothing_changed && fired.is_none() && record.version > 0 {
-            return Ok(()); // A stale or duplicate input: exactly-once transitions.
+            return Ok(false); // A stale or duplicate input: exactly-once transitions.
         }
         let partition = fence.partition;
         let mut outbox = Vec::new();
@@ -935,7 +950,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         match committed {
             Ok(()) => {}
             // Creating an execution that exists: a duplicate Start, a no-op.
-            Err(StoreError::AlreadyExists(_)) if expected_version == 0 => return Ok(()),
+            Err(StoreError::AlreadyExists(_)) if expected_version == 0 => return Ok(false),
             Err(e) => return Err(e.into()),
         }
         if let Some(record) = keep {
@@ -953,7 +968,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         if finished {
             self.finished.notify_waiters();
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The compiled definition of a state machine revision (cached).

@@ -222,30 +222,38 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
             ));
         }
         let execution_arn = self.arn("execution", &format!("{}:{name}", sm.name));
+        let start = InputMessage::Start {
+            execution_arn: execution_arn.clone(),
+            state_machine_arn: sm.arn,
+            revision_id: sm.revision_id,
+            name,
+            input: input.clone(),
+            start_ms: now,
+        };
+        // When this process serves the execution's partition, create it right here (one
+        // broker round trip less, and no read first: creating an existing execution writes
+        // nothing and says so); otherwise the partition queue carries it to its owner.
+        let existed = match self.coordinator.start_locally(start.clone()).await? {
+            Some(true) => return Ok(execution_arn),
+            Some(false) => true,
+            None => false,
+        };
         if let Some(existing) = self
             .coordinator
             .store()
             .get_execution(&execution_arn)
             .await?
         {
+            // Same name and input: the same execution (idempotent start).
             return if existing.input == input {
                 Ok(execution_arn)
             } else {
                 Err(ServiceError::ExecutionAlreadyExists(execution_arn))
             };
         }
-        let start = InputMessage::Start {
-            execution_arn: execution_arn.clone(),
-            state_machine_arn: sm.arn,
-            revision_id: sm.revision_id,
-            name,
-            input,
-            start_ms: now,
-        };
-        // When this process serves the execution's partition, create it right here (one
-        // broker round trip less); otherwise the partition queue carries it to its owner.
-        if self.coordinator.start_locally(start.clone()).await? {
-            return Ok(execution_arn);
+        if existed {
+            // It existed a moment ago and has expired since: nothing to start under its name.
+            return Err(ServiceError::ExecutionAlreadyExists(execution_arn));
         }
         let partition = self.coordinator.partition_of(&execution_arn);
         self.coordinator
