@@ -94,7 +94,15 @@ pub struct Service<S: Store, B: Broker, C: Clock> {
     /// Cancelled when the process starts shutting down: long polls answer at once.
     draining: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// State machines as recently read for starts (ARN → (read at, record)), kept for
+    /// [`SM_CACHE_MS`]; this process's own updates and deletes drop their entry at once.
+    sm_cache: std::sync::Mutex<std::collections::HashMap<String, (i64, StateMachineRecord)>>,
 }
+
+/// How long a start may use a state machine read earlier. AWS documents the same eventual
+/// consistency: executions started right after `UpdateStateMachine` may use the previous
+/// definition. Updates made through this process are seen at once.
+pub const SM_CACHE_MS: i64 = 1_000;
 
 impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
     /// Starts a coordinator over the given adapters.
@@ -107,6 +115,7 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
             shutdown,
             draining: CancellationToken::new(),
             task: Some(task),
+            sm_cache: Default::default(),
         }
     }
 
@@ -196,6 +205,38 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
         }
     }
 
+    fn sm_cache(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (i64, StateMachineRecord)>>
+    {
+        self.sm_cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The state machine a start uses: read at most [`SM_CACHE_MS`] ago.
+    async fn state_machine_for_start(
+        &self,
+        arn: &str,
+        now: i64,
+    ) -> Result<StateMachineRecord, ServiceError> {
+        if let Some((at, sm)) = self.sm_cache().get(arn) {
+            if now - at < SM_CACHE_MS {
+                return Ok(sm.clone());
+            }
+        }
+        let sm = self
+            .coordinator
+            .store()
+            .get_state_machine(arn)
+            .await?
+            .ok_or_else(|| ServiceError::StateMachineDoesNotExist(arn.into()))?;
+        let mut cache = self.sm_cache();
+        if cache.len() >= 10_000 {
+            cache.retain(|_, (at, _)| now - *at < SM_CACHE_MS);
+        }
+        cache.insert(arn.to_string(), (now, sm.clone()));
+        Ok(sm)
+    }
+
     /// Starts an execution; the same name with the same input returns the same execution.
     pub async fn start_execution(
         &self,
@@ -203,13 +244,8 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
         name: Option<String>,
         input: Value,
     ) -> Result<String, ServiceError> {
-        let sm = self
-            .coordinator
-            .store()
-            .get_state_machine(state_machine_arn)
-            .await?
-            .ok_or_else(|| ServiceError::StateMachineDoesNotExist(state_machine_arn.into()))?;
         let now = self.coordinator.clock().now_ms();
+        let sm = self.state_machine_for_start(state_machine_arn, now).await?;
         let name = match name {
             Some(n) if !valid_name(&n) => return Err(ServiceError::InvalidName(n)),
             Some(n) => n,
@@ -399,6 +435,7 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
             sm.revision_id.push('b');
         }
         sm.updated_ms = Some(now);
+        self.sm_cache().remove(arn);
         match self
             .coordinator
             .store()
@@ -413,6 +450,7 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
 
     /// Deletes a state machine; its running executions go on with their revision.
     pub async fn delete_state_machine(&self, arn: &str) -> Result<(), ServiceError> {
+        self.sm_cache().remove(arn);
         match self.coordinator.store().delete_state_machine(arn).await {
             Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
             Err(e) => Err(e.into()),
