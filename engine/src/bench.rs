@@ -13,17 +13,23 @@
 //! 2. **Tasks/s**: [`BenchConfig::executions`] executions of a one-Task state machine served by
 //!    an echo worker (the SDK's `Worker` over `AmqpTransport`, concurrency
 //!    [`BenchConfig::worker_concurrency`]), through the real runtime (`Service` over
-//!    `RedisStore` + `AmqpBroker`), started concurrently (at most [`BenchConfig::start_window`]
-//!    `StartExecution`s in flight). Timed from the wall clock just before the first start to
-//!    the latest `stop_ms` of the execution records (the engine's time of `ExecutionSucceeded`).
+//!    `RedisStore` + `AmqpBroker`), under the same load as the ceiling's throughput run:
+//!    [`BenchConfig::tasks_window`] slots, each starting an execution, waiting until
+//!    `Service::wait` returns it finished, and starting the next. Timed (monotonic clock) from
+//!    just before the first start to the last `wait` returning. As a reference, the same number
+//!    of executions is then started all at once (at most [`BenchConfig::start_window`]
+//!    `StartExecution`s in flight, the tasks queue up in RabbitMQ), timed from the wall clock
+//!    just before the first start to the latest `stop_ms` of the records (the engine's time of
+//!    `ExecutionSucceeded`).
 //! 3. **Latency**: [`BenchConfig::latency_executions`] executions of the same machine, one after
 //!    another, each timed (monotonic clock) from just before `Service::start_execution` to the
 //!    moment `Service::wait` returns the finished record — what a client in this process
-//!    observes, including the `wait`'s final read of the record. The record's own
-//!    `stop_ms - start_ms` (whole milliseconds) is reported alongside as a note.
+//!    observes (the commit that finishes an execution hands its record to the waiting
+//!    `wait`). The record's own `stop_ms - start_ms` (whole milliseconds) is reported alongside
+//!    as a note.
 //! 4. **Pass transitions/s**: [`BenchConfig::executions`] executions of a chain of
-//!    [`BenchConfig::pass_states`] Pass states, started concurrently as in 2; transitions are
-//!    states entered (`pass_states` per execution), timed as in 2.
+//!    [`BenchConfig::pass_states`] Pass states, started all at once as the backlog run of 2;
+//!    transitions are states entered (`pass_states` per execution), timed as that run.
 //!
 //! Everything lives in throwaway namespaces (a unique AMQP name prefix, a unique Redis key
 //! prefix) and is deleted afterwards, whether or not the measurement succeeded
@@ -40,9 +46,9 @@ use crate::runtime::broker_amqp::{AmqpBroker, AmqpConfig};
 use crate::runtime::clock::{Clock, SystemClock};
 use crate::runtime::coordinator::CoordinatorConfig;
 use crate::runtime::service::{Service, ServiceError};
-use crate::runtime::store::StoreError;
+use crate::runtime::store::{ExecutionRecord, StoreError};
 use crate::runtime::store_redis::RedisStore;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueDeclareOptions,
@@ -88,7 +94,12 @@ pub struct BenchConfig {
     pub worker_concurrency: usize,
     /// Partitions of the benchmark's coordinator (the server's default is 16).
     pub partitions: u32,
-    /// Most `StartExecution` calls in flight while starting a throughput run.
+    /// Executions in flight during the tasks/s run: each of these slots starts an execution,
+    /// waits for it to finish and starts the next, as each of the ceiling's round-trip loops
+    /// does; the ceiling's window by default, so both are measured under the same load.
+    pub tasks_window: usize,
+    /// Most `StartExecution` calls in flight while starting a batch all at once (the backlog
+    /// and Pass runs).
     pub start_window: usize,
     /// Longest any one phase may take.
     pub phase_timeout: Duration,
@@ -108,6 +119,7 @@ impl BenchConfig {
             pass_states: 10,
             worker_concurrency: 64,
             partitions: 16,
+            tasks_window: 256,
             start_window: 256,
             phase_timeout: Duration::from_secs(300),
         }
@@ -157,14 +169,25 @@ pub struct BenchDetails {
     pub ceiling_latency_p99_ms: f64,
     pub sequential_round_trips: usize,
     pub executions: usize,
+    pub tasks_window: usize,
     pub tasks_elapsed_ms: f64,
+    /// This process's CPU milliseconds per round trip of the ceiling's throughput run (the
+    /// raw client: lapin only) and per execution of the tasks/s run (coordinator, worker and
+    /// client), and the Redis server's per execution of that run; `None` where unreadable.
+    pub ceiling_cpu_ms: Option<f64>,
+    pub task_cpu_ms: Option<f64>,
+    pub task_redis_cpu_ms: Option<f64>,
+    /// tasks/s when all the executions are started at once (they queue up in RabbitMQ).
+    pub backlog_tasks_per_sec: f64,
+    pub backlog_elapsed_ms: f64,
     pub latency_executions: usize,
     /// p50/p99 of the records' `stop_ms - start_ms` (whole milliseconds).
     pub record_latency_p50_ms: f64,
     pub record_latency_p99_ms: f64,
     pub pass_states: usize,
     pub pass_elapsed_ms: f64,
-    /// Mean milliseconds per leg of a one-Task execution in the tasks/s run (see [`Legs`]).
+    /// Mean milliseconds per leg of a one-Task execution in the tasks/s run (see [`Legs`]),
+    /// over at most [`LEGS_SAMPLE`] of its executions.
     pub tasks_legs: Legs,
     /// The same for the latency run.
     pub latency_legs: Legs,
@@ -220,10 +243,19 @@ impl BenchReport {
                 met: None,
             },
             Row {
-                metric: format!("tasks/s ({} one-Task executions)", d.executions),
+                metric: format!(
+                    "tasks/s ({} one-Task executions, {} in flight)",
+                    d.executions, d.tasks_window
+                ),
                 value: self.tasks_per_sec,
                 target: Some(format!(">= {task_floor:.1} (0.6 x ceiling)")),
                 met: Some(self.tasks_per_sec >= task_floor),
+            },
+            Row {
+                metric: "tasks/s (all started at once, a backlog)".into(),
+                value: d.backlog_tasks_per_sec,
+                target: None,
+                met: None,
             },
             Row {
                 metric: "latency p50, ms (start -> wait returns)".into(),
@@ -256,13 +288,13 @@ impl BenchReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<46} {:>10}  {:<30} met?",
+            "{:<50} {:>10}  {:<30} met?",
             "metric", "value", "target"
         );
         for r in self.rows() {
             let _ = writeln!(
                 out,
-                "{:<46} {:>10.2}  {:<30} {}",
+                "{:<50} {:>10.2}  {:<30} {}",
                 r.metric,
                 r.value,
                 r.target.as_deref().unwrap_or("(reference)"),
@@ -282,9 +314,23 @@ impl BenchReport {
         );
         let _ = writeln!(
             out,
-            "       tasks/s = {} executions in {:.0} ms (first start -> last record stop_ms), {} \
-             partitions, worker concurrency {}",
-            d.executions, d.tasks_elapsed_ms, d.partitions, d.worker_concurrency
+            "       tasks/s = {} executions in {:.0} ms (first start -> last wait returns), {} \
+             partitions, worker concurrency {}; backlog: {} in {:.0} ms (first start -> last \
+             record stop_ms)",
+            d.executions,
+            d.tasks_elapsed_ms,
+            d.partitions,
+            d.worker_concurrency,
+            d.executions,
+            d.backlog_elapsed_ms
+        );
+        let cpu = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.3}"));
+        let _ = writeln!(
+            out,
+            "       CPU ms: this process {} per raw round trip, {} per task; Redis {} per task",
+            cpu(d.ceiling_cpu_ms),
+            cpu(d.task_cpu_ms),
+            cpu(d.task_redis_cpu_ms)
         );
         let _ = writeln!(
             out,
@@ -334,7 +380,13 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
             ceiling_latency_p99_ms: ceiling.load_p99_ms,
             sequential_round_trips: config.sequential_round_trips,
             executions: config.executions,
+            tasks_window: config.tasks_window,
             tasks_elapsed_ms: runtime.tasks_elapsed_ms,
+            ceiling_cpu_ms: ceiling.cpu_ms,
+            task_cpu_ms: runtime.task_cpu_ms,
+            task_redis_cpu_ms: runtime.task_redis_cpu_ms,
+            backlog_tasks_per_sec: runtime.backlog_per_sec,
+            backlog_elapsed_ms: runtime.backlog_elapsed_ms,
             latency_executions: config.latency_executions,
             record_latency_p50_ms: runtime.record_p50_ms,
             record_latency_p99_ms: runtime.record_p99_ms,
@@ -390,6 +442,43 @@ struct Ceiling {
     elapsed_ms: f64,
     load_p99_ms: f64,
     p50_ms: f64,
+    /// This process's CPU milliseconds per round trip of the throughput run.
+    cpu_ms: Option<f64>,
+}
+
+/// CPU seconds this process has used so far (all threads; Linux `/proc/self/stat`, in the
+/// kernel's 1/100 s ticks), `None` elsewhere.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    // utime and stime are fields 14 and 15 of the whole line.
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// CPU seconds the Redis server has used so far (`INFO cpu`), `None` when it cannot be read
+/// (e.g. a Redis Cluster URL).
+async fn redis_cpu_seconds(url: &str) -> Option<f64> {
+    let client = redis::Client::open(url).ok()?;
+    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(&mut conn)
+        .await
+        .ok()?;
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    Some(field("used_cpu_sys")? + field("used_cpu_user")?)
+}
+
+/// Milliseconds of CPU per unit between two readings.
+fn cpu_ms_per(before: Option<f64>, after: Option<f64>, units: usize) -> Option<f64> {
+    Some((after? - before?) * 1000.0 / units.max(1) as f64)
 }
 
 /// The raw queues: an engine side (confirming publisher, reply consumer) and a worker side
@@ -725,6 +814,7 @@ async fn measure_ceiling(config: &BenchConfig, raw: Arc<RawBroker>) -> Result<Ce
     // Under load: `window` loops, each doing round trips back to back.
     let total = config.ceiling_round_trips.max(1) as u64;
     let claimed = Arc::new(AtomicU64::new(0));
+    let cpu_before = process_cpu_seconds();
     let started = Instant::now();
     let mut loops = tokio::task::JoinSet::new();
     for _ in 0..config.ceiling_window.max(1) {
@@ -747,6 +837,7 @@ async fn measure_ceiling(config: &BenchConfig, raw: Arc<RawBroker>) -> Result<Ce
     Ok(Ceiling {
         per_sec: under_load.len() as f64 / elapsed.as_secs_f64(),
         elapsed_ms: ms(elapsed),
+        cpu_ms: cpu_ms_per(cpu_before, process_cpu_seconds(), under_load.len()),
         load_p99_ms: percentile(&mut under_load, 0.99),
         p50_ms,
     })
@@ -758,6 +849,10 @@ async fn measure_ceiling(config: &BenchConfig, raw: Arc<RawBroker>) -> Result<Ce
 struct RuntimeNumbers {
     tasks_per_sec: f64,
     tasks_elapsed_ms: f64,
+    task_cpu_ms: Option<f64>,
+    task_redis_cpu_ms: Option<f64>,
+    backlog_per_sec: f64,
+    backlog_elapsed_ms: f64,
     latency_p50_ms: f64,
     latency_p99_ms: f64,
     record_p50_ms: f64,
@@ -912,14 +1007,29 @@ async fn measure_runtime(
     .await?;
 
     let n = config.executions.max(1);
-    tracing::info!(executions = n, "measuring tasks/s");
+    let window = config.tasks_window.max(1);
+    tracing::info!(executions = n, in_flight = window, "measuring tasks/s");
+    let (cpu_before, redis_before) = (
+        process_cpu_seconds(),
+        redis_cpu_seconds(&config.redis_url).await,
+    );
     let (tasks_elapsed_ms, task_arns) = within(
         "the tasks/s run",
         config.phase_timeout,
-        run_batch(config, service, store, &task_machine, "tasks", n),
+        run_closed(service, &task_machine, "tasks", n, window),
     )
     .await?;
-    let tasks_legs = legs(service, &task_arns).await?;
+    let task_cpu_ms = cpu_ms_per(cpu_before, process_cpu_seconds(), n);
+    let task_redis_cpu_ms = cpu_ms_per(redis_before, redis_cpu_seconds(&config.redis_url).await, n);
+    let tasks_legs = legs(service, &task_arns[..task_arns.len().min(LEGS_SAMPLE)]).await?;
+
+    tracing::info!(executions = n, "measuring tasks/s with a backlog");
+    let (backlog_elapsed_ms, _) = within(
+        "the backlog run",
+        config.phase_timeout,
+        run_batch(config, service, store, &task_machine, "backlog", n),
+    )
+    .await?;
 
     tracing::info!(executions = config.latency_executions, "measuring latency");
     let (mut waited, mut recorded, latency_arns) = within(
@@ -941,6 +1051,10 @@ async fn measure_runtime(
     Ok(RuntimeNumbers {
         tasks_per_sec: n as f64 / (tasks_elapsed_ms / 1000.0),
         tasks_elapsed_ms,
+        task_cpu_ms,
+        task_redis_cpu_ms,
+        backlog_per_sec: n as f64 / (backlog_elapsed_ms / 1000.0),
+        backlog_elapsed_ms,
         latency_p50_ms: percentile(&mut waited, 0.5),
         latency_p99_ms: percentile(&mut waited, 0.99),
         record_p50_ms: percentile(&mut recorded, 0.5),
@@ -951,6 +1065,9 @@ async fn measure_runtime(
         latency_legs,
     })
 }
+
+/// Most executions of a run whose histories [`legs`] reads.
+const LEGS_SAMPLE: usize = 500;
 
 /// The mean [`Legs`] of finished one-Task executions (read after the timed runs).
 async fn legs(service: &BenchService, arns: &[String]) -> Result<Legs, BenchError> {
@@ -980,6 +1097,46 @@ async fn legs(service: &BenchService, arns: &[String]) -> Result<Legs, BenchErro
         dispatch: sum.dispatch / n,
         work: sum.work / n,
     })
+}
+
+/// Runs `count` executions of `machine` with `window` of them in flight: each slot starts one,
+/// waits for it to finish (checking it succeeded) and starts the next. Returns the
+/// milliseconds from the first start to the last finish seen, and the executions' ARNs.
+async fn run_closed(
+    service: &BenchService,
+    machine: &str,
+    label: &str,
+    count: usize,
+    window: usize,
+) -> Result<(f64, Vec<String>), BenchError> {
+    let started = Instant::now();
+    let arns = futures_util::stream::iter(0..count)
+        .map(|i| async move {
+            let arn = service
+                .start_execution(machine, Some(format!("{label}-{i}")), json!({"i": i}))
+                .await?;
+            let record = service.wait(&arn, Duration::from_secs(60)).await?;
+            succeeded(&record)?;
+            Ok::<_, BenchError>(arn)
+        })
+        .buffer_unordered(window)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok((ms(started.elapsed()), arns))
+}
+
+/// An error unless the execution ended SUCCEEDED.
+fn succeeded(record: &ExecutionRecord) -> Result<(), BenchError> {
+    match record.status {
+        ExecutionStatus::Succeeded => Ok(()),
+        status => Err(BenchError::Failed(format!(
+            "{} ended {} ({:?}: {:?})",
+            record.execution_arn,
+            status.as_str(),
+            record.error,
+            record.cause
+        ))),
+    }
 }
 
 /// Starts `count` executions of `machine` concurrently, waits until all have finished, checks
@@ -1075,6 +1232,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cpu_time_is_read_from_proc_on_linux() {
+        if cfg!(target_os = "linux") {
+            let before = process_cpu_seconds().expect("/proc/self/stat is readable");
+            let spin = Instant::now();
+            let mut x = 0u64;
+            while spin.elapsed() < Duration::from_millis(60) {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+            let after = process_cpu_seconds().expect("/proc/self/stat is readable");
+            assert!(after >= before + 0.02, "{before} -> {after}");
+        }
+    }
+
+    #[test]
     fn percentiles_use_the_nearest_rank() {
         let mut v: Vec<f64> = (1..=200).rev().map(f64::from).collect();
         assert_eq!(percentile(&mut v, 0.5), 100.0);
@@ -1114,7 +1285,10 @@ mod tests {
             ]
         );
         let met: Vec<Option<bool>> = report.rows().iter().map(|r| r.met).collect();
-        assert_eq!(met, [None, None, Some(true), Some(true), Some(false), None]);
+        assert_eq!(
+            met,
+            [None, None, Some(true), None, Some(true), Some(false), None]
+        );
         assert!(!report.all_met());
     }
 }

@@ -744,3 +744,43 @@ scenarios!(
     parallel_and_map_with_workers,
     task_timeout_cancels_the_handler_and_is_caught,
 );
+
+/// `stepline bench` end to end at a small scale on the real servers: every phase runs, every
+/// execution succeeds (the bench fails otherwise), the numbers are real measurements, and the
+/// JSON holds exactly the six documented keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_measures_every_phase_on_the_real_servers() {
+    use stepline_engine::bench::{run, BenchConfig};
+    let config = BenchConfig {
+        executions: 120,
+        ceiling_round_trips: 300,
+        ceiling_window: 16,
+        sequential_round_trips: 30,
+        latency_executions: 20,
+        pass_states: 5,
+        worker_concurrency: 8,
+        partitions: 4,
+        tasks_window: 16,
+        ..BenchConfig::new(amqp_url(), redis_url())
+    };
+    let report = run(&config).await.expect("the benchmark runs");
+    for (name, value) in [
+        ("ceiling", report.ceiling_roundtrips_per_sec),
+        ("raw p50", report.ceiling_latency_p50_ms),
+        ("tasks/s", report.tasks_per_sec),
+        ("backlog tasks/s", report.details.backlog_tasks_per_sec),
+        ("latency p50", report.latency_p50_ms),
+        ("latency p99", report.latency_p99_ms),
+        ("pass", report.pass_transitions_per_sec),
+    ] {
+        assert!(value.is_finite() && value > 0.0, "{name} = {value}");
+    }
+    assert!(report.latency_p99_ms >= report.latency_p50_ms);
+    let table = report.table();
+    assert!(
+        table.contains("tasks/s (120 one-Task executions, 16 in flight)"),
+        "{table}"
+    );
+    let json = serde_json::to_value(&report).expect("serializes");
+    assert_eq!(json.as_object().map(|o| o.len()), Some(6), "{json}");
+}

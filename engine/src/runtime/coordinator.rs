@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use stepline_worker::protocol::{Reply, TaskMessage, PROTOCOL_VERSION};
 use stepline_worker::topology::{partition_queue, task_queue};
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// How a coordinator runs.
@@ -114,8 +114,9 @@ pub struct Coordinator<S: Store, B: Broker, C: Clock> {
     config: CoordinatorConfig,
     definitions: Mutex<HashMap<(String, String), Arc<Definition>>>,
     activities: Mutex<Option<(i64, BTreeSet<String>)>>,
-    /// Woken whenever an execution this process drives finishes.
-    finished: Notify,
+    /// Per execution: the callers of [`Coordinator::wait_finished`] waiting for it, each
+    /// handed the finished record by the commit that finishes it here.
+    finish_waiters: Mutex<HashMap<String, Vec<oneshot::Sender<ExecutionRecord>>>>,
     /// Partitions currently served (for health and tests).
     owned: Mutex<BTreeSet<u32>>,
     /// Executions as this coordinator last committed them (see [`CachedExecution`]).
@@ -164,7 +165,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             config,
             definitions: Mutex::new(HashMap::new()),
             activities: Mutex::new(None),
-            finished: Notify::new(),
+            finish_waiters: Mutex::new(HashMap::new()),
             owned: Mutex::new(BTreeSet::new()),
             executions: Mutex::new(HashMap::new()),
             publishers: Mutex::new(HashMap::new()),
@@ -914,6 +915,11 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         record.snapshot = Value::Null;
         let keep = (!finished).then(|| record.clone());
         record.snapshot = snapshot;
+        // The callers waiting for this execution to finish get the record as committed. A
+        // waiter that registers after this check reads the store after registering, and so
+        // finds the commit there or gets the next one's record.
+        let done = (finished && lock(&self.finish_waiters).contains_key(&record.execution_arn))
+            .then(|| record.clone());
         let has_outbox = !outbox.is_empty();
         // What the publisher sends once the commit succeeded, with the sequence numbers the
         // store gives these messages (so it can ack them without reading the outbox).
@@ -965,8 +971,11 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         if has_outbox {
             self.publish_committed(fence, handed).await?;
         }
-        if finished {
-            self.finished.notify_waiters();
+        if let Some(done) = done {
+            let waiters = lock(&self.finish_waiters).remove(&done.execution_arn);
+            for waiter in waiters.into_iter().flatten() {
+                let _ = waiter.send(done.clone());
+            }
         }
         Ok(true)
     }
@@ -1005,28 +1014,94 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
     }
 
     /// Waits until the execution is no longer RUNNING (or `timeout` passes); returns its record.
+    ///
+    /// An execution that finishes under this coordinator hands its record over at once (no
+    /// store read); one driven by another coordinator is seen by reading the store, every
+    /// 50 ms at first and less often the longer it runs (at most every second). While the
+    /// execution runs here (cached under the partition's current fence, so its finish will be
+    /// handed over), the store is read only once a second, in case the fence was lost.
     pub async fn wait_finished(
         &self,
         execution_arn: &str,
         timeout: Duration,
     ) -> Result<Option<ExecutionRecord>, CoordinatorError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        // Declared before the receiver, so it is dropped after it and prunes its sender.
+        let _registered = WaiterGuard {
+            waiters: &self.finish_waiters,
+            execution_arn,
+        };
+        let (tx, mut finished) = oneshot::channel();
+        lock(&self.finish_waiters)
+            .entry(execution_arn.to_string())
+            .or_default()
+            .push(tx);
+        let mut listening = true;
+        let mut poll = Duration::from_millis(50);
+        let mut read_at: Option<tokio::time::Instant> = None;
+        let mut rec = None;
         loop {
-            let notified = self.finished.notified();
-            let rec = self.store.get_execution(execution_arn).await?;
-            if let Some(r) = &rec {
-                if r.status != ExecutionStatus::Running {
-                    return Ok(rec);
+            let now = tokio::time::Instant::now();
+            let here = listening && self.running_here(execution_arn);
+            let due = read_at.is_some_and(|at| now - at >= Duration::from_secs(1));
+            if here && read_at.is_none() {
+                read_at = Some(now); // The cache stands for a read.
+            } else if !here || due {
+                rec = self.store.get_execution(execution_arn).await?;
+                read_at = Some(now);
+                if let Some(r) = &rec {
+                    if r.status != ExecutionStatus::Running {
+                        return Ok(rec);
+                    }
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Ok(rec);
+                return Ok(match rec {
+                    Some(_) => rec,
+                    None => self.store.get_execution(execution_arn).await?,
+                });
             }
-            // Local completions wake us at once; other coordinators' are seen by polling.
             tokio::select! {
-                _ = notified => {}
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                done = &mut finished, if listening => match done {
+                    Ok(record) => return Ok(Some(record)),
+                    // The sender is gone unsent: only the store tells from now on.
+                    Err(_) => listening = false,
+                },
+                _ = tokio::time::sleep(poll) => {}
                 _ = tokio::time::sleep_until(deadline) => {}
+            }
+            poll = (poll * 3 / 2).min(Duration::from_secs(1));
+        }
+    }
+}
+
+impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
+    /// True when the execution runs under this coordinator: cached as committed under the
+    /// fence its partition is served with now.
+    fn running_here(&self, execution_arn: &str) -> bool {
+        self.local_fence(self.partition_of(execution_arn))
+            .is_some_and(|fence| {
+                lock(&self.executions)
+                    .get(execution_arn)
+                    .is_some_and(|c| c.fence == fence)
+            })
+    }
+}
+
+/// Removes a finished or abandoned [`Coordinator::wait_finished`] call's sender (and the
+/// execution's entry once nobody waits for it).
+struct WaiterGuard<'a> {
+    waiters: &'a Mutex<HashMap<String, Vec<oneshot::Sender<ExecutionRecord>>>>,
+    execution_arn: &'a str,
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        let mut waiters = lock(self.waiters);
+        if let Some(list) = waiters.get_mut(self.execution_arn) {
+            list.retain(|w| !w.is_closed());
+            if list.is_empty() {
+                waiters.remove(self.execution_arn);
             }
         }
     }
