@@ -227,6 +227,7 @@ contract! {
     history_pages_and_journal: LONG,
     list_executions_newest_first: LONG,
     outbox_pending_and_ack: LONG,
+    commits_ack_published_outbox: LONG,
     timers_due_next_and_removal: LONG,
     leases: LONG,
     finished_executions_expire: SHORT,
@@ -383,6 +384,7 @@ fn creating(fence: Fence, rec: &ExecutionRecord) -> Commit {
         outbox: Vec::new(),
         timers_add: Vec::new(),
         timers_remove: Vec::new(),
+        outbox_ack: None,
     }
 }
 
@@ -1014,6 +1016,73 @@ async fn outbox_pending_and_ack<S: Store + Clone>(cx: Ctx<S>) {
     s.ack_outbox(4, &ya, outbox_seq(1, 0)).await.expect("ack y");
     s.ack_outbox(4, &xa, u64::MAX).await.expect("ack x");
     assert_eq!(s.pending_outbox(4, 100).await, Ok(Vec::new()));
+}
+
+/// `Commit::outbox_ack` removes what was published, in the commit itself: before the commit's
+/// own messages are added, only when the commit lands, and an execution it drains leaves the
+/// partition's outbox index.
+async fn commits_ack_published_outbox<S: Store + Clone>(cx: Ctx<S>) {
+    let s = &cx.store;
+    let fence = lease(s, 5, "a").await;
+    let x = execution("m", "x", 5, T0);
+    let y = execution("m", "y", 5, T0);
+    let (xa, ya) = (x.execution_arn.clone(), y.execution_arn.clone());
+    let entry = |arn: &str, seq: u64, message: OutboxMessage| OutboxEntry {
+        execution_arn: arn.to_string(),
+        seq,
+        message,
+    };
+    let mut c = creating(fence, &x);
+    c.outbox = vec![task_message(&xa, 1), cancel_message(2)];
+    s.commit(c).await.expect("x");
+    let mut c = creating(fence, &y);
+    c.outbox = vec![cancel_message(10)];
+    s.commit(c).await.expect("y");
+
+    // A rejected commit acks nothing.
+    let mut stale = creating(fence, &x);
+    stale.outbox_ack = Some(u64::MAX);
+    assert!(s.commit(stale).await.is_err());
+    assert_eq!(s.pending_outbox(5, 100).await.map(|p| p.len()), Ok(3));
+
+    // Ack the first message and add one: x keeps its place in the index.
+    let mut c = following(fence, &x);
+    c.outbox_ack = Some(outbox_seq(1, 0));
+    c.outbox = vec![task_message(&xa, 3)];
+    let x2 = c.execution.clone();
+    s.commit(c).await.expect("x acks and adds");
+    assert_eq!(
+        s.pending_outbox(5, 100).await,
+        Ok(vec![
+            entry(&xa, outbox_seq(1, 1), cancel_message(2)),
+            entry(&xa, outbox_seq(2, 0), task_message(&xa, 3)),
+            entry(&ya, outbox_seq(1, 0), cancel_message(10)),
+        ])
+    );
+
+    // Ack everything, add nothing: x leaves the index.
+    let mut c = following(fence, &x2);
+    c.outbox_ack = Some(outbox_seq(2, 0));
+    finish(&mut c, ExecutionStatus::Succeeded);
+    let x3 = c.execution.clone();
+    s.commit(c).await.expect("x drains");
+    assert_eq!(
+        s.pending_outbox(5, 100).await,
+        Ok(vec![entry(&ya, outbox_seq(1, 0), cancel_message(10))])
+    );
+
+    // A message committed later (a redrive, say) queues up behind y.
+    let mut c = following(fence, &x3);
+    c.execution.status = ExecutionStatus::Running;
+    c.outbox = vec![cancel_message(4)];
+    s.commit(c).await.expect("x again");
+    assert_eq!(
+        s.pending_outbox(5, 100).await,
+        Ok(vec![
+            entry(&ya, outbox_seq(1, 0), cancel_message(10)),
+            entry(&xa, outbox_seq(4, 0), cancel_message(4)),
+        ])
+    );
 }
 
 async fn timers_due_next_and_removal<S: Store + Clone>(cx: Ctx<S>) {

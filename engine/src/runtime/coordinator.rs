@@ -129,6 +129,49 @@ pub struct Coordinator<S: Store, B: Broker, C: Clock> {
     /// publisher in memory (so publishing needs no store read; the store keeps them until
     /// acked, for a new owner to replay).
     handoff: Mutex<HashMap<u32, Vec<OutboxEntry>>>,
+    /// Per partition: outbox entries the publisher has published (confirmed) but not yet
+    /// acked in the store. The execution's next commit acks them (`Commit::outbox_ack`, no
+    /// extra store call); the publisher acks those still here [`ACK_DELAY`] later.
+    published: Mutex<HashMap<u32, Published>>,
+}
+
+/// See [`Coordinator::published`].
+#[derive(Default)]
+struct Published {
+    /// Execution → (highest published seq, when its oldest unacked entry was published).
+    seqs: HashMap<String, (u64, tokio::time::Instant)>,
+    /// The executions in the order they entered `seqs` (entries no longer there, or there
+    /// since a later time, are stale and skipped).
+    order: std::collections::VecDeque<(tokio::time::Instant, String)>,
+}
+
+impl Published {
+    /// When the oldest entry is due for acking by the publisher.
+    fn next_due(&mut self) -> Option<tokio::time::Instant> {
+        while let Some((at, arn)) = self.order.front() {
+            if self.seqs.get(arn).is_some_and(|(_, since)| since == at) {
+                return Some(*at + ACK_DELAY);
+            }
+            self.order.pop_front();
+        }
+        None
+    }
+
+    /// Removes and returns the entries due at `now`.
+    fn take_due(&mut self, now: tokio::time::Instant) -> Vec<(String, u64)> {
+        let mut due = Vec::new();
+        while let Some(at) = self.next_due() {
+            if at > now {
+                break;
+            }
+            if let Some((_, arn)) = self.order.pop_front() {
+                if let Some((seq, _)) = self.seqs.remove(&arn) {
+                    due.push((arn, seq));
+                }
+            }
+        }
+        due
+    }
 }
 
 /// An execution as this coordinator committed it under `fence`. While the coordinator holds
@@ -147,6 +190,9 @@ const CACHED_EXECUTIONS: usize = 10_000;
 
 /// Most outbox messages read, published and acked in one go.
 const OUTBOX_BATCH: usize = 256;
+
+/// Longest a published outbox entry waits for its execution's next commit to ack it.
+const ACK_DELAY: Duration = Duration::from_secs(1);
 
 /// How long a partition that stops being served waits for its last outbox messages.
 const PUBLISHER_DRAIN: Duration = Duration::from_secs(5);
@@ -171,6 +217,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             publishers: Mutex::new(HashMap::new()),
             handoff: Mutex::new(HashMap::new()),
             timer_hints: Mutex::new(HashMap::new()),
+            published: Mutex::new(HashMap::new()),
         }
     }
 
@@ -353,9 +400,11 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
     }
 
     /// Publishes what commits handed over whenever `wake` fires (wake-ups that arrive
-    /// meanwhile coalesce into one batch) and once more when `stop` fires. On
-    /// a failure it fires `failed` and ends: the serving task then gives the partition up, and
-    /// whoever serves it next republishes what is still pending.
+    /// meanwhile coalesce into one batch) and once more when `stop` fires; acks in the store
+    /// what was published and no commit acked within [`ACK_DELAY`], and everything left when
+    /// `stop` fires. On a failure it fires `failed` and ends: the serving task then gives the
+    /// partition up, and whoever serves it next republishes what is still pending (duplicates
+    /// that every consumer tolerates).
     async fn publish_outbox(
         self: Arc<Self>,
         partition: u32,
@@ -364,12 +413,23 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         failed: CancellationToken,
     ) {
         loop {
-            let stopping = tokio::select! {
+            let ack_due = lock(&self.published)
+                .get_mut(&partition)
+                .and_then(Published::next_due);
+            let (stopping, acking) = tokio::select! {
                 biased;
-                _ = wake.notified() => false,
-                _ = stop.cancelled() => true,
+                _ = wake.notified() => (false, false),
+                _ = stop.cancelled() => (true, true),
+                _ = tokio::time::sleep_until(ack_due.unwrap_or_else(tokio::time::Instant::now)),
+                    if ack_due.is_some() => (false, true),
             };
-            if let Err(e) = self.publish_handoff(partition).await {
+            // Under steady wake-ups the timer arm may lose every race: check the time too.
+            let acking = acking || ack_due.is_some_and(|due| due <= tokio::time::Instant::now());
+            let mut done = self.publish_handoff(partition).await;
+            if done.is_ok() && acking {
+                done = self.ack_published(partition, stopping).await;
+            }
+            if let Err(e) = done {
                 tracing::error!(partition, error = %e, "publishing the outbox failed");
                 failed.cancel();
                 return;
@@ -488,7 +548,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             if pending.is_empty() {
                 return Ok(());
             }
-            self.publish_and_ack(partition, &pending).await?;
+            self.publish_and_ack(partition, &pending, false).await?;
             // A short read took everything pending when it was made; later commits wake the
             // publisher (or flush) themselves.
             if pending.len() < OUTBOX_BATCH {
@@ -523,8 +583,9 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
     }
 
     /// Publishes the entries handed over in memory (concurrently; confirmations awaited
-    /// together), then acks them in the store per execution. On an error nothing more is
-    /// acked: the entries stay in the store for whoever serves the partition next.
+    /// together), then notes them as published: each execution's next commit acks them in the
+    /// store, or [`Self::ack_published`] does after [`ACK_DELAY`]. On an error nothing more is
+    /// noted: the entries stay in the store for whoever serves the partition next.
     async fn publish_handoff(&self, partition: u32) -> Result<(), CoordinatorError> {
         loop {
             let pending = lock(&self.handoff)
@@ -534,14 +595,69 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             if pending.is_empty() {
                 return Ok(());
             }
-            self.publish_and_ack(partition, &pending).await?;
+            self.publish_and_ack(partition, &pending, true).await?;
         }
+    }
+
+    /// Acks in the store what was published for `partition` at least [`ACK_DELAY`] ago (with
+    /// `all`, everything) and no commit acked yet.
+    async fn ack_published(&self, partition: u32, all: bool) -> Result<(), CoordinatorError> {
+        let due = {
+            let mut published = lock(&self.published);
+            let Some(p) = published.get_mut(&partition) else {
+                return Ok(());
+            };
+            let due = if all {
+                p.order.clear();
+                p.seqs.drain().map(|(arn, (seq, _))| (arn, seq)).collect()
+            } else {
+                p.take_due(tokio::time::Instant::now())
+            };
+            if p.seqs.is_empty() {
+                published.remove(&partition);
+            }
+            due
+        };
+        join_all(
+            due.iter()
+                .map(|(arn, seq)| self.store.ack_outbox(partition, arn, *seq)),
+        )
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()?;
+        Ok(())
+    }
+
+    /// Records that `execution_arn`'s outbox entries up to `seq` were published.
+    fn note_published(&self, partition: u32, execution_arn: &str, seq: u64) {
+        let mut published = lock(&self.published);
+        let p = published.entry(partition).or_default();
+        match p.seqs.get_mut(execution_arn) {
+            Some((s, _)) => *s = (*s).max(seq),
+            None => {
+                let now = tokio::time::Instant::now();
+                p.seqs.insert(execution_arn.to_string(), (seq, now));
+                p.order.push_back((now, execution_arn.to_string()));
+            }
+        }
+    }
+
+    /// Takes what was published of `execution_arn`'s outbox for its next commit to ack.
+    fn take_published(&self, partition: u32, execution_arn: &str) -> Option<u64> {
+        let mut published = lock(&self.published);
+        let p = published.get_mut(&partition)?;
+        let seq = p.seqs.remove(execution_arn).map(|(seq, _)| seq);
+        if p.seqs.is_empty() {
+            published.remove(&partition);
+        }
+        seq
     }
 
     async fn publish_and_ack(
         &self,
         partition: u32,
         pending: &[OutboxEntry],
+        defer: bool,
     ) -> Result<(), CoordinatorError> {
         join_all(pending.iter().map(|entry| async move {
             match &entry.message {
@@ -560,6 +676,12 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         for entry in pending {
             let l = last.entry(entry.execution_arn.as_str()).or_default();
             *l = (*l).max(entry.seq);
+        }
+        if defer {
+            for (arn, seq) in last {
+                self.note_published(partition, arn, seq);
+            }
+            return Ok(());
         }
         join_all(
             last.into_iter()
@@ -933,6 +1055,8 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             })
             .collect();
         let earliest_timer = timers_add.iter().map(|t| t.fire_at_ms).min();
+        let outbox_ack = self.take_published(partition, &record.execution_arn);
+        let arn_for_ack = outbox_ack.map(|_| record.execution_arn.clone());
         let committed = self
             .store
             .commit(Commit {
@@ -951,8 +1075,15 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                 outbox,
                 timers_add,
                 timers_remove,
+                outbox_ack,
             })
             .await;
+        if committed.is_err() {
+            // Not acked after all: the publisher acks it later.
+            if let (Some(arn), Some(seq)) = (&arn_for_ack, outbox_ack) {
+                self.note_published(partition, arn, seq);
+            }
+        }
         match committed {
             Ok(()) => {}
             // Creating an execution that exists: a duplicate Start, a no-op.

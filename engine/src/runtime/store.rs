@@ -131,6 +131,10 @@ pub struct Commit {
     pub timers_add: Vec<TimerEntry>,
     /// Timers to drop (fired or cancelled).
     pub timers_remove: Vec<TimerEntry>,
+    /// This execution's outbox entries up to this sequence number were published (their
+    /// confirmations arrived): the commit removes them, as [`Store::ack_outbox`] would, before
+    /// adding its own.
+    pub outbox_ack: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -427,6 +427,12 @@ impl Store for MemoryStore {
                 partition.remove_timer(&member);
             }
         }
+        if let Some(up_to) = c.outbox_ack {
+            data.outbox.retain(|seq, _| *seq > up_to);
+            if data.outbox.is_empty() && c.outbox.is_empty() {
+                partition.remove_from_outbox_queue(&arn);
+            }
+        }
         if !c.outbox.is_empty() {
             for (i, message) in c.outbox.into_iter().enumerate() {
                 data.outbox

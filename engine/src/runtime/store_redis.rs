@@ -96,8 +96,9 @@ const STATUSES: [ExecutionStatus; 5] = [
 /// 7 partition outbox index, 8 partition outbox counter, 9 partition fence,
 /// 10 machine index (all), 11..15 machine index per status (order of `STATUSES`).
 /// ARGV: 1 execution arn, 2 expected version, 3 fence token, 4 new version, 5 new status,
-/// 6 record JSON, 7 order key, 8 retention ms; then counted groups: events, journal entries,
-/// outbox messages, timer removals (members), timer additions (member, fire_at_ms).
+/// 6 record JSON, 7 order key, 8 retention ms, 9 outbox ack (up to this seq; empty: none);
+/// then counted groups: events, journal entries, outbox messages, timer removals (members),
+/// timer additions (member, fire_at_ms).
 const COMMIT_LUA: &str = r#"
 local statuses = {RUNNING = 11, SUCCEEDED = 12, FAILED = 13, TIMED_OUT = 14, ABORTED = 15}
 local new_status_key = statuses[ARGV[5]]
@@ -132,12 +133,17 @@ end
 redis.call('HSET', KEYS[1], 'version', ARGV[4], 'status', ARGV[5], 'record', ARGV[6],
   'order', ARGV[7])
 
-local i = 9
+local i = 10
 local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do redis.call('RPUSH', KEYS[2], ARGV[i]); i = i + 1 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do redis.call('RPUSH', KEYS[3], ARGV[i]); i = i + 1 end
 n = tonumber(ARGV[i]); i = i + 1
+if ARGV[9] ~= '' then
+  -- Entries already published (Store::ack_outbox folded into this commit).
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[9])
+  if n == 0 and redis.call('ZCARD', KEYS[4]) == 0 then redis.call('ZREM', KEYS[7], ARGV[1]) end
+end
 if n > 0 then
   -- store::outbox_seq: version * 2^20 + index (exact below 2^53, see store::MAX_VERSION).
   local base = tonumber(ARGV[4]) * 1048576
@@ -1248,7 +1254,8 @@ impl Store for RedisStore {
             .arg(c.execution.status.as_str())
             .arg(record)
             .arg(execution_order_key(c.execution.start_ms, arn))
-            .arg(self.retention_ms);
+            .arg(self.retention_ms)
+            .arg(c.outbox_ack.map(|s| s.to_string()).unwrap_or_default());
         invocation.arg(c.events.len());
         for e in &c.events {
             invocation.arg(to_json("history event", e)?);
