@@ -232,6 +232,9 @@ async fn run_to_end<S: Store, B: Broker>(
 
 async fn worker_serves_a_task<S: Store, B: Broker>(stack: &Stack<S, B>) {
     let svc = stack.service();
+    for other in ["unrelated-a", "unrelated-b", "unrelated-c"] {
+        activity(&svc, stack, other).await;
+    }
     let act = activity(&svc, stack, "double").await;
     let stop = stack.worker(|w| {
         w.activity(act.clone(), |_ctx: TaskContext, n: i64| async move {
@@ -262,6 +265,43 @@ async fn worker_serves_a_task<S: Store, B: Broker>(stack: &Stack<S, B>) {
             "TaskStateExited",
             "ExecutionSucceeded"
         ]
+    );
+    // Each step journals the activities its definition names that exist, not every one.
+    let journal = stack
+        .store
+        .journal(&rec.execution_arn)
+        .await
+        .expect("journal");
+    assert!(!journal.is_empty());
+    for entry in &journal {
+        assert_eq!(
+            entry.activities,
+            Some([act.clone()].into_iter().collect()),
+            "{entry:?}"
+        );
+    }
+
+    // A Task naming an activity that does not exist fails the execution, as in AWS.
+    let missing = act.replace("double", "never-created");
+    let sm = create(
+        &svc,
+        stack,
+        "missing",
+        json!({
+            "StartAt": "Nobody",
+            "States": {"Nobody": {"Type": "Task", "Resource": missing, "End": true}}
+        }),
+    )
+    .await;
+    let (rec, _) = run_to_end(&svc, &sm, json!({})).await;
+    assert_eq!(rec.status, ExecutionStatus::Failed);
+    assert_eq!(rec.error.as_deref(), Some("States.Runtime"));
+    assert!(
+        rec.cause
+            .as_deref()
+            .is_some_and(|c| c.contains("does not exist")),
+        "{:?}",
+        rec.cause
     );
     stop.cancel();
     svc.shutdown().await;

@@ -235,6 +235,18 @@ pub struct Catcher {
 pub struct InvalidDefinition(pub Vec<Diagnostic>);
 
 impl Definition {
+    /// The activity ARNs its Task states name, in every machine (the root, Parallel branches,
+    /// Map item processors).
+    pub fn activity_resources(&self) -> impl Iterator<Item = &str> {
+        self.machines
+            .iter()
+            .flat_map(|m| m.states.iter())
+            .filter_map(|s| match &s.kind {
+                StateKind::Task(spec) if spec.is_activity() => Some(spec.resource.as_str()),
+                _ => None,
+            })
+    }
+
     /// Validates and compiles a definition given as text.
     pub fn parse_text(text: &str, ty: StateMachineType) -> Result<Definition, InvalidDefinition> {
         let diags = validate::validate_text(text, ty);

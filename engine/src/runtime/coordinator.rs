@@ -113,7 +113,7 @@ pub struct Coordinator<S: Store, B: Broker, C: Clock> {
     clock: Arc<C>,
     config: CoordinatorConfig,
     definitions: Mutex<HashMap<(String, String), Arc<Definition>>>,
-    activities: Mutex<Option<(i64, BTreeSet<String>)>>,
+    activities: Mutex<Option<(i64, Arc<BTreeSet<String>>)>>,
     /// Per execution: the callers of [`Coordinator::wait_finished`] waiting for it, each
     /// handed the finished record by the commit that finishes it here.
     finish_waiters: Mutex<HashMap<String, Vec<oneshot::Sender<ExecutionRecord>>>>,
@@ -893,7 +893,10 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
     }
 
     /// The activities that exist, cached for a second; `fresh` re-reads them.
-    async fn known_activities(&self, fresh: bool) -> Result<BTreeSet<String>, CoordinatorError> {
+    async fn known_activities(
+        &self,
+        fresh: bool,
+    ) -> Result<Arc<BTreeSet<String>>, CoordinatorError> {
         let now = self.clock.now_ms();
         if let Some((at, set)) = self
             .activities
@@ -915,6 +918,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                 None => break,
             }
         }
+        let set = Arc::new(set);
         *self.activities.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, set.clone()));
         Ok(set)
     }
@@ -931,10 +935,18 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         fired: Option<TimerEntry>,
     ) -> Result<bool, CoordinatorError> {
         let now = self.clock.now_ms();
+        // Only the activities this definition names matter to the step, so only they are
+        // journaled (replay sees the same answers), however many exist.
+        let relevant = |known: &BTreeSet<String>| -> BTreeSet<String> {
+            def.activity_resources()
+                .filter(|a| known.contains(*a))
+                .map(str::to_string)
+                .collect()
+        };
         let mut ctx = Context {
             now_ms: now,
             token_key: self.config.token_key.clone(),
-            activities: Some(self.known_activities(false).await?),
+            activities: Some(relevant(&*self.known_activities(false).await?)),
         };
         // A new execution is cheap to keep for a second try (see below).
         let pristine = (record.version == 0).then(|| exec.clone());
@@ -966,7 +978,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                         )?
                     }
                 };
-                ctx.activities = Some(fresh);
+                ctx.activities = Some(relevant(&fresh));
                 step = apply_all(&mut exec, def, &inputs, &ctx)?;
             }
         }
