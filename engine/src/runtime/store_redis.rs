@@ -120,14 +120,14 @@ end
 local old = redis.call('HMGET', KEYS[1], 'status', 'order')
 local old_status, old_order = old[1], old[2]
 -- The list indexes change only with the status or the order key; most steps change neither.
-if old_status ~= ARGV[5] or old_order ~= ARGV[7] then
-  if old_order then
-    redis.call('ZREM', KEYS[10], old_order)
-    if old_status and statuses[old_status] then
-      redis.call('ZREM', KEYS[statuses[old_status]], old_order)
-    end
-  end
+if old_order ~= ARGV[7] then
+  if old_order then redis.call('ZREM', KEYS[10], old_order) end
   redis.call('ZADD', KEYS[10], 0, ARGV[7])
+end
+if old_status ~= ARGV[5] or old_order ~= ARGV[7] then
+  if old_order and old_status and statuses[old_status] then
+    redis.call('ZREM', KEYS[statuses[old_status]], old_order)
+  end
   redis.call('ZADD', KEYS[new_status_key], 0, ARGV[7])
 end
 redis.call('HSET', KEYS[1], 'version', ARGV[4], 'status', ARGV[5], 'record', ARGV[6],
@@ -171,8 +171,9 @@ if ARGV[5] ~= 'RUNNING' then
   end
   redis.call('DEL', KEYS[5])
   for k = 1, 4 do redis.call('PEXPIRE', KEYS[k], ARGV[8]) end
-elseif old_status ~= 'RUNNING' then
-  -- Only a finished commit sets TTLs; running again (a redrive) clears them.
+elseif old_status and old_status ~= 'RUNNING' then
+  -- Only a finished commit sets TTLs; running again (a redrive) clears them. (A new
+  -- execution's keys have none: they all expire together, and it did not exist.)
   for k = 1, 5 do redis.call('PERSIST', KEYS[k]) end
 end
 return {'ok', ARGV[4]}
