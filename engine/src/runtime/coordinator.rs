@@ -1050,8 +1050,9 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         let keep = (!finished).then(|| record.clone());
         record.snapshot = snapshot;
         // The callers waiting for this execution to finish get the record as committed. A
-        // waiter that registers after this check reads the store after registering, and so
-        // finds the commit there or gets the next one's record.
+        // waiter that registers after this check finds the execution out of the cache (a step
+        // takes it out while it runs), so it reads the store: it sees this commit at that read
+        // or at its next poll.
         let done = (finished && lock(&self.finish_waiters).contains_key(&record.execution_arn))
             .then(|| record.clone());
         let has_outbox = !outbox.is_empty();
