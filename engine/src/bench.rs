@@ -1125,11 +1125,11 @@ async fn run_closed(
     Ok((ms(started.elapsed()), arns))
 }
 
-/// An error unless the execution ended SUCCEEDED.
-fn succeeded(record: &ExecutionRecord) -> Result<(), BenchError> {
-    match record.status {
-        ExecutionStatus::Succeeded => Ok(()),
-        status => Err(BenchError::Failed(format!(
+/// The execution's `stop_ms`; an error unless it ended SUCCEEDED.
+fn succeeded(record: &ExecutionRecord) -> Result<i64, BenchError> {
+    match (record.status, record.stop_ms) {
+        (ExecutionStatus::Succeeded, Some(stop)) => Ok(stop),
+        (status, _) => Err(BenchError::Failed(format!(
             "{} ended {} ({:?}: {:?})",
             record.execution_arn,
             status.as_str(),
@@ -1176,17 +1176,7 @@ async fn run_batch(
     let mut last_stop = started_ms;
     for arn in &arns {
         let record = service.describe_execution(arn).await?;
-        match (record.status, record.stop_ms) {
-            (ExecutionStatus::Succeeded, Some(stop)) => last_stop = last_stop.max(stop),
-            (status, _) => {
-                return Err(BenchError::Failed(format!(
-                    "{arn} ended {} ({:?}: {:?})",
-                    status.as_str(),
-                    record.error,
-                    record.cause
-                )))
-            }
-        }
+        last_stop = last_stop.max(succeeded(&record)?);
     }
     Ok((((last_stop - started_ms) as f64).max(1.0), arns))
 }
@@ -1209,20 +1199,8 @@ async fn sequential_latency(
             .await?;
         let record = service.wait(&arn, Duration::from_secs(30)).await?;
         waited.push(ms(started.elapsed()));
-        match (record.status, record.stop_ms) {
-            (ExecutionStatus::Succeeded, Some(stop)) => {
-                recorded.push((stop - record.start_ms) as f64);
-                arns.push(arn);
-            }
-            (status, _) => {
-                return Err(BenchError::Failed(format!(
-                    "{arn} ended {} ({:?}: {:?})",
-                    status.as_str(),
-                    record.error,
-                    record.cause
-                )))
-            }
-        }
+        recorded.push((succeeded(&record)? - record.start_ms) as f64);
+        arns.push(arn);
     }
     Ok((waited, recorded, arns))
 }

@@ -954,24 +954,37 @@ async fn list_executions_newest_first<S: Store + Clone>(cx: Ctx<S>) {
     );
 }
 
-async fn outbox_pending_and_ack<S: Store + Clone>(cx: Ctx<S>) {
-    let s = &cx.store;
-    let fence = lease(s, 4, "a").await;
-    let x = execution("m", "x", 4, T0);
-    let y = execution("m", "y", 4, T0);
-    let (xa, ya) = (x.execution_arn.clone(), y.execution_arn.clone());
-    let entry = |arn: &str, seq: u64, message: OutboxMessage| OutboxEntry {
+/// An outbox entry as `pending_outbox` returns it.
+fn entry(arn: &str, seq: u64, message: OutboxMessage) -> OutboxEntry {
+    OutboxEntry {
         execution_arn: arn.to_string(),
         seq,
         message,
-    };
+    }
+}
 
+/// Leases `partition` and creates executions `x` (pending: a task, then a cancel) and `y`
+/// (pending: a cancel) in it, in that order.
+async fn x_and_y_with_outbox<S: Store>(
+    s: &S,
+    partition: u32,
+) -> (Fence, ExecutionRecord, ExecutionRecord) {
+    let fence = lease(s, partition, "a").await;
+    let x = execution("m", "x", partition, T0);
+    let y = execution("m", "y", partition, T0);
     let mut c = creating(fence, &x);
-    c.outbox = vec![task_message(&xa, 1), cancel_message(2)];
+    c.outbox = vec![task_message(&x.execution_arn, 1), cancel_message(2)];
     s.commit(c).await.expect("x");
     let mut c = creating(fence, &y);
     c.outbox = vec![cancel_message(10)];
     s.commit(c).await.expect("y");
+    (fence, x, y)
+}
+
+async fn outbox_pending_and_ack<S: Store + Clone>(cx: Ctx<S>) {
+    let s = &cx.store;
+    let (fence, x, y) = x_and_y_with_outbox(s, 4).await;
+    let (xa, ya) = (x.execution_arn.clone(), y.execution_arn.clone());
     let mut c = following(fence, &x);
     c.outbox = vec![task_message(&xa, 3)];
     let x2 = c.execution.clone();
@@ -1018,26 +1031,13 @@ async fn outbox_pending_and_ack<S: Store + Clone>(cx: Ctx<S>) {
     assert_eq!(s.pending_outbox(4, 100).await, Ok(Vec::new()));
 }
 
-/// `Commit::outbox_ack` removes what was published, in the commit itself: before the commit's
-/// own messages are added, only when the commit lands, and an execution it drains leaves the
-/// partition's outbox index.
+/// `Commit::outbox_ack` removes what was published, in the commit itself and only when the
+/// commit lands; an execution that gets new messages in that commit keeps its place in the
+/// partition's outbox index, and one the commit drains leaves it.
 async fn commits_ack_published_outbox<S: Store + Clone>(cx: Ctx<S>) {
     let s = &cx.store;
-    let fence = lease(s, 5, "a").await;
-    let x = execution("m", "x", 5, T0);
-    let y = execution("m", "y", 5, T0);
+    let (fence, x, y) = x_and_y_with_outbox(s, 5).await;
     let (xa, ya) = (x.execution_arn.clone(), y.execution_arn.clone());
-    let entry = |arn: &str, seq: u64, message: OutboxMessage| OutboxEntry {
-        execution_arn: arn.to_string(),
-        seq,
-        message,
-    };
-    let mut c = creating(fence, &x);
-    c.outbox = vec![task_message(&xa, 1), cancel_message(2)];
-    s.commit(c).await.expect("x");
-    let mut c = creating(fence, &y);
-    c.outbox = vec![cancel_message(10)];
-    s.commit(c).await.expect("y");
 
     // A rejected commit acks nothing.
     let mut stale = creating(fence, &x);

@@ -131,47 +131,16 @@ pub struct Coordinator<S: Store, B: Broker, C: Clock> {
     handoff: Mutex<HashMap<u32, Vec<OutboxEntry>>>,
     /// Per partition: outbox entries the publisher has published (confirmed) but not yet
     /// acked in the store. The execution's next commit acks them (`Commit::outbox_ack`, no
-    /// extra store call); the publisher acks those still here [`ACK_DELAY`] later.
+    /// extra store call); the publisher acks those still here one to two [`ACK_TICK`]s later.
     published: Mutex<HashMap<u32, Published>>,
 }
 
-/// See [`Coordinator::published`].
+/// See [`Coordinator::published`]: execution → highest published seq, in two generations.
+/// Every [`ACK_TICK`] the publisher acks `older` and moves `newer` there.
 #[derive(Default)]
 struct Published {
-    /// Execution → (highest published seq, when its oldest unacked entry was published).
-    seqs: HashMap<String, (u64, tokio::time::Instant)>,
-    /// The executions in the order they entered `seqs` (entries no longer there, or there
-    /// since a later time, are stale and skipped).
-    order: std::collections::VecDeque<(tokio::time::Instant, String)>,
-}
-
-impl Published {
-    /// When the oldest entry is due for acking by the publisher.
-    fn next_due(&mut self) -> Option<tokio::time::Instant> {
-        while let Some((at, arn)) = self.order.front() {
-            if self.seqs.get(arn).is_some_and(|(_, since)| since == at) {
-                return Some(*at + ACK_DELAY);
-            }
-            self.order.pop_front();
-        }
-        None
-    }
-
-    /// Removes and returns the entries due at `now`.
-    fn take_due(&mut self, now: tokio::time::Instant) -> Vec<(String, u64)> {
-        let mut due = Vec::new();
-        while let Some(at) = self.next_due() {
-            if at > now {
-                break;
-            }
-            if let Some((_, arn)) = self.order.pop_front() {
-                if let Some((seq, _)) = self.seqs.remove(&arn) {
-                    due.push((arn, seq));
-                }
-            }
-        }
-        due
-    }
+    newer: HashMap<String, u64>,
+    older: HashMap<String, u64>,
 }
 
 /// An execution as this coordinator committed it under `fence`. While the coordinator holds
@@ -191,8 +160,9 @@ const CACHED_EXECUTIONS: usize = 10_000;
 /// Most outbox messages read, published and acked in one go.
 const OUTBOX_BATCH: usize = 256;
 
-/// Longest a published outbox entry waits for its execution's next commit to ack it.
-const ACK_DELAY: Duration = Duration::from_secs(1);
+/// How often the publisher acks published outbox entries that no commit acked; an entry
+/// waits one to two ticks for its execution's next commit.
+const ACK_TICK: Duration = Duration::from_secs(1);
 
 /// How long a partition that stops being served waits for its last outbox messages.
 const PUBLISHER_DRAIN: Duration = Duration::from_secs(5);
@@ -400,9 +370,9 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
     }
 
     /// Publishes what commits handed over whenever `wake` fires (wake-ups that arrive
-    /// meanwhile coalesce into one batch) and once more when `stop` fires; acks in the store
-    /// what was published and no commit acked within [`ACK_DELAY`], and everything left when
-    /// `stop` fires. On a failure it fires `failed` and ends: the serving task then gives the
+    /// meanwhile coalesce into one batch) and once more when `stop` fires; every [`ACK_TICK`]
+    /// acks in the store what was published and no commit acked meanwhile, and everything left
+    /// when `stop` fires. On a failure it fires `failed` and ends: the serving task then gives the
     /// partition up, and whoever serves it next republishes what is still pending (duplicates
     /// that every consumer tolerates).
     async fn publish_outbox(
@@ -412,19 +382,16 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         stop: CancellationToken,
         failed: CancellationToken,
     ) {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + ACK_TICK, ACK_TICK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let ack_due = lock(&self.published)
-                .get_mut(&partition)
-                .and_then(Published::next_due);
+            // The rare tick first, so steady wake-ups cannot starve it.
             let (stopping, acking) = tokio::select! {
                 biased;
-                _ = wake.notified() => (false, false),
+                _ = ticks.tick() => (false, true),
                 _ = stop.cancelled() => (true, true),
-                _ = tokio::time::sleep_until(ack_due.unwrap_or_else(tokio::time::Instant::now)),
-                    if ack_due.is_some() => (false, true),
+                _ = wake.notified() => (false, false),
             };
-            // Under steady wake-ups the timer arm may lose every race: check the time too.
-            let acking = acking || ack_due.is_some_and(|due| due <= tokio::time::Instant::now());
             let mut done = self.publish_handoff(partition).await;
             if done.is_ok() && acking {
                 done = self.ack_published(partition, stopping).await;
@@ -548,7 +515,8 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             if pending.is_empty() {
                 return Ok(());
             }
-            self.publish_and_ack(partition, &pending, false).await?;
+            let published = self.publish(&pending).await?;
+            self.ack(partition, published).await?;
             // A short read took everything pending when it was made; later commits wake the
             // publisher (or flush) themselves.
             if pending.len() < OUTBOX_BATCH {
@@ -584,8 +552,8 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
 
     /// Publishes the entries handed over in memory (concurrently; confirmations awaited
     /// together), then notes them as published: each execution's next commit acks them in the
-    /// store, or [`Self::ack_published`] does after [`ACK_DELAY`]. On an error nothing more is
-    /// noted: the entries stay in the store for whoever serves the partition next.
+    /// store, or [`Self::ack_published`] does. On an error nothing more is noted: the entries
+    /// stay in the store for whoever serves the partition next.
     async fn publish_handoff(&self, partition: u32) -> Result<(), CoordinatorError> {
         loop {
             let pending = lock(&self.handoff)
@@ -595,70 +563,60 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             if pending.is_empty() {
                 return Ok(());
             }
-            self.publish_and_ack(partition, &pending, true).await?;
+            for (arn, seq) in self.publish(&pending).await? {
+                self.note_published(partition, arn, seq);
+            }
         }
     }
 
-    /// Acks in the store what was published for `partition` at least [`ACK_DELAY`] ago (with
-    /// `all`, everything) and no commit acked yet.
+    /// Acks in the store what was published for `partition` and no commit acked since the
+    /// previous tick (with `all`, everything), and starts the next generation.
     async fn ack_published(&self, partition: u32, all: bool) -> Result<(), CoordinatorError> {
         let due = {
             let mut published = lock(&self.published);
             let Some(p) = published.get_mut(&partition) else {
                 return Ok(());
             };
-            let due = if all {
-                p.order.clear();
-                p.seqs.drain().map(|(arn, (seq, _))| (arn, seq)).collect()
-            } else {
-                p.take_due(tokio::time::Instant::now())
-            };
-            if p.seqs.is_empty() {
+            let mut due = std::mem::replace(&mut p.older, std::mem::take(&mut p.newer));
+            if all {
+                due.extend(p.older.drain());
+            }
+            if p.older.is_empty() {
                 published.remove(&partition);
             }
             due
         };
-        join_all(
-            due.iter()
-                .map(|(arn, seq)| self.store.ack_outbox(partition, arn, *seq)),
-        )
-        .await
-        .into_iter()
-        .collect::<Result<Vec<()>, _>>()?;
-        Ok(())
+        self.ack(partition, due.iter().map(|(arn, seq)| (arn.as_str(), *seq)))
+            .await
     }
 
     /// Records that `execution_arn`'s outbox entries up to `seq` were published.
     fn note_published(&self, partition: u32, execution_arn: &str, seq: u64) {
         let mut published = lock(&self.published);
-        let p = published.entry(partition).or_default();
-        match p.seqs.get_mut(execution_arn) {
-            Some((s, _)) => *s = (*s).max(seq),
-            None => {
-                let now = tokio::time::Instant::now();
-                p.seqs.insert(execution_arn.to_string(), (seq, now));
-                p.order.push_back((now, execution_arn.to_string()));
-            }
-        }
+        let s = published
+            .entry(partition)
+            .or_default()
+            .newer
+            .entry(execution_arn.to_string())
+            .or_default();
+        *s = (*s).max(seq);
     }
 
     /// Takes what was published of `execution_arn`'s outbox for its next commit to ack.
     fn take_published(&self, partition: u32, execution_arn: &str) -> Option<u64> {
         let mut published = lock(&self.published);
         let p = published.get_mut(&partition)?;
-        let seq = p.seqs.remove(execution_arn).map(|(seq, _)| seq);
-        if p.seqs.is_empty() {
-            published.remove(&partition);
-        }
-        seq
+        let newer = p.newer.remove(execution_arn);
+        let older = p.older.remove(execution_arn);
+        newer.max(older)
     }
 
-    async fn publish_and_ack(
+    /// Publishes `pending` (concurrently; the confirmations awaited together) and returns, per
+    /// execution, the highest seq published; an error if any publish failed.
+    async fn publish<'a>(
         &self,
-        partition: u32,
-        pending: &[OutboxEntry],
-        defer: bool,
-    ) -> Result<(), CoordinatorError> {
+        pending: &'a [OutboxEntry],
+    ) -> Result<HashMap<&'a str, u64>, CoordinatorError> {
         join_all(pending.iter().map(|entry| async move {
             match &entry.message {
                 OutboxMessage::Task { queue, message } => {
@@ -677,14 +635,18 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             let l = last.entry(entry.execution_arn.as_str()).or_default();
             *l = (*l).max(entry.seq);
         }
-        if defer {
-            for (arn, seq) in last {
-                self.note_published(partition, arn, seq);
-            }
-            return Ok(());
-        }
+        Ok(last)
+    }
+
+    /// Acks outbox entries in the store: per execution, those up to the seq given.
+    async fn ack<'a>(
+        &self,
+        partition: u32,
+        published: impl IntoIterator<Item = (&'a str, u64)>,
+    ) -> Result<(), CoordinatorError> {
         join_all(
-            last.into_iter()
+            published
+                .into_iter()
                 .map(|(arn, seq)| self.store.ack_outbox(partition, arn, seq)),
         )
         .await
@@ -1068,8 +1030,10 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             })
             .collect();
         let earliest_timer = timers_add.iter().map(|t| t.fire_at_ms).min();
-        let outbox_ack = self.take_published(partition, &record.execution_arn);
-        let arn_for_ack = outbox_ack.map(|_| record.execution_arn.clone());
+        // What the publisher published of this execution: acked by this commit.
+        let ack = self
+            .take_published(partition, &record.execution_arn)
+            .map(|seq| (record.execution_arn.clone(), seq));
         let committed = self
             .store
             .commit(Commit {
@@ -1088,14 +1052,12 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                 outbox,
                 timers_add,
                 timers_remove,
-                outbox_ack,
+                outbox_ack: ack.as_ref().map(|(_, seq)| *seq),
             })
             .await;
-        if committed.is_err() {
+        if let (Err(_), Some((arn, seq))) = (&committed, &ack) {
             // Not acked after all: the publisher acks it later.
-            if let (Some(arn), Some(seq)) = (&arn_for_ack, outbox_ack) {
-                self.note_published(partition, arn, seq);
-            }
+            self.note_published(partition, arn, *seq);
         }
         match committed {
             Ok(()) => {}
@@ -1182,28 +1144,20 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             .push(tx);
         let mut listening = true;
         let mut poll = Duration::from_millis(50);
-        let mut read_at: Option<tokio::time::Instant> = None;
-        let mut rec = None;
+        // Running here, the execution's cache entry stands for a read, for a second at a time.
+        let mut read_at = tokio::time::Instant::now();
         loop {
             let now = tokio::time::Instant::now();
             let here = listening && self.running_here(execution_arn);
-            let due = read_at.is_some_and(|at| now - at >= Duration::from_secs(1));
-            if here && read_at.is_none() {
-                read_at = Some(now); // The cache stands for a read.
-            } else if !here || due {
-                rec = self.store.get_execution(execution_arn).await?;
-                read_at = Some(now);
-                if let Some(r) = &rec {
-                    if r.status != ExecutionStatus::Running {
-                        return Ok(rec);
-                    }
+            if !here || now - read_at >= Duration::from_secs(1) || now >= deadline {
+                let rec = self.store.get_execution(execution_arn).await?;
+                read_at = now;
+                let over = rec
+                    .as_ref()
+                    .is_some_and(|r| r.status != ExecutionStatus::Running);
+                if over || now >= deadline {
+                    return Ok(rec);
                 }
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Ok(match rec {
-                    Some(_) => rec,
-                    None => self.store.get_execution(execution_arn).await?,
-                });
             }
             tokio::select! {
                 done = &mut finished, if listening => match done {

@@ -215,6 +215,24 @@ impl PartitionData {
         }
     }
 
+    /// Removes `arn`'s outbox entries with `seq <= up_to` from `outbox` (`None`: the
+    /// execution is gone) and, when none is left, unlists it (shared by `ack_outbox` and
+    /// `commit`).
+    fn ack_outbox(
+        &mut self,
+        arn: &str,
+        outbox: Option<&mut BTreeMap<u64, OutboxMessage>>,
+        up_to: u64,
+    ) {
+        let empty = outbox.is_none_or(|o| {
+            o.retain(|seq, _| *seq > up_to);
+            o.is_empty()
+        });
+        if empty {
+            self.remove_from_outbox_queue(arn);
+        }
+    }
+
     fn lease_is_held(&self, now: i64) -> bool {
         self.lease.as_ref().is_some_and(|l| now <= l.expires_at)
     }
@@ -427,12 +445,6 @@ impl Store for MemoryStore {
                 partition.remove_timer(&member);
             }
         }
-        if let Some(up_to) = c.outbox_ack {
-            data.outbox.retain(|seq, _| *seq > up_to);
-            if data.outbox.is_empty() && c.outbox.is_empty() {
-                partition.remove_from_outbox_queue(&arn);
-            }
-        }
         if !c.outbox.is_empty() {
             for (i, message) in c.outbox.into_iter().enumerate() {
                 data.outbox
@@ -444,6 +456,10 @@ impl Store for MemoryStore {
                 partition.outbox_queue.insert(position, arn.clone());
                 partition.outbox_position.insert(arn.clone(), position);
             }
+        }
+        // After the additions (higher seqs), so an execution with new entries keeps its place.
+        if let Some(up_to) = c.outbox_ack {
+            partition.ack_outbox(&arn, Some(&mut data.outbox), up_to);
         }
 
         let old_expiry = data.expires_at;
@@ -564,18 +580,16 @@ impl Store for MemoryStore {
         up_to: u64,
     ) -> Result<(), StoreError> {
         let (mut inner, _) = self.lock()?;
-        let empty = match inner.executions.get_mut(execution_arn) {
-            Some(data) => {
-                data.outbox.retain(|seq, _| *seq > up_to);
-                data.outbox.is_empty()
-            }
-            None => true,
-        };
-        if empty {
-            if let Some(p) = inner.partitions.get_mut(&partition) {
-                p.remove_from_outbox_queue(execution_arn);
-            }
-        }
+        let inner = &mut *inner;
+        let outbox = inner
+            .executions
+            .get_mut(execution_arn)
+            .map(|data| &mut data.outbox);
+        inner
+            .partitions
+            .entry(partition)
+            .or_default()
+            .ack_outbox(execution_arn, outbox, up_to);
         Ok(())
     }
 

@@ -90,6 +90,21 @@ const STATUSES: [ExecutionStatus; 5] = [
     ExecutionStatus::Aborted,
 ];
 
+/// Lua shared by the commit and ack scripts: `ack_outbox(outbox, index, up_to, arn)` removes
+/// the execution's outbox entries with `seq <= up_to` and, when none is left, unlists it from
+/// the partition's outbox index (returning 1 if it did).
+macro_rules! ack_outbox_lua {
+    () => {
+        r#"
+local function ack_outbox(outbox, index, up_to, arn)
+  redis.call('ZREMRANGEBYSCORE', outbox, '-inf', up_to)
+  if redis.call('ZCARD', outbox) == 0 then return redis.call('ZREM', index, arn) end
+  return 0
+end
+"#
+    };
+}
+
 /// The atomic commit (see the module doc).
 ///
 /// KEYS: 1 exec hash, 2 events, 3 journal, 4 outbox, 5 exec timers, 6 partition timers,
@@ -99,7 +114,9 @@ const STATUSES: [ExecutionStatus; 5] = [
 /// 6 record JSON, 7 order key, 8 retention ms, 9 outbox ack (up to this seq; empty: none);
 /// then counted groups: events, journal entries, outbox messages, timer removals (members),
 /// timer additions (member, fire_at_ms).
-const COMMIT_LUA: &str = r#"
+const COMMIT_LUA: &str = concat!(
+    ack_outbox_lua!(),
+    r#"
 local statuses = {RUNNING = 11, SUCCEEDED = 12, FAILED = 13, TIMED_OUT = 14, ABORTED = 15}
 local new_status_key = statuses[ARGV[5]]
 if not new_status_key then
@@ -139,11 +156,6 @@ for _ = 1, n do redis.call('RPUSH', KEYS[2], ARGV[i]); i = i + 1 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do redis.call('RPUSH', KEYS[3], ARGV[i]); i = i + 1 end
 n = tonumber(ARGV[i]); i = i + 1
-if ARGV[9] ~= '' then
-  -- Entries already published (Store::ack_outbox folded into this commit).
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[9])
-  if n == 0 and redis.call('ZCARD', KEYS[4]) == 0 then redis.call('ZREM', KEYS[7], ARGV[1]) end
-end
 if n > 0 then
   -- store::outbox_seq: version * 2^20 + index (exact below 2^53, see store::MAX_VERSION).
   local base = tonumber(ARGV[4]) * 1048576
@@ -155,6 +167,9 @@ if n > 0 then
     redis.call('ZADD', KEYS[7], redis.call('INCR', KEYS[8]), ARGV[1])
   end
 end
+-- Entries published already (Store::ack_outbox folded into this commit); after the additions,
+-- whose seqs are higher, so an execution with new entries keeps its place in the index.
+if ARGV[9] ~= '' then ack_outbox(KEYS[4], KEYS[7], ARGV[9], ARGV[1]) end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   redis.call('ZREM', KEYS[6], ARGV[i]); redis.call('SREM', KEYS[5], ARGV[i]); i = i + 1
@@ -177,7 +192,8 @@ elseif old_status and old_status ~= 'RUNNING' then
   for k = 1, 5 do redis.call('PERSIST', KEYS[k]) end
 end
 return {'ok', ARGV[4]}
-"#;
+"#
+);
 
 /// KEYS: 1 records hash, 2 lex index, 3 revisions hash. ARGV: arn, JSON, revision id, mode.
 const PUT_STATE_MACHINE_LUA: &str = r#"
@@ -222,11 +238,10 @@ return 'ok'
 
 /// KEYS: 1 execution outbox, 2 partition outbox index. ARGV: up_to, execution arn.
 /// With up_to 0 it only unlists an execution whose outbox is gone. Returns 1 if it unlisted.
-const ACK_OUTBOX_LUA: &str = r#"
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) == 0 then return redis.call('ZREM', KEYS[2], ARGV[2]) end
-return 0
-"#;
+const ACK_OUTBOX_LUA: &str = concat!(
+    ack_outbox_lua!(),
+    "return ack_outbox(KEYS[1], KEYS[2], ARGV[1], ARGV[2])\n"
+);
 
 /// KEYS: 1 lease, 2 fence counter. ARGV: owner, ttl ms. The token is drawn only when the
 /// lease is free, so a failed attempt never moves the partition's current token.
