@@ -191,6 +191,7 @@ contract!(
     task_dropped_without_ack_is_redelivered,
     inputs_arrive_in_order_and_acked_ones_are_gone,
     unacked_inputs_are_redelivered_after_the_consumer_is_dropped,
+    a_batch_is_acked_at_once,
     malformed_inputs_are_dead_lettered_and_the_consumer_goes_on,
     cancellations_reach_subscribers,
 );
@@ -398,6 +399,54 @@ async fn unacked_inputs_are_redelivered_after_the_consumer_is_dropped<B: Fixture
         marker,
         "the acked input was not redelivered"
     );
+}
+
+/// `ack_with` (a coordinator's group commit) settles the whole batch and nothing after it,
+/// also when a malformed message between the batch's inputs is being dead-lettered.
+async fn a_batch_is_acked_at_once<B: Fixture>(broker: &B) {
+    let dead_before = broker.dead_lettered();
+    let mut first = broker
+        .consume_inputs(PARTITION)
+        .await
+        .expect("consume_inputs");
+    let (a, b, c, d) = (start(1), start(2), start(3), start(4));
+    broker
+        .publish_input(PARTITION, &a)
+        .await
+        .expect("publish_input");
+    broker.raw_input(PARTITION, b"{not json").await;
+    for message in [&b, &c, &d] {
+        broker
+            .publish_input(PARTITION, message)
+            .await
+            .expect("publish_input");
+    }
+    let mut batch = Vec::new();
+    for expected in [&a, &b, &c] {
+        let delivery = next_delivery(&mut first).await;
+        assert_eq!(&delivery.message, expected);
+        batch.push(delivery.acker);
+    }
+    let last = batch.pop().expect("three deliveries");
+    within("the batch ack", last.ack_with(batch))
+        .await
+        .expect("ack_with");
+    let unacked = next_delivery(&mut first).await;
+    assert_eq!(unacked.message, d);
+    drop(unacked);
+    drop(first); // d is not acked: it comes back, and nothing of the batch does.
+    let mut second = broker
+        .consume_inputs(PARTITION)
+        .await
+        .expect("consume_inputs");
+    assert_eq!(ack_next(&mut second).await, d);
+    let marker = start(99);
+    broker
+        .publish_input(PARTITION, &marker)
+        .await
+        .expect("publish_input");
+    assert_eq!(ack_next(&mut second).await, marker);
+    assert_eq!(broker.dead_lettered(), dead_before + 1);
 }
 
 async fn malformed_inputs_are_dead_lettered_and_the_consumer_goes_on<B: Fixture>(broker: &B) {

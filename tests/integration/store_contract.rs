@@ -228,6 +228,7 @@ contract! {
     list_executions_newest_first: LONG,
     outbox_pending_and_ack: LONG,
     commits_ack_published_outbox: LONG,
+    commit_all_applies_each_on_its_own_in_order: LONG,
     timers_due_next_and_removal: LONG,
     leases: LONG,
     finished_executions_expire: SHORT,
@@ -703,6 +704,74 @@ async fn wrong_version_writes_nothing<S: Store + Clone>(cx: Ctx<S>) {
     let after = observe(s, &arn, 5).await;
     assert_eq!(after.record.map(|r| r.version), Some(3));
     assert_eq!(after.history, events(1..=5));
+}
+
+/// A group commit: each commit lands or fails on its own, in order (a later commit may build
+/// on an earlier one of the same batch), and a long history goes in whole.
+async fn commit_all_applies_each_on_its_own_in_order<S: Store + Clone>(cx: Ctx<S>) {
+    let s = &cx.store;
+    assert_eq!(s.commit_all(Vec::new()).await, Vec::new());
+    let fence = lease(s, 3, "a").await;
+    let x = execution("m", "x", 3, T0);
+    let y = execution("m", "y", 3, T0 + 1);
+    let z = execution("m", "z", 3, T0 + 2);
+    let w = execution("m", "w", 3, T0 + 3);
+    let mut create_x = creating(fence, &x);
+    create_x.events = events(1..=2);
+    let mut next_x = following(fence, &x);
+    next_x.events = events(3..=3);
+    next_x.journal = vec![journal_entry(1)];
+    let mut stale_y = following(fence, &y);
+    stale_y.expected_version = 5;
+    stale_y.execution.version = 6;
+    let mut create_z = creating(fence, &z);
+    create_z.events = events(1..=2500);
+    let fenced_w = creating(
+        Fence {
+            token: fence.token + 1,
+            ..fence
+        },
+        &w,
+    );
+    let results = s
+        .commit_all(vec![
+            create_x,
+            creating(fence, &y),
+            next_x,
+            stale_y,
+            fenced_w,
+            create_z,
+        ])
+        .await;
+    assert_eq!(
+        results,
+        vec![
+            Ok(()),
+            Ok(()),
+            Ok(()),
+            Err(StoreError::VersionConflict {
+                expected: 5,
+                found: 1
+            }),
+            Err(StoreError::Fenced { partition: 3 }),
+            Ok(()),
+        ]
+    );
+    let seen_x = observe(s, &x.execution_arn, 3).await;
+    assert_eq!(seen_x.record.map(|r| r.version), Some(2));
+    assert_eq!(seen_x.history, events(1..=3));
+    assert_eq!(seen_x.journal, vec![journal_entry(1)]);
+    assert_eq!(
+        s.get_execution(&y.execution_arn).await.expect("get y"),
+        Some(y.clone())
+    );
+    assert_eq!(s.get_execution(&w.execution_arn).await, Ok(None));
+    assert_eq!(
+        s.history(&z.execution_arn, 0, 100_000)
+            .await
+            .expect("history"),
+        events(1..=2500)
+    );
 }
 
 async fn stale_fence_writes_nothing<S: Store + Clone>(cx: Ctx<S>) {

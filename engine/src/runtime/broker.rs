@@ -60,10 +60,39 @@ pub enum BrokerError {
 
 /// Acknowledges one delivery. Dropping it without acking leaves the message to be redelivered
 /// (after the consumer/connection goes away).
-pub trait Acker: Send + Sync + 'static {
+pub trait Acker: std::any::Any + Send + Sync + 'static {
     fn ack(
         self: Box<Self>,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>>;
+
+    /// Acks this delivery and `earlier`: deliveries of the same consumer received before this
+    /// one and not acked yet (a coordinator's group commit acks its whole batch). By default
+    /// each is acked on its own, oldest first; an adapter may send one acknowledgement for all
+    /// (AMQP's `multiple`).
+    fn ack_with(
+        self: Box<Self>,
+        earlier: Vec<Box<dyn Acker>>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>> {
+        Box::pin(async move {
+            for a in earlier {
+                a.ack().await?;
+            }
+            self.ack().await
+        })
+    }
+}
+
+/// Acks `earlier` one by one, then `last` (the default [`Acker::ack_with`]).
+pub fn ack_each(
+    earlier: Vec<Box<dyn Acker>>,
+    last: Box<dyn Acker>,
+) -> std::pin::Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>> {
+    Box::pin(async move {
+        for a in earlier {
+            a.ack().await?;
+        }
+        last.ack().await
+    })
 }
 
 /// One received input with its acknowledgement handle.

@@ -694,6 +694,7 @@ impl Broker for AmqpBroker {
             consumer,
             shared: self.shared.clone(),
             queue,
+            state: Arc::default(),
         })
     }
 
@@ -742,6 +743,17 @@ pub struct AmqpConsumer {
     consumer: lapin::Consumer,
     shared: Arc<Shared>,
     queue: String,
+    /// Shared with every acker of this consumer (see [`AmqpAcker`]).
+    state: Arc<ConsumerState>,
+}
+
+/// What the ackers of one input consumer (one channel) share.
+#[derive(Default)]
+struct ConsumerState {
+    /// Malformed deliveries being rejected in the background: while there are any, a
+    /// `multiple` ack could reach RabbitMQ before a reject and settle that delivery (and the
+    /// reject would then name an unknown delivery tag), so acks go one by one.
+    rejecting: std::sync::atomic::AtomicUsize,
 }
 
 impl InputConsumer for AmqpConsumer {
@@ -767,18 +779,24 @@ impl InputConsumer for AmqpConsumer {
                     Ok(message) => {
                         return Some(Delivery {
                             message,
-                            acker: Box::new(AmqpAcker(delivery.acker)),
+                            acker: Box::new(AmqpAcker {
+                                acker: delivery.acker,
+                                consumer: self.state.clone(),
+                            }),
                         })
                     }
                     Err(reason) => {
                         let shared = self.shared.clone();
                         let size = delivery.data.len();
-                        tokio::spawn(shared.dead_letter(
-                            delivery.acker,
-                            size,
-                            reason,
-                            self.queue.clone(),
-                        ));
+                        let state = self.state.clone();
+                        state.rejecting.fetch_add(1, Ordering::SeqCst);
+                        let queue = self.queue.clone();
+                        tokio::spawn(async move {
+                            shared
+                                .dead_letter(delivery.acker, size, reason, queue)
+                                .await;
+                            state.rejecting.fetch_sub(1, Ordering::SeqCst);
+                        });
                     }
                 },
             }
@@ -786,8 +804,8 @@ impl InputConsumer for AmqpConsumer {
     }
 }
 
-async fn ack(acker: lapin::Acker) -> Result<(), BrokerError> {
-    match acker.ack(BasicAckOptions::default()).await {
+async fn ack(acker: lapin::Acker, options: BasicAckOptions) -> Result<(), BrokerError> {
+    match acker.ack(options).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(BrokerError::Other(
             "the delivery's channel was closed or recovered; it will be redelivered".into(),
@@ -796,11 +814,36 @@ async fn ack(acker: lapin::Acker) -> Result<(), BrokerError> {
     }
 }
 
-struct AmqpAcker(lapin::Acker);
+/// Acks an input delivery; [`Acker::ack_with`] sends one `multiple` ack for a batch of one
+/// consumer's deliveries (every earlier unacked delivery of its channel is in the batch: the
+/// coordinator settles each input before it takes the next batch, or drops the consumer).
+struct AmqpAcker {
+    acker: lapin::Acker,
+    consumer: Arc<ConsumerState>,
+}
 
 impl Acker for AmqpAcker {
     fn ack(self: Box<Self>) -> Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>> {
-        Box::pin(ack(self.0))
+        Box::pin(ack(self.acker, BasicAckOptions::default()))
+    }
+
+    fn ack_with(
+        self: Box<Self>,
+        earlier: Vec<Box<dyn Acker>>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>> {
+        let same_consumer = earlier.iter().all(|a| {
+            (&**a as &dyn std::any::Any)
+                .downcast_ref::<AmqpAcker>()
+                .is_some_and(|a| Arc::ptr_eq(&a.consumer, &self.consumer))
+        });
+        if earlier.is_empty()
+            || !same_consumer
+            || self.consumer.rejecting.load(Ordering::SeqCst) > 0
+        {
+            return crate::runtime::broker::ack_each(earlier, self);
+        }
+        drop(earlier);
+        Box::pin(ack(self.acker, BasicAckOptions { multiple: true }))
     }
 }
 
@@ -814,7 +857,7 @@ struct AmqpTaskAcker {
 impl Acker for AmqpTaskAcker {
     fn ack(mut self: Box<Self>) -> Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>> {
         match self.acker.take() {
-            Some(acker) => Box::pin(ack(acker)),
+            Some(acker) => Box::pin(ack(acker, BasicAckOptions::default())),
             None => Box::pin(std::future::ready(Ok(()))),
         }
     }
@@ -969,7 +1012,7 @@ async fn route_callback(
     let target = shared.name(&partition_queue(partition));
     match shared.publish("", Some(&target), &delivery.data).await {
         Ok(()) => {
-            if let Err(e) = ack(delivery.acker).await {
+            if let Err(e) = ack(delivery.acker, BasicAckOptions::default()).await {
                 // Redelivered later and forwarded again: a duplicate the engine ignores.
                 tracing::warn!(%queue, error = %e, "acking a routed callback failed");
             }

@@ -23,7 +23,7 @@
 //! before its commit) and learns about new timers from its own commits instead of reading the
 //! partition's earliest timer before every input.
 
-use super::broker::{Broker, InputConsumer, InputMessage};
+use super::broker::{Acker, Broker, Delivery, InputConsumer, InputMessage};
 use super::clock::Clock;
 use super::store::{
     outbox_seq, partition_of, Commit, ExecutionRecord, Fence, OutboxEntry, OutboxMessage, Store,
@@ -34,6 +34,7 @@ use crate::interp::{Command, Context, Execution, ExecutionStatus, Input, Journal
 use crate::runner::{seed_from, RunIdentity};
 use crate::task_token;
 use futures_util::future::join_all;
+use futures_util::FutureExt;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -152,6 +153,57 @@ struct CachedExecution {
     record: ExecutionRecord,
     exec: Execution,
 }
+
+/// An input of a partition, decoded: what it asks of which execution.
+enum Decoded {
+    /// Create and start (the `Start` message).
+    Start(InputMessage),
+    /// Apply `inputs` to an existing execution (see [`Coordinator::prepare_step`]).
+    Step {
+        execution_arn: String,
+        inputs: Vec<Input>,
+        delivery_only: bool,
+    },
+}
+
+impl Decoded {
+    fn execution_arn(&self) -> &str {
+        match self {
+            Decoded::Start(InputMessage::Start { execution_arn, .. })
+            | Decoded::Step { execution_arn, .. } => execution_arn,
+            Decoded::Start(_) => "",
+        }
+    }
+}
+
+/// A step applied to an execution but not committed yet.
+struct Prepared {
+    commit: Commit,
+    after: AfterCommit,
+}
+
+/// What [`Coordinator::settle`] does once a step's commit is through.
+struct AfterCommit {
+    execution_arn: String,
+    expected_version: u64,
+    /// The record (without snapshot) and execution to keep in memory: a running execution.
+    keep: Option<(ExecutionRecord, Execution)>,
+    /// The commit's outbox entries, for the publisher.
+    handed: Vec<OutboxEntry>,
+    earliest_timer: Option<i64>,
+    /// The published outbox entries the commit acks (noted again if it fails).
+    outbox_ack: Option<u64>,
+    /// The finished record, for the execution's waiters.
+    done: Option<ExecutionRecord>,
+}
+
+/// One input of a group commit: its ack handle and its prepared step (`None`: nothing to
+/// write, the input is only acked).
+type BatchItem = (Box<dyn Acker>, Option<Prepared>);
+
+/// Most inputs of one partition handled as one group commit (one store round trip, one
+/// broker acknowledgement).
+const INPUT_BATCH: usize = 32;
 
 /// Most executions kept in memory; beyond that, arbitrary ones are dropped (and read from the
 /// store at their next input).
@@ -449,25 +501,16 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                 }
                 d = consumer.next() => match d {
                     None => return,
-                    Some(d) => {
-                        let r = self.handle_input(fence, d.message).await;
-                        // Permanent problems (a message naming a deleted definition, an
-                        // unreadable snapshot) would fail forever: log and drop them.
-                        // Transient ones (store or broker down) leave the input unacked.
-                        let settle = match &r {
-                            Ok(()) => true,
-                            Err(e) if e.is_permanent() => {
-                                tracing::error!(partition = p, error = %e, "dropping an input that cannot be processed");
-                                true
-                            }
-                            Err(_) => false,
-                        };
-                        if settle {
-                            if let Err(e) = d.acker.ack().await {
-                                tracing::warn!(partition = p, error = %e, "ack failed");
+                    Some(first) => {
+                        // Group commit: whatever else has arrived already goes with it.
+                        let mut batch = vec![first];
+                        while batch.len() < INPUT_BATCH {
+                            match consumer.next().now_or_never() {
+                                Some(Some(d)) => batch.push(d),
+                                _ => break,
                             }
                         }
-                        r
+                        self.handle_batch(fence, batch).await
                     }
                 },
                 _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {
@@ -489,6 +532,108 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                     let _ = self.store.release_lease(fence, &self.config.owner).await;
                     return;
                 }
+            }
+        }
+    }
+
+    /// Handles inputs of a partition in arrival order as group commits: each input's step is
+    /// prepared, then the steps are committed together ([`Store::commit_all`]: one round trip,
+    /// each commit atomic on its own) and the inputs acked together. An execution's second
+    /// input in the batch first commits those before it, so it is applied to the committed
+    /// state. Permanent problems (a message naming a deleted definition, an unreadable
+    /// snapshot) would fail forever: they are logged and their input acked. A transient one
+    /// (store or broker down) ends the batch: what was prepared before it is committed and
+    /// acked, and it and the inputs after it stay unacked (the caller gives the partition up,
+    /// so they are redelivered).
+    async fn handle_batch(
+        &self,
+        fence: Fence,
+        batch: Vec<Delivery>,
+    ) -> Result<(), CoordinatorError> {
+        let p = fence.partition;
+        let mut items: Vec<BatchItem> = Vec::with_capacity(batch.len());
+        let mut executions: std::collections::HashSet<String> = Default::default();
+        for d in batch {
+            let Some(decoded) = self.decode(d.message) else {
+                items.push((d.acker, None));
+                continue;
+            };
+            if !executions.insert(decoded.execution_arn().to_string()) {
+                self.commit_batch(fence, std::mem::take(&mut items)).await?;
+                executions.clear();
+                executions.insert(decoded.execution_arn().to_string());
+            }
+            match self.prepare_input(fence, decoded).await {
+                Ok(prepared) => items.push((d.acker, prepared)),
+                Err(e) if e.is_permanent() => {
+                    tracing::error!(partition = p, error = %e, "dropping an input that cannot be processed");
+                    items.push((d.acker, None));
+                }
+                Err(e) => {
+                    self.commit_batch(fence, items).await?;
+                    return Err(e);
+                }
+            }
+        }
+        self.commit_batch(fence, items).await
+    }
+
+    /// Commits the prepared steps of `items` together, settles each, and acks the inputs:
+    /// all with one acknowledgement when every one succeeded (or failed permanently), else
+    /// only those that did, returning the first transient error.
+    async fn commit_batch(
+        &self,
+        fence: Fence,
+        items: Vec<BatchItem>,
+    ) -> Result<(), CoordinatorError> {
+        let p = fence.partition;
+        let mut ackers = Vec::with_capacity(items.len());
+        let mut commits = Vec::new();
+        let mut afters = Vec::new();
+        for (i, (acker, prepared)) in items.into_iter().enumerate() {
+            ackers.push(acker);
+            if let Some(Prepared { commit, after }) = prepared {
+                commits.push(commit);
+                afters.push((i, after));
+            }
+        }
+        let results = if commits.is_empty() {
+            Vec::new()
+        } else {
+            self.store.commit_all(commits).await
+        };
+        let mut failed = vec![false; ackers.len()];
+        let mut first_error = None;
+        for ((i, after), committed) in afters.into_iter().zip(results) {
+            match self.settle(fence, after, committed).await {
+                Ok(_) => {}
+                Err(e) if e.is_permanent() => {
+                    tracing::error!(partition = p, error = %e, "dropping an input that cannot be processed");
+                }
+                Err(e) => {
+                    failed[i] = true;
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            None => {
+                if let Some(last) = ackers.pop() {
+                    if let Err(e) = last.ack_with(ackers).await {
+                        tracing::warn!(partition = p, error = %e, "ack failed");
+                    }
+                }
+                Ok(())
+            }
+            Some(e) => {
+                for (acker, failed) in ackers.into_iter().zip(failed) {
+                    if !failed {
+                        if let Err(e) = acker.ack().await {
+                            tracing::warn!(partition = p, error = %e, "ack failed");
+                        }
+                    }
+                }
+                Err(e)
             }
         }
     }
@@ -679,45 +824,53 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         );
     }
 
-    /// Handles one message of a partition's input queue.
+    /// Handles one message of a partition's input queue (applied and committed on its own).
     pub async fn handle_input(
         &self,
         fence: Fence,
         msg: InputMessage,
     ) -> Result<(), CoordinatorError> {
-        match msg {
-            start @ InputMessage::Start { .. } => self.create(fence, start).await.map(|_| ()),
+        let Some(decoded) = self.decode(msg) else {
+            return Ok(());
+        };
+        self.commit_one(fence, self.prepare_input(fence, decoded).await?)
+            .await
+            .map(|_| ())
+    }
+
+    /// What an input asks for, and of which execution; `None` for a reply whose task token
+    /// is invalid (dropped with a warning).
+    fn decode(&self, msg: InputMessage) -> Option<Decoded> {
+        Some(match msg {
+            start @ InputMessage::Start { .. } => Decoded::Start(start),
             InputMessage::Stop {
                 execution_arn,
                 error,
                 cause,
-            } => {
-                self.step(fence, &execution_arn, Input::Stop { error, cause }, None)
-                    .await
-            }
+            } => Decoded::Step {
+                execution_arn,
+                inputs: vec![Input::Stop { error, cause }],
+                delivery_only: false,
+            },
             InputMessage::Redrive {
                 execution_arn,
                 redrive_count,
-            } => {
-                self.step(
-                    fence,
-                    &execution_arn,
-                    Input::Redrive { redrive_count },
-                    None,
-                )
-                .await
-            }
+            } => Decoded::Step {
+                execution_arn,
+                inputs: vec![Input::Redrive { redrive_count }],
+                delivery_only: false,
+            },
             msg @ (InputMessage::Worker { .. } | InputMessage::Callback { .. }) => {
                 let from_worker = matches!(msg, InputMessage::Worker { .. });
                 let (InputMessage::Worker { reply } | InputMessage::Callback { reply }) = msg
                 else {
-                    return Ok(());
+                    return None;
                 };
-                let Some((arn, task)) =
+                let Some((execution_arn, task)) =
                     task_token::verify(&self.config.token_key, reply.task_token())
                 else {
                     tracing::warn!("dropping a reply with an invalid task token");
-                    return Ok(());
+                    return None;
                 };
                 let inputs = reply_inputs(reply, task);
                 // A worker's success reply to a `.waitForTaskToken` task's message only
@@ -726,7 +879,29 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                     && inputs
                         .iter()
                         .any(|i| matches!(i, Input::TaskSucceeded { .. }));
-                self.step_inner(fence, &arn, inputs, None, delivery_only)
+                Decoded::Step {
+                    execution_arn,
+                    inputs,
+                    delivery_only,
+                }
+            }
+        })
+    }
+
+    /// Applies a decoded input: the commit to write, or `None` when nothing is to be written.
+    async fn prepare_input(
+        &self,
+        fence: Fence,
+        decoded: Decoded,
+    ) -> Result<Option<Prepared>, CoordinatorError> {
+        match decoded {
+            Decoded::Start(start) => self.prepare_create(fence, start).await,
+            Decoded::Step {
+                execution_arn,
+                inputs,
+                delivery_only,
+            } => {
+                self.prepare_step(fence, &execution_arn, inputs, None, delivery_only)
                     .await
             }
         }
@@ -735,6 +910,17 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
     /// Creates and starts an execution from a `Start` input; `Ok(false)` when it already
     /// existed (the input was a duplicate or reused a name: nothing is written).
     async fn create(&self, fence: Fence, start: InputMessage) -> Result<bool, CoordinatorError> {
+        let prepared = self.prepare_create(fence, start).await?;
+        self.commit_one(fence, prepared).await
+    }
+
+    /// The commit creating and starting an execution from a `Start` input; `None` when it
+    /// exists (as far as this coordinator can tell without a read).
+    async fn prepare_create(
+        &self,
+        fence: Fence,
+        start: InputMessage,
+    ) -> Result<Option<Prepared>, CoordinatorError> {
         let InputMessage::Start {
             execution_arn,
             state_machine_arn,
@@ -744,7 +930,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             start_ms,
         } = start
         else {
-            return Ok(false);
+            return Ok(None);
         };
         // Starting is idempotent (a duplicate delivery, a reused name). Without a read
         // first: creating commits at version 0, which fails with `AlreadyExists` when
@@ -753,13 +939,13 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             .get(&execution_arn)
             .is_some_and(|c| c.fence == fence)
         {
-            return Ok(false);
+            return Ok(None);
         }
         let def = match self.definition(&state_machine_arn, &revision_id).await {
             Ok(def) => def,
             Err(e) => {
                 if self.store.get_execution(&execution_arn).await?.is_some() {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 return Err(e);
             }
@@ -796,11 +982,11 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             version: 0,
             snapshot: Value::Null,
         };
-        self.apply_and_commit(fence, record, exec, &def, vec![Input::Start], None)
+        self.prepare(fence, record, exec, &def, vec![Input::Start], None)
             .await
     }
 
-    /// Loads an execution and applies one input to it.
+    /// Loads an execution and applies one input to it, committed on its own.
     async fn step(
         &self,
         fence: Fence,
@@ -808,26 +994,28 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         input: Input,
         fired: Option<TimerEntry>,
     ) -> Result<(), CoordinatorError> {
-        self.step_inner(fence, execution_arn, vec![input], fired, false)
-            .await
+        let prepared = self
+            .prepare_step(fence, execution_arn, vec![input], fired, false)
+            .await?;
+        self.commit_one(fence, prepared).await.map(|_| ())
     }
 
-    /// [`Self::step`] with one or more inputs applied in order and committed together; with
-    /// `delivery_only`, a task success for a `.waitForTaskToken` task is dropped (the worker
-    /// only handled the task's message).
-    async fn step_inner(
+    /// Loads an execution and applies one or more inputs to it in order (committed
+    /// together); with `delivery_only`, a task success for a `.waitForTaskToken` task is
+    /// dropped (the worker only handled the task's message).
+    async fn prepare_step(
         &self,
         fence: Fence,
         execution_arn: &str,
         mut inputs: Vec<Input>,
         fired: Option<TimerEntry>,
         delivery_only: bool,
-    ) -> Result<(), CoordinatorError> {
+    ) -> Result<Option<Prepared>, CoordinatorError> {
         let (record, exec) = match self.take_cached(fence, execution_arn) {
             Some(hit) => hit,
             None => {
                 let Some(mut record) = self.store.get_execution(execution_arn).await? else {
-                    return Ok(()); // Expired or never existed: nothing to do.
+                    return Ok(None); // Expired or never existed: nothing to do.
                 };
                 let snapshot = std::mem::take(&mut record.snapshot);
                 let exec: Execution = serde_json::from_value(snapshot).map_err(|e| {
@@ -846,12 +1034,10 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             });
             if inputs.is_empty() {
                 self.remember(fence, record, exec);
-                return Ok(());
+                return Ok(None);
             }
         }
-        self.apply_and_commit(fence, record, exec, &def, inputs, fired)
-            .await
-            .map(|_| ())
+        self.prepare(fence, record, exec, &def, inputs, fired).await
     }
 
     /// The activities that exist, cached for a second; `fresh` re-reads them.
@@ -885,9 +1071,9 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         Ok(set)
     }
 
-    /// Applies `inputs` and commits the step; `Ok(false)` when nothing was written (a stale
-    /// or duplicate input, or creating an execution that exists).
-    async fn apply_and_commit(
+    /// Applies `inputs`: the step's commit and what follows it, or `None` when there is
+    /// nothing to write (a stale or duplicate input).
+    async fn prepare(
         &self,
         fence: Fence,
         mut record: ExecutionRecord,
@@ -895,7 +1081,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         def: &Definition,
         inputs: Vec<Input>,
         fired: Option<TimerEntry>,
-    ) -> Result<bool, CoordinatorError> {
+    ) -> Result<Option<Prepared>, CoordinatorError> {
         let now = self.clock.now_ms();
         // Only the activities this definition names matter to the step, so only they are
         // journaled (replay sees the same answers), however many exist.
@@ -928,7 +1114,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                         let Some(mut stored) =
                             self.store.get_execution(&record.execution_arn).await?
                         else {
-                            return Ok(false);
+                            return Ok(None);
                         };
                         serde_json::from_value(std::mem::take(&mut stored.snapshot)).map_err(
                             |e| {
@@ -947,7 +1133,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         let activities = ctx.activities.clone();
         let nothing_changed = step.events.is_empty() && step.commands.is_empty();
         if nothing_changed && fired.is_none() && record.version > 0 {
-            return Ok(false); // A stale or duplicate input: exactly-once transitions.
+            return Ok(None); // A stale or duplicate input: exactly-once transitions.
         }
         let partition = fence.partition;
         let mut outbox = Vec::new();
@@ -1017,7 +1203,6 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         // or at its next poll.
         let done = (finished && lock(&self.finish_waiters).contains_key(&record.execution_arn))
             .then(|| record.clone());
-        let has_outbox = !outbox.is_empty();
         // What the publisher sends once the commit succeeded, with the sequence numbers the
         // store gives these messages (so it can ack them without reading the outbox).
         let handed: Vec<OutboxEntry> = outbox
@@ -1031,53 +1216,84 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             .collect();
         let earliest_timer = timers_add.iter().map(|t| t.fire_at_ms).min();
         // What the publisher published of this execution: acked by this commit.
-        let ack = self
-            .take_published(partition, &record.execution_arn)
-            .map(|seq| (record.execution_arn.clone(), seq));
-        let committed = self
-            .store
-            .commit(Commit {
-                fence,
-                expected_version,
-                execution: record,
-                events: step.events,
-                journal: inputs
-                    .into_iter()
-                    .map(|input| JournalEntry {
-                        now_ms: now,
-                        input,
-                        activities: activities.clone(),
-                    })
-                    .collect(),
-                outbox,
-                timers_add,
-                timers_remove,
-                outbox_ack: ack.as_ref().map(|(_, seq)| *seq),
-            })
-            .await;
-        if let (Err(_), Some((arn, seq))) = (&committed, &ack) {
+        let outbox_ack = self.take_published(partition, &record.execution_arn);
+        let after = AfterCommit {
+            execution_arn: record.execution_arn.clone(),
+            expected_version,
+            keep: keep.map(|record| (record, exec)),
+            handed,
+            earliest_timer,
+            outbox_ack,
+            done,
+        };
+        let commit = Commit {
+            fence,
+            expected_version,
+            execution: record,
+            events: step.events,
+            journal: inputs
+                .into_iter()
+                .map(|input| JournalEntry {
+                    now_ms: now,
+                    input,
+                    activities: activities.clone(),
+                })
+                .collect(),
+            outbox,
+            timers_add,
+            timers_remove,
+            outbox_ack,
+        };
+        Ok(Some(Prepared { commit, after }))
+    }
+
+    /// Commits one prepared step (none: nothing to write) and settles it; `Ok(false)` when
+    /// nothing was written.
+    async fn commit_one(
+        &self,
+        fence: Fence,
+        prepared: Option<Prepared>,
+    ) -> Result<bool, CoordinatorError> {
+        let Some(Prepared { commit, after }) = prepared else {
+            return Ok(false);
+        };
+        let committed = self.store.commit(commit).await;
+        self.settle(fence, after, committed).await
+    }
+
+    /// What follows a step's commit, once its outcome is known: on success the execution is
+    /// kept in memory, its timers noted, its outbox handed to the publisher and its waiters
+    /// told; `Ok(false)` when the commit created nothing (the execution existed).
+    async fn settle(
+        &self,
+        fence: Fence,
+        after: AfterCommit,
+        committed: Result<(), StoreError>,
+    ) -> Result<bool, CoordinatorError> {
+        let partition = fence.partition;
+        if let (Err(_), Some(seq)) = (&committed, after.outbox_ack) {
             // Not acked after all: the publisher acks it later.
-            self.note_published(partition, arn, *seq);
+            self.note_published(partition, &after.execution_arn, seq);
         }
         match committed {
             Ok(()) => {}
             // Creating an execution that exists: a duplicate Start, a no-op.
-            Err(StoreError::AlreadyExists(_)) if expected_version == 0 => return Ok(false),
+            Err(StoreError::AlreadyExists(_)) if after.expected_version == 0 => return Ok(false),
             Err(e) => return Err(e.into()),
         }
-        if let Some(record) = keep {
+        if let Some((record, exec)) = after.keep {
             self.remember(fence, record, exec);
         }
-        if let Some(at) = earliest_timer {
+        if let Some(at) = after.earliest_timer {
             lock(&self.timer_hints)
                 .entry(partition)
                 .and_modify(|t| *t = (*t).min(at))
                 .or_insert(at);
         }
-        if has_outbox {
-            self.publish_committed(fence, handed).await?;
+        if !after.handed.is_empty() {
+            self.publish_committed(fence, after.handed).await?;
         }
-        if let Some(done) = done {
+        if let Some(done) = after.done {
             let waiters = lock(&self.finish_waiters).remove(&done.execution_arn);
             for waiter in waiters.into_iter().flatten() {
                 let _ = waiter.send(done.clone());

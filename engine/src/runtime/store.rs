@@ -211,6 +211,14 @@ pub trait Store: Send + Sync + 'static {
 
     // Executions.
     fn commit(&self, c: Commit) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Commits of one partition, each applied as [`Store::commit`] would, one after another
+    /// in order: each atomic and independent of the others (one failing stops none), with
+    /// one result per commit. A backend sends them together (the coordinator's group
+    /// commit: one round trip for a partition's waiting inputs).
+    fn commit_all(
+        &self,
+        commits: Vec<Commit>,
+    ) -> impl Future<Output = Vec<Result<(), StoreError>>> + Send;
     fn get_execution(
         &self,
         arn: &str,

@@ -375,6 +375,14 @@ impl Store for MemoryStore {
         }
     }
 
+    async fn commit_all(&self, commits: Vec<Commit>) -> Vec<Result<(), StoreError>> {
+        let mut results = Vec::with_capacity(commits.len());
+        for c in commits {
+            results.push(self.commit(c).await);
+        }
+        results
+    }
+
     async fn commit(&self, c: Commit) -> Result<(), StoreError> {
         check_commit(&c)?;
         let (mut inner, now) = self.lock()?;

@@ -150,11 +150,22 @@ end
 redis.call('HSET', KEYS[1], 'version', ARGV[4], 'status', ARGV[5], 'record', ARGV[6],
   'order', ARGV[7])
 
+-- ARGV[first .. first + n - 1] appended to the list `key`, a thousand per call (few calls;
+-- Lua's stack bounds how many arguments one call takes).
+local function push(key, first, n)
+  local k, last = first, first + n - 1
+  while k <= last do
+    local upto = math.min(k + 999, last)
+    redis.call('RPUSH', key, unpack(ARGV, k, upto))
+    k = upto + 1
+  end
+end
+
 local i = 10
 local n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do redis.call('RPUSH', KEYS[2], ARGV[i]); i = i + 1 end
+push(KEYS[2], i, n); i = i + n
 n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do redis.call('RPUSH', KEYS[3], ARGV[i]); i = i + 1 end
+push(KEYS[3], i, n); i = i + n
 n = tonumber(ARGV[i]); i = i + 1
 if n > 0 then
   -- store::outbox_seq: version * 2^20 + index (exact below 2^53, see store::MAX_VERSION).
@@ -490,6 +501,35 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// What the commit script's reply (or the request's failure) means for commit `c`.
+fn commit_outcome(c: &Commit, reply: redis::RedisResult<Vec<String>>) -> Result<(), StoreError> {
+    let arn = c.execution.execution_arn.as_str();
+    let reply = reply.map_err(|e| backend(format!("committing {arn}"), e))?;
+    let found = || {
+        reply
+            .get(1)
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| {
+                StoreError::Backend(format!("committing {arn}: malformed reply {reply:?}"))
+            })
+    };
+    match reply.first().map(String::as_str) {
+        Some("ok") => Ok(()),
+        Some("fenced") => Err(StoreError::Fenced {
+            partition: c.fence.partition,
+        }),
+        Some("exists") => Err(StoreError::AlreadyExists(arn.to_string())),
+        Some("missing") => Err(StoreError::NotFound(arn.to_string())),
+        Some("conflict") => Err(StoreError::VersionConflict {
+            expected: c.expected_version,
+            found: found()?,
+        }),
+        _ => Err(StoreError::Backend(format!(
+            "committing {arn}: unexpected script reply {reply:?}"
+        ))),
+    }
+}
+
 fn backend(context: impl std::fmt::Display, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("{context}: {e}"))
 }
@@ -624,6 +664,84 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl RedisStore {
+    /// The `EVALSHA` of the commit script for `c` (see [`COMMIT_LUA`] for its keys and
+    /// arguments), after checking that `c` is well formed and of this store's partitioning.
+    fn commit_cmd(&self, c: &Commit) -> Result<redis::Cmd, StoreError> {
+        check_commit(c)?;
+        let arn = c.execution.execution_arn.as_str();
+        let partition = c.fence.partition;
+        let home = self.home(arn);
+        if partition != home {
+            return Err(StoreError::Backend(format!(
+                "invalid commit of {arn}: it is for partition {partition}, but the execution \
+                 hashes to partition {home} of this store's {}; the store and the coordinators \
+                 must agree on the partition count (RedisStore::with_partitions)",
+                self.partitions
+            )));
+        }
+        let sm = c.execution.state_machine_arn.as_str();
+        let k = &self.keys;
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.scripts.commit.get_hash())
+            .arg(10 + STATUSES.len())
+            .arg(k.execution(partition, "exec", arn))
+            .arg(k.execution(partition, "events", arn))
+            .arg(k.execution(partition, "journal", arn))
+            .arg(k.execution(partition, "outbox", arn))
+            .arg(k.execution(partition, "timers", arn))
+            .arg(k.partition(partition, "timer_index"))
+            .arg(k.partition(partition, "outbox_index"))
+            .arg(k.partition(partition, "outbox_counter"))
+            .arg(k.partition(partition, "fence"))
+            .arg(k.machine_index(partition, sm, None));
+        for s in STATUSES {
+            cmd.arg(k.machine_index(partition, sm, Some(s)));
+        }
+        cmd.arg(arn)
+            .arg(c.expected_version)
+            .arg(c.fence.token)
+            .arg(c.execution.version)
+            .arg(c.execution.status.as_str())
+            .arg(to_json("execution record", &c.execution)?)
+            .arg(execution_order_key(c.execution.start_ms, arn))
+            .arg(self.retention_ms)
+            .arg(c.outbox_ack.map(|s| s.to_string()).unwrap_or_default());
+        cmd.arg(c.events.len());
+        for e in &c.events {
+            cmd.arg(to_json("history event", e)?);
+        }
+        cmd.arg(c.journal.len());
+        for j in &c.journal {
+            cmd.arg(to_json("journal entry", j)?);
+        }
+        cmd.arg(c.outbox.len());
+        for m in &c.outbox {
+            cmd.arg(to_json("outbox message", m)?);
+        }
+        cmd.arg(c.timers_remove.len());
+        for t in &c.timers_remove {
+            cmd.arg(timer_member(&t.execution_arn, t.timer));
+        }
+        cmd.arg(c.timers_add.len());
+        for t in &c.timers_add {
+            cmd.arg(timer_member(&t.execution_arn, t.timer))
+                .arg(t.fire_at_ms);
+        }
+        Ok(cmd)
+    }
+
+    /// Loads the commit script into the server's script cache (after a `NOSCRIPT`).
+    async fn load_commit_script(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.scripts
+            .commit
+            .prepare_invoke()
+            .load_async(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| backend("loading the commit script", e))
+    }
+
     /// Connects to `url` and keeps finished executions for `retention` ([`DEFAULT_RETENTION`]
     /// in production). `redis://host:port/db` is one node; `redis+cluster://host:port[,…]` a
     /// Redis Cluster (see [`RedisStore::connect_cluster`]). `key_prefix` namespaces every key
@@ -1231,96 +1349,98 @@ impl Store for RedisStore {
     }
 
     async fn commit(&self, c: Commit) -> Result<(), StoreError> {
-        check_commit(&c)?;
-        let arn = c.execution.execution_arn.as_str();
-        let partition = c.fence.partition;
-        let home = self.home(arn);
-        if partition != home {
-            return Err(StoreError::Backend(format!(
-                "invalid commit of {arn}: it is for partition {partition}, but the execution \
-                 hashes to partition {home} of this store's {}; the store and the coordinators \
-                 must agree on the partition count (RedisStore::with_partitions)",
-                self.partitions
-            )));
-        }
-        let sm = c.execution.state_machine_arn.as_str();
-        let k = &self.keys;
-        let record = to_json("execution record", &c.execution)?;
-
-        let mut invocation = self.scripts.commit.prepare_invoke();
-        invocation
-            .key(k.execution(partition, "exec", arn))
-            .key(k.execution(partition, "events", arn))
-            .key(k.execution(partition, "journal", arn))
-            .key(k.execution(partition, "outbox", arn))
-            .key(k.execution(partition, "timers", arn))
-            .key(k.partition(partition, "timer_index"))
-            .key(k.partition(partition, "outbox_index"))
-            .key(k.partition(partition, "outbox_counter"))
-            .key(k.partition(partition, "fence"))
-            .key(k.machine_index(partition, sm, None));
-        for s in STATUSES {
-            invocation.key(k.machine_index(partition, sm, Some(s)));
-        }
-        invocation
-            .arg(arn)
-            .arg(c.expected_version)
-            .arg(c.fence.token)
-            .arg(c.execution.version)
-            .arg(c.execution.status.as_str())
-            .arg(record)
-            .arg(execution_order_key(c.execution.start_ms, arn))
-            .arg(self.retention_ms)
-            .arg(c.outbox_ack.map(|s| s.to_string()).unwrap_or_default());
-        invocation.arg(c.events.len());
-        for e in &c.events {
-            invocation.arg(to_json("history event", e)?);
-        }
-        invocation.arg(c.journal.len());
-        for j in &c.journal {
-            invocation.arg(to_json("journal entry", j)?);
-        }
-        invocation.arg(c.outbox.len());
-        for m in &c.outbox {
-            invocation.arg(to_json("outbox message", m)?);
-        }
-        invocation.arg(c.timers_remove.len());
-        for t in &c.timers_remove {
-            invocation.arg(timer_member(&t.execution_arn, t.timer));
-        }
-        invocation.arg(c.timers_add.len());
-        for t in &c.timers_add {
-            invocation
-                .arg(timer_member(&t.execution_arn, t.timer))
-                .arg(t.fire_at_ms);
-        }
-
+        let cmd = self.commit_cmd(&c)?;
         let mut conn = self.conn.clone();
-        let reply: Vec<String> = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| backend(format!("committing {arn}"), e))?;
-        let found = || {
-            reply
-                .get(1)
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    StoreError::Backend(format!("committing {arn}: malformed reply {reply:?}"))
-                })
+        let reply = match cmd.query_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.load_commit_script().await?;
+                cmd.query_async(&mut conn).await
+            }
+            r => r,
         };
-        match reply.first().map(String::as_str) {
-            Some("ok") => Ok(()),
-            Some("fenced") => Err(StoreError::Fenced { partition }),
-            Some("exists") => Err(StoreError::AlreadyExists(arn.to_string())),
-            Some("missing") => Err(StoreError::NotFound(arn.to_string())),
-            Some("conflict") => Err(StoreError::VersionConflict {
-                expected: c.expected_version,
-                found: found()?,
-            }),
-            _ => Err(StoreError::Backend(format!(
-                "committing {arn}: unexpected script reply {reply:?}"
-            ))),
+        commit_outcome(&c, reply)
+    }
+
+    async fn commit_all(&self, commits: Vec<Commit>) -> Vec<Result<(), StoreError>> {
+        if commits.len() <= 1 {
+            let mut results = Vec::new();
+            for c in commits {
+                results.push(self.commit(c).await);
+            }
+            return results;
         }
+        // One pipeline (all commits are of one partition, so of one hash slot); the server
+        // runs the scripts in order, each atomically. The commits that could not even be
+        // encoded are not sent, and the others still are: they are independent.
+        let mut results: Vec<Option<Result<(), StoreError>>> = Vec::new();
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        let mut sent = Vec::new();
+        for (i, c) in commits.iter().enumerate() {
+            match self.commit_cmd(c) {
+                Ok(cmd) => {
+                    pipe.add_command(cmd);
+                    sent.push(i);
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        let mut conn = self.conn.clone();
+        let mut replies: Vec<redis::RedisResult<Vec<String>>> =
+            match pipe.query_async(&mut conn).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // Nothing is known of any commit: each may or may not have landed (a
+                    // replayed input then finds its version moved on and is ignored).
+                    return commits
+                        .iter()
+                        .zip(results)
+                        .map(|(c, r)| {
+                            r.unwrap_or_else(|| {
+                                Err(backend(
+                                    format!("committing {}", c.execution.execution_arn),
+                                    &e,
+                                ))
+                            })
+                        })
+                        .collect();
+                }
+            };
+        // The script was not loaded (a restarted or flushed server): every EVALSHA failed
+        // alike, so load it and send those again, in order.
+        let no_script = |r: &redis::RedisResult<Vec<String>>| matches!(r, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript));
+        if replies.iter().any(no_script) {
+            match self.load_commit_script().await {
+                Ok(()) => {
+                    for (k, &i) in sent.iter().enumerate() {
+                        if no_script(&replies[k]) {
+                            let cmd = self.commit_cmd(&commits[i]);
+                            replies[k] = match cmd {
+                                Ok(cmd) => cmd.query_async(&mut conn).await,
+                                Err(_) => continue,
+                            };
+                        }
+                    }
+                }
+                Err(e) => {
+                    for (k, &i) in sent.iter().enumerate() {
+                        if no_script(&replies[k]) {
+                            results[i] = Some(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        for (reply, &i) in replies.into_iter().zip(&sent) {
+            if results[i].is_none() {
+                results[i] = Some(commit_outcome(&commits[i], reply));
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::Backend("no reply to a commit".into()))))
+            .collect()
     }
 
     async fn get_execution(&self, arn: &str) -> Result<Option<ExecutionRecord>, StoreError> {
