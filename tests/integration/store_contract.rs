@@ -299,7 +299,7 @@ fn execution(machine: &str, base: &str, partition: u32, start_ms: i64) -> Execut
         error: None,
         cause: None,
         version: 1,
-        snapshot: json!({"frames": [{"state": "P"}], "seed": 42}),
+        snapshot: json!({"frames": [{"state": "P"}], "seed": 42}).into(),
     }
 }
 
@@ -671,7 +671,7 @@ async fn wrong_version_writes_nothing<S: Store + Clone>(cx: Ctx<S>) {
 
     // A second writer that also read version 1.
     let mut stale = following(fence, &rec);
-    stale.execution.snapshot = json!("stale");
+    stale.execution.snapshot = json!("stale").into();
     stale.events = events(3..=3);
     stale.journal = vec![journal_entry(7)];
     stale.outbox = vec![task_message(&arn, 7)];
@@ -842,7 +842,7 @@ async fn concurrent_commits_one_wins<S: Store + Clone>(cx: Ctx<S>) {
     for n in 0..8u32 {
         let store = s.clone();
         let mut c = following(fence, &rec);
-        c.execution.snapshot = json!({ "writer": n });
+        c.execution.snapshot = json!({ "writer": n }).into();
         c.events = events(1..=3);
         c.outbox = vec![cancel_message(n)];
         handles.push(tokio::spawn(async move { store.commit(c).await }));

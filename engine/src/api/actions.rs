@@ -961,12 +961,14 @@ fn activity_json(a: &ActivityRecord) -> Value {
 }
 
 fn snapshot(record: &ExecutionRecord) -> Option<Execution> {
-    serde_json::from_value(record.snapshot.clone()).ok()
+    record.snapshot.parse().ok()
 }
 
 fn redrive_count(record: &ExecutionRecord) -> u32 {
     record
         .snapshot
+        .parse::<Value>()
+        .unwrap_or_default()
         .get("info")
         .and_then(|i| i.get("redrive_count"))
         .and_then(Value::as_u64)

@@ -26,8 +26,8 @@
 use super::broker::{Acker, Broker, Delivery, InputConsumer, InputMessage};
 use super::clock::Clock;
 use super::store::{
-    outbox_seq, partition_of, Commit, ExecutionRecord, Fence, OutboxEntry, OutboxMessage, Store,
-    StoreError, TimerEntry,
+    outbox_seq, partition_of, Commit, ExecutionRecord, Fence, OutboxEntry, OutboxMessage,
+    Snapshot, Store, StoreError, TimerEntry,
 };
 use crate::asl::Definition;
 use crate::interp::{Command, Context, Execution, ExecutionStatus, Input, JournalEntry};
@@ -35,7 +35,6 @@ use crate::runner::{seed_from, RunIdentity};
 use crate::task_token;
 use futures_util::future::join_all;
 use futures_util::FutureExt;
-use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -980,7 +979,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             error: None,
             cause: None,
             version: 0,
-            snapshot: Value::Null,
+            snapshot: Snapshot::default(),
         };
         self.prepare(fence, record, exec, &def, vec![Input::Start], None)
             .await
@@ -1018,7 +1017,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                     return Ok(None); // Expired or never existed: nothing to do.
                 };
                 let snapshot = std::mem::take(&mut record.snapshot);
-                let exec: Execution = serde_json::from_value(snapshot).map_err(|e| {
+                let exec: Execution = snapshot.parse().map_err(|e| {
                     CoordinatorError::BadSnapshot(execution_arn.to_string(), e.to_string())
                 })?;
                 (record, exec)
@@ -1111,12 +1110,12 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                 exec = match pristine {
                     Some(e) => e,
                     None => {
-                        let Some(mut stored) =
+                        let Some(stored) =
                             self.store.get_execution(&record.execution_arn).await?
                         else {
                             return Ok(None);
                         };
-                        serde_json::from_value(std::mem::take(&mut stored.snapshot)).map_err(
+                        stored.snapshot.parse().map_err(
                             |e| {
                                 CoordinatorError::BadSnapshot(
                                     record.execution_arn.clone(),
@@ -1188,13 +1187,13 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         record.output = exec.output.as_deref().cloned();
         record.error = exec.error.clone();
         record.cause = exec.cause.clone();
-        let snapshot = serde_json::to_value(&exec).map_err(|e| {
+        let snapshot = Snapshot::of(&exec).map_err(|e| {
             CoordinatorError::BadSnapshot(record.execution_arn.clone(), e.to_string())
         })?;
         let finished = record.status != ExecutionStatus::Running;
         // What stays in memory after the commit: the record without its snapshot, while the
         // execution runs (a finished one gets no more steps worth caching).
-        record.snapshot = Value::Null;
+        record.snapshot = Snapshot::default();
         let keep = (!finished).then(|| record.clone());
         record.snapshot = snapshot;
         // The callers waiting for this execution to finish get the record as committed. A

@@ -569,7 +569,9 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
         if record.status != ExecutionStatus::Running {
             return Err(ServiceError::TaskTimedOut);
         }
-        let exec: Execution = serde_json::from_value(record.snapshot)
+        let exec: Execution = record
+            .snapshot
+            .parse()
             .map_err(|e| StoreError::Backend(format!("snapshot of {arn}: {e}")))?;
         if !exec.open_tasks().contains(&task) {
             return Err(ServiceError::TaskTimedOut);
@@ -641,7 +643,9 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
                 "Executions of EXPRESS state machines cannot be redriven".into(),
             ));
         }
-        let exec: Execution = serde_json::from_value(record.snapshot)
+        let exec: Execution = record
+            .snapshot
+            .parse()
             .map_err(|e| StoreError::Backend(format!("snapshot of {execution_arn}: {e}")))?;
         let now = self.coordinator.clock().now_ms();
         let Input::Redrive { redrive_count } = exec
@@ -667,15 +671,14 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let rec = self.describe_execution(execution_arn).await?;
-            let count = rec
-                .snapshot
+            let state: Value = rec.snapshot.parse().unwrap_or_default();
+            let count = state
                 .get("info")
                 .and_then(|i| i.get("redrive_count"))
                 .and_then(Value::as_u64)
                 .unwrap_or(0);
             if count >= u64::from(redrive_count) {
-                let at = rec
-                    .snapshot
+                let at = state
                     .get("redrive_ms")
                     .and_then(Value::as_i64)
                     .unwrap_or(now);

@@ -65,7 +65,50 @@ pub struct ExecutionRecord {
     /// Incremented by every commit; 1 after creation.
     pub version: u64,
     /// `serde_json` of [`crate::interp::Execution`].
-    pub snapshot: Value,
+    pub snapshot: Snapshot,
+}
+
+/// An execution's interpreter state as the JSON text it is stored as: serialized once per
+/// step (straight into the record's text, with no `Value` tree in between) and parsed only
+/// when the execution is read back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Snapshot(Box<serde_json::value::RawValue>);
+
+impl Snapshot {
+    /// The snapshot of `state`.
+    pub fn of<T: Serialize + ?Sized>(state: &T) -> Result<Snapshot, serde_json::Error> {
+        serde_json::value::to_raw_value(state).map(Snapshot)
+    }
+
+    /// The state it holds.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.0.get())
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl Default for Snapshot {
+    /// `null`: a record whose state is kept elsewhere (in memory, or not written yet).
+    fn default() -> Snapshot {
+        Snapshot::of(&Value::Null).unwrap_or_else(|_| unreachable!("null serializes"))
+    }
+}
+
+impl PartialEq for Snapshot {
+    fn eq(&self, other: &Snapshot) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl From<Value> for Snapshot {
+    fn from(value: Value) -> Snapshot {
+        Snapshot::of(&value).unwrap_or_default()
+    }
 }
 
 /// A timer the runtime must deliver as `Input::TimerFired`.
