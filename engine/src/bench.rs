@@ -48,7 +48,7 @@ use crate::runtime::coordinator::CoordinatorConfig;
 use crate::runtime::service::{Service, ServiceError};
 use crate::runtime::store::{ExecutionRecord, StoreError};
 use crate::runtime::store_redis::RedisStore;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueDeclareOptions,
@@ -1099,29 +1099,45 @@ async fn legs(service: &BenchService, arns: &[String]) -> Result<Legs, BenchErro
     })
 }
 
-/// Runs `count` executions of `machine` with `window` of them in flight: each slot starts one,
-/// waits for it to finish (checking it succeeded) and starts the next. Returns the
+/// Runs `count` executions of `machine` with `window` of them in flight: `window` loops on the
+/// runtime (spawned, as the ceiling's round-trip loops are), each starting an execution,
+/// waiting for it to finish (checking it succeeded) and starting the next. Returns the
 /// milliseconds from the first start to the last finish seen, and the executions' ARNs.
 async fn run_closed(
-    service: &BenchService,
+    service: &Arc<BenchService>,
     machine: &str,
     label: &str,
     count: usize,
     window: usize,
 ) -> Result<(f64, Vec<String>), BenchError> {
+    let claimed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let arns = futures_util::stream::iter(0..count)
-        .map(|i| async move {
-            let arn = service
-                .start_execution(machine, Some(format!("{label}-{i}")), json!({"i": i}))
-                .await?;
-            let record = service.wait(&arn, Duration::from_secs(60)).await?;
-            succeeded(&record)?;
-            Ok::<_, BenchError>(arn)
-        })
-        .buffer_unordered(window)
-        .try_collect::<Vec<_>>()
-        .await?;
+    let mut loops = tokio::task::JoinSet::new();
+    for _ in 0..window.max(1) {
+        let (service, claimed) = (service.clone(), claimed.clone());
+        let (machine, label) = (machine.to_string(), label.to_string());
+        loops.spawn(async move {
+            let mut arns = Vec::new();
+            loop {
+                let i = claimed.fetch_add(1, Ordering::Relaxed);
+                if i >= count as u64 {
+                    return Ok::<_, BenchError>(arns);
+                }
+                let arn = service
+                    .start_execution(&machine, Some(format!("{label}-{i}")), json!({"i": i}))
+                    .await?;
+                let record = service.wait(&arn, Duration::from_secs(60)).await?;
+                succeeded(&record)?;
+                arns.push(arn);
+            }
+        });
+    }
+    let mut arns = Vec::with_capacity(count);
+    while let Some(joined) = loops.join_next().await {
+        arns.extend(
+            joined.map_err(|e| BenchError::Failed(format!("an execution loop failed: {e}")))??,
+        );
+    }
     Ok((ms(started.elapsed()), arns))
 }
 

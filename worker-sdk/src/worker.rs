@@ -51,11 +51,13 @@ use crate::protocol::{Reply, TaskError, TaskMessage, PROTOCOL_VERSION};
 use crate::transport::{
     Delivery, Payload, ReplySink, Settle, Started, Subscription, Transport, TransportError,
 };
+use futures_util::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -586,9 +588,22 @@ async fn run_task(
         match env.activities.get(&activity) {
             Some(handler) => {
                 let handler = handler.clone();
-                let handle =
-                    tokio::spawn(handler(ctx.clone(), input).instrument(tracing::Span::current()));
-                supervise(&env, &ctx, handle, &lost).await
+                let running = handler(ctx.clone(), input).instrument(tracing::Span::current());
+                if task.heartbeat_seconds.is_some_and(|s| s > 0) {
+                    // On a task of its own, so automatic heartbeats go on even while the
+                    // handler computes without yielding.
+                    let handle = tokio::spawn(running);
+                    let abort = handle.abort_handle();
+                    let joined = handle.map(|j| j.map_err(panic_to_error).and_then(|r| r));
+                    supervise(&env, &ctx, joined, Some(abort), &lost).await
+                } else {
+                    // Polled right here (one task and one wake-up less per task); a panic is
+                    // caught all the same, and dropping the future cancels it.
+                    let caught = AssertUnwindSafe(running)
+                        .catch_unwind()
+                        .map(|r| r.map_err(panic_message_to_error).and_then(|r| r));
+                    supervise(&env, &ctx, caught, None, &lost).await
+                }
             }
             None => Outcome::Finished(Err(TaskError::new(
                 UNKNOWN_ACTIVITY,
@@ -722,12 +737,22 @@ async fn undeliverable(
 
 /// Waits for the handler while heartbeating and watching cancellation, deadline, shutdown and
 /// connection loss.
+/// Runs `handler` (the handler's future, its panic already turned into an error) to its end,
+/// or until the task is handed back, lost or abandoned; `abort` stops a handler spawned on a
+/// task of its own (a handler polled here stops when this returns and drops it).
 async fn supervise(
     env: &Env,
     ctx: &TaskContext,
-    mut handle: tokio::task::JoinHandle<Result<Value, TaskError>>,
+    handler: impl Future<Output = Result<Value, TaskError>>,
+    abort: Option<tokio::task::AbortHandle>,
     lost: &CancellationToken,
 ) -> Outcome {
+    let stop = || {
+        if let Some(abort) = &abort {
+            abort.abort();
+        }
+    };
+    let mut handle = std::pin::pin!(handler);
     let cancel = ctx.cancellation_token().clone();
     let mut heartbeat = ctx.inner.heartbeat_seconds.filter(|s| *s > 0).map(|s| {
         let period =
@@ -741,24 +766,24 @@ async fn supervise(
     loop {
         tokio::select! {
             biased;
-            joined = &mut handle => {
+            finished = &mut handle => {
                 if cancel.is_cancelled() {
                     return Outcome::FinishedAfterGiveUp;
                 }
-                return Outcome::Finished(joined.map_err(panic_to_error).and_then(|r| r));
+                return Outcome::Finished(finished);
             }
             _ = env.force.cancelled() => {
                 cancel.cancel();
-                handle.abort();
+                stop();
                 return Outcome::HandBack;
             }
             _ = lost.cancelled() => {
                 cancel.cancel();
-                handle.abort();
+                stop();
                 return Outcome::Lost;
             }
             _ = sleep_until(abandon_at), if abandon_at.is_some() => {
-                handle.abort();
+                stop();
                 return Outcome::Abandoned;
             }
             _ = cancel.cancelled(), if abandon_at.is_none() => {
@@ -800,16 +825,20 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
 }
 
 fn panic_to_error(e: JoinError) -> TaskError {
-    let message = if e.is_panic() {
-        let payload = e.into_panic();
-        payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "the handler panicked".to_string())
+    if e.is_panic() {
+        panic_message_to_error(e.into_panic())
     } else {
-        "the handler was cancelled".to_string()
-    };
+        TaskError::new(TASK_FAILED, "the handler was cancelled")
+    }
+}
+
+/// A handler's panic as the task's failure, with the panic message as the cause.
+fn panic_message_to_error(payload: Box<dyn std::any::Any + Send>) -> TaskError {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "the handler panicked".to_string());
     TaskError::new(TASK_FAILED, message)
 }
 
@@ -1175,6 +1204,28 @@ mod tests {
         );
         w.push(task("t2", json!({})));
         assert_eq!(w.reply().await, finished(succeeded("t2", json!("fine"))));
+        w.stop().await;
+    }
+
+    /// A task with `HeartbeatSeconds` runs its handler on a task of its own (see
+    /// `run_task`): a panic there fails the task the same way.
+    #[tokio::test(start_paused = true)]
+    async fn a_panic_on_a_heartbeating_task_fails_it_too() {
+        let mut w = start(Worker::builder().activity(
+            "test",
+            |_ctx: TaskContext, _input: Value| async move {
+                panic!("card reader on fire");
+                #[allow(unreachable_code)]
+                Ok::<_, TaskError>(json!("never"))
+            },
+        ));
+        let mut t = task("t1", json!({}));
+        t.heartbeat_seconds = Some(10);
+        w.push(t);
+        assert_eq!(
+            w.reply().await,
+            finished(failed("t1", TASK_FAILED, "card reader on fire"))
+        );
         w.stop().await;
     }
 

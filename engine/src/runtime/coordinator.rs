@@ -26,8 +26,8 @@
 use super::broker::{Acker, Broker, Delivery, InputConsumer, InputMessage};
 use super::clock::Clock;
 use super::store::{
-    outbox_seq, partition_of, Commit, ExecutionRecord, Fence, OutboxEntry, OutboxMessage,
-    Snapshot, Store, StoreError, TimerEntry,
+    outbox_seq, partition_of, Commit, ExecutionRecord, Fence, OutboxEntry, OutboxMessage, Snapshot,
+    Store, StoreError, TimerEntry,
 };
 use crate::asl::Definition;
 use crate::interp::{Command, Context, Execution, ExecutionStatus, Input, JournalEntry};
@@ -1110,19 +1110,16 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                 exec = match pristine {
                     Some(e) => e,
                     None => {
-                        let Some(stored) =
-                            self.store.get_execution(&record.execution_arn).await?
+                        let Some(stored) = self.store.get_execution(&record.execution_arn).await?
                         else {
                             return Ok(None);
                         };
-                        stored.snapshot.parse().map_err(
-                            |e| {
-                                CoordinatorError::BadSnapshot(
-                                    record.execution_arn.clone(),
-                                    e.to_string(),
-                                )
-                            },
-                        )?
+                        stored.snapshot.parse().map_err(|e| {
+                            CoordinatorError::BadSnapshot(
+                                record.execution_arn.clone(),
+                                e.to_string(),
+                            )
+                        })?
                     }
                 };
                 ctx.activities = Some(relevant(&fresh));
