@@ -126,7 +126,8 @@ local fence = redis.call('GET', KEYS[9]) or '0'
 if fence ~= ARGV[3] then
   return {'fenced', fence}
 end
-local current = redis.call('HGET', KEYS[1], 'version')
+local old = redis.call('HMGET', KEYS[1], 'version', 'status', 'order')
+local current, old_status, old_order = old[1], old[2], old[3]
 if ARGV[2] == '0' then
   if current then return {'exists', current} end
 else
@@ -134,8 +135,6 @@ else
   if current ~= ARGV[2] then return {'conflict', current} end
 end
 
-local old = redis.call('HMGET', KEYS[1], 'status', 'order')
-local old_status, old_order = old[1], old[2]
 -- The list indexes change only with the status or the order key; most steps change neither.
 if old_order ~= ARGV[7] then
   if old_order then redis.call('ZREM', KEYS[10], old_order) end
@@ -174,9 +173,8 @@ if n > 0 then
     local seq = string.format('%.0f', base + k)
     redis.call('ZADD', KEYS[4], seq, seq .. ':' .. ARGV[i]); i = i + 1
   end
-  if not redis.call('ZSCORE', KEYS[7], ARGV[1]) then
-    redis.call('ZADD', KEYS[7], redis.call('INCR', KEYS[8]), ARGV[1])
-  end
+  -- Listed in arrival order; an execution listed already keeps its place (NX).
+  redis.call('ZADD', KEYS[7], 'NX', redis.call('INCR', KEYS[8]), ARGV[1])
 end
 -- Entries published already (Store::ack_outbox folded into this commit); after the additions,
 -- whose seqs are higher, so an execution with new entries keeps its place in the index.
@@ -192,10 +190,11 @@ for _ = 1, n do
 end
 
 if ARGV[5] ~= 'RUNNING' then
-  for _, member in ipairs(redis.call('SMEMBERS', KEYS[5])) do
-    redis.call('ZREM', KEYS[6], member)
+  local timers = redis.call('SMEMBERS', KEYS[5])
+  if #timers > 0 then
+    for _, member in ipairs(timers) do redis.call('ZREM', KEYS[6], member) end
+    redis.call('DEL', KEYS[5])
   end
-  redis.call('DEL', KEYS[5])
   for k = 1, 4 do redis.call('PEXPIRE', KEYS[k], ARGV[8]) end
 elseif old_status and old_status ~= 'RUNNING' then
   -- Only a finished commit sets TTLs; running again (a redrive) clears them. (A new
