@@ -14,8 +14,9 @@
 //!    an echo worker (the SDK's `Worker` over `AmqpTransport`, concurrency
 //!    [`BenchConfig::worker_concurrency`]), through the real runtime (`Service` over
 //!    `RedisStore` + `AmqpBroker`), under the same load as the ceiling's throughput run:
-//!    [`BenchConfig::tasks_window`] slots, each starting an execution, waiting until
-//!    `Service::wait` returns it finished, and starting the next. Timed (monotonic clock) from
+//!    [`BenchConfig::tasks_window`] slots (loops spawned on the runtime, as the ceiling's are),
+//!    each starting an execution, waiting until `Service::wait` returns it finished, and
+//!    starting the next. Timed (monotonic clock) from
 //!    just before the first start to the last `wait` returning. As a reference, the same number
 //!    of executions is then started all at once (at most [`BenchConfig::start_window`]
 //!    `StartExecution`s in flight, the tasks queue up in RabbitMQ), timed from the wall clock
