@@ -6,7 +6,9 @@
 //! Each scenario is one generic function run on both stacks: a task served by a worker, Retry
 //! then Catch on a worker's error, a heartbeat timeout when no worker picks the task up, Stop
 //! cancelling the running handler, duplicate replies changing nothing, a coordinator
-//! restarted mid-execution finishing it exactly once, and two coordinators splitting the
+//! restarted mid-execution finishing it exactly once, replies queued while no coordinator
+//! runs taken as group commits (each execution finished once, by its first reply), and two
+//! coordinators splitting the
 //! partitions, one crashing, the other taking its partitions over and finishing its work; a
 //! `.waitForTaskToken` task completed by callback (not by the worker's own reply), and
 //! Parallel + Map with workers and a tolerated failing item.
@@ -535,6 +537,95 @@ async fn restart_mid_execution_finishes_once<S: Store, B: Broker>(stack: &Stack<
     svc.shutdown().await;
 }
 
+/// Replies that pile up while no coordinator serves their partitions are taken as group
+/// commits when one starts: every execution finishes once, with its first reply's result
+/// (a duplicate of it queued right behind is in the same batch and changes nothing), and
+/// nothing comes back after a further restart.
+async fn queued_replies_are_group_committed_in_order<S: Store, B: Broker>(stack: &Stack<S, B>) {
+    use stepline_engine::runtime::broker::InputMessage;
+    use stepline_worker::protocol::{Reply, PROTOCOL_VERSION};
+    let svc = stack.service();
+    let act = activity(&svc, stack, "queued").await;
+    let sm = create(
+        &svc,
+        stack,
+        "queued",
+        json!({
+            "StartAt": "Work",
+            "States": {"Work": {"Type": "Task", "Resource": act, "End": true}}
+        }),
+    )
+    .await;
+    let mut arns = Vec::new();
+    for i in 0..24 {
+        arns.push(
+            svc.start_execution(&sm, None, json!({"i": i}))
+                .await
+                .expect("start"),
+        );
+    }
+    // Let every task message out, then stop the coordinator: the replies below queue up.
+    let queue = stepline_worker::topology::task_queue(&act);
+    let mut tasks = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tasks.len() < arns.len() {
+        match stack.broker.get_task(&queue).await.expect("get_task") {
+            Some(t) => tasks.push(t),
+            None => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "only {} of {} tasks arrived",
+                    tasks.len(),
+                    arns.len()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    let partitions = svc.coordinator().config().partitions;
+    svc.shutdown().await;
+    for task in tasks {
+        let m = task.message.clone();
+        task.acker.ack().await.expect("ack");
+        let partition = stepline_engine::runtime::store::partition_of(&m.execution_arn, partitions);
+        for (n, copy) in [(1, "first"), (2, "duplicate")] {
+            let reply = Reply::Succeeded {
+                version: PROTOCOL_VERSION,
+                task_token: m.task_token.clone(),
+                output: json!({"i": m.input["i"], "reply": n, "copy": copy}),
+            };
+            stack
+                .broker
+                .publish_input(partition, &InputMessage::Callback { reply })
+                .await
+                .expect("publish_input");
+        }
+    }
+    let svc = stack.service();
+    let mut histories = Vec::new();
+    for (i, arn) in arns.iter().enumerate() {
+        let rec = svc.wait(arn, WAIT).await.expect("wait");
+        assert_eq!(rec.status, ExecutionStatus::Succeeded, "{arn}");
+        assert_eq!(
+            rec.output,
+            Some(json!({"i": i, "reply": 1, "copy": "first"})),
+            "the first reply decides"
+        );
+        let h = svc.history(arn).await.expect("history");
+        assert_eq!(count(&h, "ActivitySucceeded"), 1, "{:?}", types(&h));
+        assert_eq!(count(&h, "ExecutionSucceeded"), 1, "{:?}", types(&h));
+        histories.push(h);
+    }
+    svc.shutdown().await;
+    // Every input was acked: a new coordinator finds nothing to apply.
+    let svc = stack.service();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (arn, before) in arns.iter().zip(&histories) {
+        assert_eq!(&svc.history(arn).await.expect("history"), before);
+    }
+    svc.shutdown().await;
+}
+
 async fn two_coordinators_share_and_take_over<S: Store, B: Broker>(stack: &Stack<S, B>) {
     let a = stack.service();
     let b = stack.service();
@@ -779,6 +870,7 @@ scenarios!(
     stop_cancels_the_running_handler,
     duplicate_replies_change_nothing,
     restart_mid_execution_finishes_once,
+    queued_replies_are_group_committed_in_order,
     two_coordinators_share_and_take_over,
     wait_for_task_token_completes_by_callback,
     parallel_and_map_with_workers,
