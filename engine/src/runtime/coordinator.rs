@@ -3,8 +3,12 @@
 //!
 //! Ownership is a lease per partition with a fencing token ([`Store::acquire_lease`]); every
 //! commit carries the token, so a coordinator that lost its lease (paused, partitioned) cannot
-//! write. Each owned partition is served by one task that handles its inputs strictly one at a
-//! time: broker deliveries (worker replies, start/stop requests, callbacks) and due timers.
+//! write. Each owned partition is served by one task that handles its inputs strictly in
+//! order: broker deliveries (worker replies, start/stop requests, callbacks) and due timers.
+//! Deliveries that are already waiting are taken together as a *group commit*: their steps are
+//! prepared one after another, committed in one store round trip (each commit atomic and
+//! version-checked on its own) and acked with one acknowledgement; an execution appears at
+//! most once per group, so its next input is applied to its committed state.
 //! Nothing is published before its commit; after a takeover the new owner first republishes
 //! the partition's pending outbox. Inputs are acked only after their commit, so a crash
 //! between the two redelivers the input, which the interpreter then ignores (the task or timer
