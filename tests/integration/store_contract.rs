@@ -1496,6 +1496,58 @@ mod redis_only {
         .await
     }
 
+    /// A server that lost its scripts (restarted, `SCRIPT FLUSH`) answers `NOSCRIPT`: a
+    /// commit and a group commit load the script and go through, each commit once.
+    #[tokio::test]
+    async fn commits_reload_a_flushed_script() {
+        run_redis("noscript", LONG, |cx: Ctx<RedisStore>| async move {
+            let s = &cx.store;
+            let client = redis::Client::open(redis_url()).expect("redis url");
+            let mut raw = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("a raw connection");
+            let flush = || {
+                let mut raw = raw.clone();
+                async move {
+                    let _: () = redis::cmd("SCRIPT")
+                        .arg("FLUSH")
+                        .query_async(&mut raw)
+                        .await
+                        .expect("SCRIPT FLUSH");
+                }
+            };
+            let fence = lease(s, 1, "a").await;
+            let x = execution("m", "x", 1, T0);
+            let y = execution("m", "y", 1, T0 + 1);
+            flush().await;
+            let mut next_x = following(fence, &x);
+            next_x.events = events(1..=1);
+            assert_eq!(
+                s.commit_all(vec![creating(fence, &x), creating(fence, &y), next_x])
+                    .await,
+                vec![Ok(()), Ok(()), Ok(())]
+            );
+            assert_eq!(
+                s.get_execution(&x.execution_arn)
+                    .await
+                    .expect("get")
+                    .map(|r| r.version),
+                Some(2)
+            );
+            assert_eq!(s.history(&x.execution_arn, 0, 10).await, Ok(events(1..=1)));
+            flush().await;
+            let z = execution("m", "z", 1, T0 + 2);
+            s.commit(creating(fence, &z)).await.expect("commit");
+            assert_eq!(s.get_execution(&z.execution_arn).await, Ok(Some(z)));
+            let _: () = redis::cmd("PING")
+                .query_async(&mut raw)
+                .await
+                .expect("the raw connection still works");
+        })
+        .await
+    }
+
     #[tokio::test]
     async fn unreachable_redis_is_a_clear_error() {
         // Port 1 on localhost refuses connections.
