@@ -1385,6 +1385,9 @@ impl Store for RedisStore {
                 Err(e) => results.push(Some(Err(e))),
             }
         }
+        if sent.is_empty() {
+            return results.into_iter().flatten().collect();
+        }
         let mut conn = self.conn.clone();
         let mut replies: Vec<redis::RedisResult<Vec<String>>> =
             match pipe.query_async(&mut conn).await {
