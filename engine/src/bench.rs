@@ -61,7 +61,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use stepline_worker::protocol::{Reply, TaskMessage, PROTOCOL_VERSION};
@@ -813,27 +814,17 @@ async fn measure_ceiling(config: &BenchConfig, raw: Arc<RawBroker>) -> Result<Ce
     let p50_ms = percentile(&mut sequential, 0.5);
 
     // Under load: `window` loops, each doing round trips back to back.
-    let total = config.ceiling_round_trips.max(1) as u64;
-    let claimed = Arc::new(AtomicU64::new(0));
     let cpu_before = process_cpu_seconds();
     let started = Instant::now();
-    let mut loops = tokio::task::JoinSet::new();
-    for _ in 0..config.ceiling_window.max(1) {
-        let (raw, claimed) = (raw.clone(), claimed.clone());
-        loops.spawn(async move {
-            let mut samples = Vec::new();
-            while claimed.fetch_add(1, Ordering::Relaxed) < total {
-                samples.push(ms(raw.round_trip().await?));
-            }
-            Ok::<_, BenchError>(samples)
-        });
-    }
-    let mut under_load = Vec::with_capacity(total as usize);
-    while let Some(joined) = loops.join_next().await {
-        let samples =
-            joined.map_err(|e| BenchError::Failed(format!("a round-trip loop failed: {e}")))??;
-        under_load.extend(samples);
-    }
+    let mut under_load = closed_loops(
+        config.ceiling_window,
+        config.ceiling_round_trips,
+        move |_| {
+            let raw = raw.clone();
+            async move { Ok(ms(raw.round_trip().await?)) }
+        },
+    )
+    .await?;
     let elapsed = started.elapsed();
     Ok(Ceiling {
         per_sec: under_load.len() as f64 / elapsed.as_secs_f64(),
@@ -1100,10 +1091,41 @@ async fn legs(service: &BenchService, arns: &[String]) -> Result<Legs, BenchErro
     })
 }
 
-/// Runs `count` executions of `machine` with `window` of them in flight: `window` loops on the
-/// runtime (spawned, as the ceiling's round-trip loops are), each starting an execution,
-/// waiting for it to finish (checking it succeeded) and starting the next. Returns the
-/// milliseconds from the first start to the last finish seen, and the executions' ARNs.
+/// Runs `op(0)` … `op(total - 1)` with `window` of them in flight: `window` loops spawned on
+/// the runtime, each taking the next index as soon as its previous `op` finished (a closed
+/// loop, as clients under load behave). Returns every `op`'s output; the first error ends it.
+async fn closed_loops<T, F, Fut>(window: usize, total: usize, op: F) -> Result<Vec<T>, BenchError>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<T, BenchError>> + Send,
+{
+    let claimed = Arc::new(AtomicUsize::new(0));
+    let mut loops = tokio::task::JoinSet::new();
+    for _ in 0..window.max(1) {
+        let (op, claimed) = (op.clone(), claimed.clone());
+        loops.spawn(async move {
+            let mut outputs = Vec::new();
+            loop {
+                let i = claimed.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<_, BenchError>(outputs);
+                }
+                outputs.push(op(i).await?);
+            }
+        });
+    }
+    let mut outputs = Vec::with_capacity(total);
+    while let Some(joined) = loops.join_next().await {
+        outputs.extend(joined.map_err(|e| BenchError::Failed(format!("a loop failed: {e}")))??);
+    }
+    Ok(outputs)
+}
+
+/// Runs `count` executions of `machine` with `window` of them in flight ([`closed_loops`]):
+/// each loop starts an execution, waits for it to finish (checking it succeeded) and starts
+/// the next. Returns the milliseconds from the first start to the last finish seen, and the
+/// executions' ARNs.
 async fn run_closed(
     service: &Arc<BenchService>,
     machine: &str,
@@ -1111,34 +1133,19 @@ async fn run_closed(
     count: usize,
     window: usize,
 ) -> Result<(f64, Vec<String>), BenchError> {
-    let claimed = Arc::new(AtomicU64::new(0));
+    let (service, machine, label) = (service.clone(), machine.to_string(), label.to_string());
     let started = Instant::now();
-    let mut loops = tokio::task::JoinSet::new();
-    for _ in 0..window.max(1) {
-        let (service, claimed) = (service.clone(), claimed.clone());
-        let (machine, label) = (machine.to_string(), label.to_string());
-        loops.spawn(async move {
-            let mut arns = Vec::new();
-            loop {
-                let i = claimed.fetch_add(1, Ordering::Relaxed);
-                if i >= count as u64 {
-                    return Ok::<_, BenchError>(arns);
-                }
-                let arn = service
-                    .start_execution(&machine, Some(format!("{label}-{i}")), json!({"i": i}))
-                    .await?;
-                let record = service.wait(&arn, Duration::from_secs(60)).await?;
-                succeeded(&record)?;
-                arns.push(arn);
-            }
-        });
-    }
-    let mut arns = Vec::with_capacity(count);
-    while let Some(joined) = loops.join_next().await {
-        arns.extend(
-            joined.map_err(|e| BenchError::Failed(format!("an execution loop failed: {e}")))??,
-        );
-    }
+    let arns = closed_loops(window, count, move |i| {
+        let (service, machine, name) = (service.clone(), machine.clone(), format!("{label}-{i}"));
+        async move {
+            let arn = service
+                .start_execution(&machine, Some(name), json!({"i": i}))
+                .await?;
+            succeeded(&service.wait(&arn, Duration::from_secs(60)).await?)?;
+            Ok(arn)
+        }
+    })
+    .await?;
     Ok((ms(started.elapsed()), arns))
 }
 

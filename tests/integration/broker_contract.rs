@@ -218,6 +218,22 @@ async fn poll_task<B: Broker>(broker: &B, queue: &str) -> TaskDelivery {
     .await
 }
 
+/// Starts consuming the test partition's inputs.
+async fn consume<B: Broker>(broker: &B) -> B::Consumer {
+    broker
+        .consume_inputs(PARTITION)
+        .await
+        .expect("consume_inputs")
+}
+
+/// Sends an input to the test partition.
+async fn publish<B: Broker>(broker: &B, message: &InputMessage) {
+    broker
+        .publish_input(PARTITION, message)
+        .await
+        .expect("publish_input");
+}
+
 async fn next_delivery<C: InputConsumer>(consumer: &mut C) -> Delivery {
     within("an input", consumer.next())
         .await
@@ -313,10 +329,7 @@ async fn task_dropped_without_ack_is_redelivered<B: Fixture>(broker: &B) {
 }
 
 async fn inputs_arrive_in_order_and_acked_ones_are_gone<B: Fixture>(broker: &B) {
-    let mut consumer = broker
-        .consume_inputs(PARTITION)
-        .await
-        .expect("consume_inputs");
+    let mut consumer = consume(broker).await;
     let reply = Reply::Succeeded {
         version: PROTOCOL_VERSION,
         task_token: "token-1".into(),
@@ -336,10 +349,7 @@ async fn inputs_arrive_in_order_and_acked_ones_are_gone<B: Fixture>(broker: &B) 
         start(2),
     ];
     for message in &sent {
-        broker
-            .publish_input(PARTITION, message)
-            .await
-            .expect("publish_input");
+        publish(broker, message).await;
     }
     for message in &sent {
         assert_eq!(
@@ -350,39 +360,24 @@ async fn inputs_arrive_in_order_and_acked_ones_are_gone<B: Fixture>(broker: &B) 
     }
     drop(consumer);
     // A fresh consumer sees only what is published now: the acked inputs are gone.
-    let mut consumer = broker
-        .consume_inputs(PARTITION)
-        .await
-        .expect("consume_inputs");
+    let mut consumer = consume(broker).await;
     let marker = start(99);
-    broker
-        .publish_input(PARTITION, &marker)
-        .await
-        .expect("publish_input");
+    publish(broker, &marker).await;
     assert_eq!(ack_next(&mut consumer).await, marker);
 }
 
 async fn unacked_inputs_are_redelivered_after_the_consumer_is_dropped<B: Fixture>(broker: &B) {
-    let mut first = broker
-        .consume_inputs(PARTITION)
-        .await
-        .expect("consume_inputs");
+    let mut first = consume(broker).await;
     let (a, b, c) = (start(1), start(2), start(3));
     for message in [&a, &b, &c] {
-        broker
-            .publish_input(PARTITION, message)
-            .await
-            .expect("publish_input");
+        publish(broker, message).await;
     }
     assert_eq!(ack_next(&mut first).await, a);
     let delivery = next_delivery(&mut first).await;
     assert_eq!(delivery.message, b);
     drop(delivery); // dropped without an ack…
     drop(first); // …and the coordinator crashed
-    let mut second = broker
-        .consume_inputs(PARTITION)
-        .await
-        .expect("consume_inputs");
+    let mut second = consume(broker).await;
     assert_eq!(
         ack_next(&mut second).await,
         b,
@@ -390,10 +385,7 @@ async fn unacked_inputs_are_redelivered_after_the_consumer_is_dropped<B: Fixture
     );
     assert_eq!(ack_next(&mut second).await, c, "then the rest, in order");
     let marker = start(99);
-    broker
-        .publish_input(PARTITION, &marker)
-        .await
-        .expect("publish_input");
+    publish(broker, &marker).await;
     assert_eq!(
         ack_next(&mut second).await,
         marker,
@@ -405,21 +397,12 @@ async fn unacked_inputs_are_redelivered_after_the_consumer_is_dropped<B: Fixture
 /// also when a malformed message between the batch's inputs is being dead-lettered.
 async fn a_batch_is_acked_at_once<B: Fixture>(broker: &B) {
     let dead_before = broker.dead_lettered();
-    let mut first = broker
-        .consume_inputs(PARTITION)
-        .await
-        .expect("consume_inputs");
+    let mut first = consume(broker).await;
     let (a, b, c, d) = (start(1), start(2), start(3), start(4));
-    broker
-        .publish_input(PARTITION, &a)
-        .await
-        .expect("publish_input");
+    publish(broker, &a).await;
     broker.raw_input(PARTITION, b"{not json").await;
     for message in [&b, &c, &d] {
-        broker
-            .publish_input(PARTITION, message)
-            .await
-            .expect("publish_input");
+        publish(broker, message).await;
     }
     let mut batch = Vec::new();
     for expected in [&a, &b, &c] {
@@ -435,26 +418,17 @@ async fn a_batch_is_acked_at_once<B: Fixture>(broker: &B) {
     assert_eq!(unacked.message, d);
     drop(unacked);
     drop(first); // d is not acked: it comes back, and nothing of the batch does.
-    let mut second = broker
-        .consume_inputs(PARTITION)
-        .await
-        .expect("consume_inputs");
+    let mut second = consume(broker).await;
     assert_eq!(ack_next(&mut second).await, d);
     let marker = start(99);
-    broker
-        .publish_input(PARTITION, &marker)
-        .await
-        .expect("publish_input");
+    publish(broker, &marker).await;
     assert_eq!(ack_next(&mut second).await, marker);
     assert_eq!(broker.dead_lettered(), dead_before + 1);
 }
 
 async fn malformed_inputs_are_dead_lettered_and_the_consumer_goes_on<B: Fixture>(broker: &B) {
     let before = broker.dead_lettered();
-    let mut consumer = broker
-        .consume_inputs(PARTITION)
-        .await
-        .expect("consume_inputs");
+    let mut consumer = consume(broker).await;
     let garbage = b"{not json".to_vec();
     let unknown_kind = br#"{"kind":"teleport","execution_arn":"x"}"#.to_vec();
     let future_version = serde_json::to_vec(&json!({
@@ -466,10 +440,7 @@ async fn malformed_inputs_are_dead_lettered_and_the_consumer_goes_on<B: Fixture>
         broker.raw_input(PARTITION, bytes).await;
     }
     let good = start(7);
-    broker
-        .publish_input(PARTITION, &good)
-        .await
-        .expect("publish_input");
+    publish(broker, &good).await;
     assert_eq!(
         ack_next(&mut consumer).await,
         good,
@@ -495,10 +466,7 @@ async fn malformed_inputs_are_dead_lettered_and_the_consumer_goes_on<B: Fixture>
     );
     // And the consumer still works afterwards.
     let after = start(8);
-    broker
-        .publish_input(PARTITION, &after)
-        .await
-        .expect("publish_input");
+    publish(broker, &after).await;
     assert_eq!(ack_next(&mut consumer).await, after);
 }
 

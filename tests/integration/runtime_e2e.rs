@@ -210,6 +210,47 @@ async fn activity<S: Store, B: Broker>(
         .arn
 }
 
+/// An activity and a state machine of one Task state on it, both named after `base`:
+/// `(activity arn, state machine arn)`.
+async fn one_task_machine<S: Store, B: Broker>(
+    svc: &Service<S, B, SystemClock>,
+    stack: &Stack<S, B>,
+    base: &str,
+) -> (String, String) {
+    let act = activity(svc, stack, base).await;
+    let sm = create(
+        svc,
+        stack,
+        base,
+        json!({
+            "StartAt": "Work",
+            "States": {"Work": {"Type": "Task", "Resource": act, "End": true}}
+        }),
+    )
+    .await;
+    (act, sm)
+}
+
+/// Takes the next task message of `activity` from its queue, as an external system would
+/// (waiting up to [`WAIT`] for one to arrive).
+async fn take_task<S: Store, B: Broker>(
+    stack: &Stack<S, B>,
+    activity: &str,
+) -> stepline_engine::runtime::broker::TaskDelivery {
+    let queue = stepline_worker::topology::task_queue(activity);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(t) = stack.broker.get_task(&queue).await.expect("get_task") {
+            return t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no task for {activity} arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn run_to_end<S: Store, B: Broker>(
     svc: &Service<S, B, SystemClock>,
     sm: &str,
@@ -442,29 +483,13 @@ async fn stop_cancels_the_running_handler<S: Store, B: Broker>(stack: &Stack<S, 
 
 async fn duplicate_replies_change_nothing<S: Store, B: Broker>(stack: &Stack<S, B>) {
     let svc = stack.service();
-    let act = activity(&svc, stack, "callback").await;
-    let sm = create(
-        &svc,
-        stack,
-        "callback",
-        json!({
-            "StartAt": "Approve",
-            "States": {"Approve": {"Type": "Task", "Resource": act, "End": true}}
-        }),
-    )
-    .await;
+    let (act, sm) = one_task_machine(&svc, stack, "callback").await;
     let arn = svc
         .start_execution(&sm, None, json!({}))
         .await
         .expect("start");
     // Take the task ourselves, as an external system would, and answer twice.
-    let queue = stepline_worker::topology::task_queue(&stack_activity_arn(&svc, stack, "callback"));
-    let task = loop {
-        if let Some(t) = stack.broker.get_task(&queue).await.expect("get_task") {
-            break t;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let task = take_task(stack, &act).await;
     let token = task.message.task_token.clone();
     task.acker.ack().await.expect("ack");
     svc.send_task_success(&token, json!({"approved": true}))
@@ -545,17 +570,7 @@ async fn queued_replies_are_group_committed_in_order<S: Store, B: Broker>(stack:
     use stepline_engine::runtime::broker::InputMessage;
     use stepline_worker::protocol::{Reply, PROTOCOL_VERSION};
     let svc = stack.service();
-    let act = activity(&svc, stack, "queued").await;
-    let sm = create(
-        &svc,
-        stack,
-        "queued",
-        json!({
-            "StartAt": "Work",
-            "States": {"Work": {"Type": "Task", "Resource": act, "End": true}}
-        }),
-    )
-    .await;
+    let (act, sm) = one_task_machine(&svc, stack, "queued").await;
     let mut arns = Vec::new();
     for i in 0..24 {
         arns.push(
@@ -565,22 +580,9 @@ async fn queued_replies_are_group_committed_in_order<S: Store, B: Broker>(stack:
         );
     }
     // Let every task message out, then stop the coordinator: the replies below queue up.
-    let queue = stepline_worker::topology::task_queue(&act);
     let mut tasks = Vec::new();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tasks.len() < arns.len() {
-        match stack.broker.get_task(&queue).await.expect("get_task") {
-            Some(t) => tasks.push(t),
-            None => {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "only {} of {} tasks arrived",
-                    tasks.len(),
-                    arns.len()
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
+    for _ in &arns {
+        tasks.push(take_task(stack, &act).await);
     }
     let partitions = svc.coordinator().config().partitions;
     svc.shutdown().await;

@@ -65,6 +65,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, error, info, warn, Instrument};
 
 /// Error of a handler that panicked (cause: the panic message), as AWS names a task failure.
@@ -592,17 +593,17 @@ async fn run_task(
                 if task.heartbeat_seconds.is_some_and(|s| s > 0) {
                     // On a task of its own, so automatic heartbeats go on even while the
                     // handler computes without yielding.
-                    let handle = tokio::spawn(running);
-                    let abort = handle.abort_handle();
-                    let joined = handle.map(|j| j.map_err(panic_to_error).and_then(|r| r));
-                    supervise(&env, &ctx, joined, Some(abort), &lost).await
+                    // Dropping the handle aborts the task, as dropping the future would.
+                    let joined = AbortOnDropHandle::new(tokio::spawn(running))
+                        .map(|j| j.map_err(panic_to_error).and_then(|r| r));
+                    supervise(&env, &ctx, joined, &lost).await
                 } else {
                     // Polled right here (one task and one wake-up less per task); a panic is
                     // caught all the same, and dropping the future cancels it.
                     let caught = AssertUnwindSafe(running)
                         .catch_unwind()
                         .map(|r| r.map_err(panic_message_to_error).and_then(|r| r));
-                    supervise(&env, &ctx, caught, None, &lost).await
+                    supervise(&env, &ctx, caught, &lost).await
                 }
             }
             None => Outcome::Finished(Err(TaskError::new(
@@ -735,23 +736,16 @@ async fn undeliverable(
     }
 }
 
-/// Waits for the handler while heartbeating and watching cancellation, deadline, shutdown and
-/// connection loss.
-/// Runs `handler` (the handler's future, its panic already turned into an error) to its end,
-/// or until the task is handed back, lost or abandoned; `abort` stops a handler spawned on a
-/// task of its own (a handler polled here stops when this returns and drops it).
+/// Runs `handler` (the handler's future, its panic already turned into an error) while
+/// heartbeating and watching cancellation, deadline, shutdown and connection loss: to its end,
+/// or until the task is handed back, lost or abandoned (then the handler is dropped, which
+/// stops it).
 async fn supervise(
     env: &Env,
     ctx: &TaskContext,
     handler: impl Future<Output = Result<Value, TaskError>>,
-    abort: Option<tokio::task::AbortHandle>,
     lost: &CancellationToken,
 ) -> Outcome {
-    let stop = || {
-        if let Some(abort) = &abort {
-            abort.abort();
-        }
-    };
     let mut handle = std::pin::pin!(handler);
     let cancel = ctx.cancellation_token().clone();
     let mut heartbeat = ctx.inner.heartbeat_seconds.filter(|s| *s > 0).map(|s| {
@@ -774,16 +768,13 @@ async fn supervise(
             }
             _ = env.force.cancelled() => {
                 cancel.cancel();
-                stop();
                 return Outcome::HandBack;
             }
             _ = lost.cancelled() => {
                 cancel.cancel();
-                stop();
                 return Outcome::Lost;
             }
             _ = sleep_until(abandon_at), if abandon_at.is_some() => {
-                stop();
                 return Outcome::Abandoned;
             }
             _ = cancel.cancelled(), if abandon_at.is_none() => {

@@ -73,25 +73,21 @@ pub trait Acker: std::any::Any + Send + Sync + 'static {
         self: Box<Self>,
         earlier: Vec<Box<dyn Acker>>,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>> {
-        Box::pin(async move {
-            for a in earlier {
-                a.ack().await?;
-            }
-            self.ack().await
-        })
+        ack_in_order(earlier, Box::pin(async move { self.ack().await }))
     }
 }
 
-/// Acks `earlier` one by one, then `last` (the default [`Acker::ack_with`]).
-pub fn ack_each(
+/// Acks `earlier` one by one, then awaits `last` (the default [`Acker::ack_with`], and an
+/// adapter's fallback).
+pub fn ack_in_order(
     earlier: Vec<Box<dyn Acker>>,
-    last: Box<dyn Acker>,
+    last: std::pin::Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>>,
 ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>> {
     Box::pin(async move {
         for a in earlier {
             a.ack().await?;
         }
-        last.ack().await
+        last.await
     })
 }
 

@@ -840,7 +840,10 @@ impl Acker for AmqpAcker {
             || !same_consumer
             || self.consumer.rejecting.load(Ordering::SeqCst) > 0
         {
-            return crate::runtime::broker::ack_each(earlier, self);
+            return crate::runtime::broker::ack_in_order(
+                earlier,
+                Box::pin(ack(self.acker, BasicAckOptions::default())),
+            );
         }
         drop(earlier);
         Box::pin(ack(self.acker, BasicAckOptions { multiple: true }))

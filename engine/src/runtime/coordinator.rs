@@ -27,7 +27,7 @@
 //! before its commit) and learns about new timers from its own commits instead of reading the
 //! partition's earliest timer before every input.
 
-use super::broker::{Acker, Broker, Delivery, InputConsumer, InputMessage};
+use super::broker::{ack_in_order, Acker, Broker, Delivery, InputConsumer, InputMessage};
 use super::clock::Clock;
 use super::store::{
     outbox_seq, partition_of, Commit, ExecutionRecord, Fence, OutboxEntry, OutboxMessage, Snapshot,
@@ -39,6 +39,7 @@ use crate::runner::{seed_from, RunIdentity};
 use crate::task_token;
 use futures_util::future::join_all;
 use futures_util::FutureExt;
+use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -160,7 +161,7 @@ struct CachedExecution {
 /// An input of a partition, decoded: what it asks of which execution.
 enum Decoded {
     /// Create and start (the `Start` message).
-    Start(InputMessage),
+    Start(StartRequest),
     /// Apply `inputs` to an existing execution (see [`Coordinator::prepare_step`]).
     Step {
         execution_arn: String,
@@ -172,11 +173,20 @@ enum Decoded {
 impl Decoded {
     fn execution_arn(&self) -> &str {
         match self {
-            Decoded::Start(InputMessage::Start { execution_arn, .. })
+            Decoded::Start(StartRequest { execution_arn, .. })
             | Decoded::Step { execution_arn, .. } => execution_arn,
-            Decoded::Start(_) => "",
         }
     }
+}
+
+/// The fields of a `Start` input ([`InputMessage::Start`]).
+struct StartRequest {
+    execution_arn: String,
+    state_machine_arn: String,
+    revision_id: String,
+    name: String,
+    input: Value,
+    start_ms: i64,
 }
 
 /// A step applied to an execution but not committed yet.
@@ -292,10 +302,10 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         &self,
         start: InputMessage,
     ) -> Result<Option<bool>, CoordinatorError> {
-        let InputMessage::Start { execution_arn, .. } = &start else {
+        let Some(Decoded::Start(start)) = self.decode(start) else {
             return Ok(None);
         };
-        let Some(fence) = self.local_fence(self.partition_of(execution_arn)) else {
+        let Some(fence) = self.local_fence(self.partition_of(&start.execution_arn)) else {
             return Ok(None);
         };
         match self.create(fence, start).await {
@@ -569,7 +579,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             match self.prepare_input(fence, decoded).await {
                 Ok(prepared) => items.push((d.acker, prepared)),
                 Err(e) if e.is_permanent() => {
-                    tracing::error!(partition = p, error = %e, "dropping an input that cannot be processed");
+                    dropping_input(p, &e);
                     items.push((d.acker, None));
                 }
                 Err(e) => {
@@ -583,18 +593,17 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
 
     /// Commits the prepared steps of `items` together, settles each, and acks the inputs:
     /// all with one acknowledgement when every one succeeded (or failed permanently), else
-    /// only those that did, returning the first transient error.
+    /// only those that did, one by one, returning the first transient error.
     async fn commit_batch(
         &self,
         fence: Fence,
         items: Vec<BatchItem>,
     ) -> Result<(), CoordinatorError> {
-        let p = fence.partition;
         let mut ackers = Vec::with_capacity(items.len());
         let mut commits = Vec::new();
         let mut afters = Vec::new();
         for (i, (acker, prepared)) in items.into_iter().enumerate() {
-            ackers.push(acker);
+            ackers.push(Some(acker));
             if let Some(Prepared { commit, after }) = prepared {
                 commits.push(commit);
                 afters.push((i, after));
@@ -605,40 +614,29 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         } else {
             self.store.commit_all(commits).await
         };
-        let mut failed = vec![false; ackers.len()];
         let mut first_error = None;
         for ((i, after), committed) in afters.into_iter().zip(results) {
             match self.settle(fence, after, committed).await {
                 Ok(_) => {}
-                Err(e) if e.is_permanent() => {
-                    tracing::error!(partition = p, error = %e, "dropping an input that cannot be processed");
-                }
+                Err(e) if e.is_permanent() => dropping_input(fence.partition, &e),
                 Err(e) => {
-                    failed[i] = true;
+                    ackers[i] = None; // Not acked: redelivered once the partition is given up.
                     first_error.get_or_insert(e);
                 }
             }
         }
-        match first_error {
-            None => {
-                if let Some(last) = ackers.pop() {
-                    if let Err(e) = last.ack_with(ackers).await {
-                        tracing::warn!(partition = p, error = %e, "ack failed");
-                    }
-                }
-                Ok(())
-            }
-            Some(e) => {
-                for (acker, failed) in ackers.into_iter().zip(failed) {
-                    if !failed {
-                        if let Err(e) = acker.ack().await {
-                            tracing::warn!(partition = p, error = %e, "ack failed");
-                        }
-                    }
-                }
-                Err(e)
+        let mut ackers: Vec<_> = ackers.into_iter().flatten().collect();
+        if let Some(last) = ackers.pop() {
+            let acked = match first_error {
+                None => last.ack_with(ackers).await,
+                // Not every earlier delivery is in `ackers`: no acknowledgement for all.
+                Some(_) => ack_in_order(ackers, last.ack()).await,
+            };
+            if let Err(e) = acked {
+                tracing::warn!(partition = fence.partition, error = %e, "ack failed");
             }
         }
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn fire_due_timers(&self, fence: Fence) -> Result<(), CoordinatorError> {
@@ -675,7 +673,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
 
     /// After a commit that wrote outbox messages: hands them to the partition's publisher and
     /// wakes it, or publishes what the store holds here when no publisher serves the partition
-    /// under `fence` (a direct [`Coordinator::handle_input`] call).
+    /// under `fence` any more (a local start that raced the partition's release).
     async fn publish_committed(
         &self,
         fence: Fence,
@@ -827,25 +825,25 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         );
     }
 
-    /// Handles one message of a partition's input queue (applied and committed on its own).
-    pub async fn handle_input(
-        &self,
-        fence: Fence,
-        msg: InputMessage,
-    ) -> Result<(), CoordinatorError> {
-        let Some(decoded) = self.decode(msg) else {
-            return Ok(());
-        };
-        self.commit_one(fence, self.prepare_input(fence, decoded).await?)
-            .await
-            .map(|_| ())
-    }
-
     /// What an input asks for, and of which execution; `None` for a reply whose task token
     /// is invalid (dropped with a warning).
     fn decode(&self, msg: InputMessage) -> Option<Decoded> {
         Some(match msg {
-            start @ InputMessage::Start { .. } => Decoded::Start(start),
+            InputMessage::Start {
+                execution_arn,
+                state_machine_arn,
+                revision_id,
+                name,
+                input,
+                start_ms,
+            } => Decoded::Start(StartRequest {
+                execution_arn,
+                state_machine_arn,
+                revision_id,
+                name,
+                input,
+                start_ms,
+            }),
             InputMessage::Stop {
                 execution_arn,
                 error,
@@ -912,7 +910,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
 
     /// Creates and starts an execution from a `Start` input; `Ok(false)` when it already
     /// existed (the input was a duplicate or reused a name: nothing is written).
-    async fn create(&self, fence: Fence, start: InputMessage) -> Result<bool, CoordinatorError> {
+    async fn create(&self, fence: Fence, start: StartRequest) -> Result<bool, CoordinatorError> {
         let prepared = self.prepare_create(fence, start).await?;
         self.commit_one(fence, prepared).await
     }
@@ -922,19 +920,16 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
     async fn prepare_create(
         &self,
         fence: Fence,
-        start: InputMessage,
+        start: StartRequest,
     ) -> Result<Option<Prepared>, CoordinatorError> {
-        let InputMessage::Start {
+        let StartRequest {
             execution_arn,
             state_machine_arn,
             revision_id,
             name,
             input,
             start_ms,
-        } = start
-        else {
-            return Ok(None);
-        };
+        } = start;
         // Starting is idempotent (a duplicate delivery, a reused name). Without a read
         // first: creating commits at version 0, which fails with `AlreadyExists` when
         // the execution exists, and that ends the input as a no-op.
@@ -1444,6 +1439,12 @@ fn reply_inputs(reply: Reply, task: u64) -> Vec<Input> {
             inputs
         }
     }
+}
+
+/// Logs an input that is dropped (acked without effect) because it can never be processed:
+/// a message naming a deleted definition, an unreadable snapshot.
+fn dropping_input(partition: u32, e: &CoordinatorError) {
+    tracing::error!(partition, error = %e, "dropping an input that cannot be processed");
 }
 
 /// Applies `inputs` in order; one [`Step`] with all their events and commands.

@@ -729,16 +729,43 @@ impl RedisStore {
         Ok(cmd)
     }
 
-    /// Loads the commit script into the server's script cache (after a `NOSCRIPT`).
-    async fn load_commit_script(&self) -> Result<(), StoreError> {
+    /// Sends commit scripts: one command, or a pipeline (a group commit: all of one partition,
+    /// so of one hash slot; the server runs the scripts in order, each atomically). Those that
+    /// found the script missing (a restarted or flushed server) are sent again, in order, once
+    /// it is loaded. One reply per command; an error when the request as a whole failed.
+    async fn send_commits(
+        &self,
+        cmds: Vec<redis::Cmd>,
+    ) -> Result<Vec<redis::RedisResult<Vec<String>>>, redis::RedisError> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for cmd in cmds {
+            pipe.add_command(cmd);
+        }
         let mut conn = self.conn.clone();
-        self.scripts
-            .commit
-            .prepare_invoke()
-            .load_async(&mut conn)
-            .await
-            .map(|_| ())
-            .map_err(|e| backend("loading the commit script", e))
+        let mut replies = match pipe.cmd_iter().collect::<Vec<_>>().as_slice() {
+            [] => return Ok(Vec::new()),
+            [cmd] => vec![cmd.query_async(&mut conn).await],
+            _ => pipe.query_async(&mut conn).await?,
+        };
+        let no_script = |r: &redis::RedisResult<Vec<String>>| matches!(r, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript));
+        if replies.iter().any(no_script) {
+            // A failed load leaves the NOSCRIPT errors as the replies.
+            let loaded = self
+                .scripts
+                .commit
+                .prepare_invoke()
+                .load_async(&mut conn)
+                .await;
+            if loaded.is_ok() {
+                for (cmd, reply) in pipe.cmd_iter().zip(&mut replies) {
+                    if no_script(reply) {
+                        *reply = cmd.query_async(&mut conn).await;
+                    }
+                }
+            }
+        }
+        Ok(replies)
     }
 
     /// Connects to `url` and keeps finished executions for `retention` ([`DEFAULT_RETENTION`]
@@ -1348,95 +1375,41 @@ impl Store for RedisStore {
     }
 
     async fn commit(&self, c: Commit) -> Result<(), StoreError> {
-        let cmd = self.commit_cmd(&c)?;
-        let mut conn = self.conn.clone();
-        let reply = match cmd.query_async(&mut conn).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.load_commit_script().await?;
-                cmd.query_async(&mut conn).await
-            }
-            r => r,
-        };
-        commit_outcome(&c, reply)
+        self.commit_all(vec![c])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Backend("no reply to a commit".into())))
     }
 
     async fn commit_all(&self, commits: Vec<Commit>) -> Vec<Result<(), StoreError>> {
-        if commits.len() <= 1 {
-            let mut results = Vec::new();
-            for c in commits {
-                results.push(self.commit(c).await);
-            }
-            return results;
-        }
-        // One pipeline (all commits are of one partition, so of one hash slot); the server
-        // runs the scripts in order, each atomically. The commits that could not even be
-        // encoded are not sent, and the others still are: they are independent.
-        let mut results: Vec<Option<Result<(), StoreError>>> = Vec::new();
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
+        // The commits that cannot even be encoded are not sent; the others still are: they
+        // are independent.
+        let mut results: Vec<Option<Result<(), StoreError>>> = Vec::with_capacity(commits.len());
+        let mut cmds = Vec::new();
         let mut sent = Vec::new();
         for (i, c) in commits.iter().enumerate() {
             match self.commit_cmd(c) {
                 Ok(cmd) => {
-                    pipe.add_command(cmd);
+                    cmds.push(cmd);
                     sent.push(i);
                     results.push(None);
                 }
                 Err(e) => results.push(Some(Err(e))),
             }
         }
-        if sent.is_empty() {
-            return results.into_iter().flatten().collect();
-        }
-        let mut conn = self.conn.clone();
-        let mut replies: Vec<redis::RedisResult<Vec<String>>> =
-            match pipe.query_async(&mut conn).await {
-                Ok(r) => r,
-                Err(e) => {
-                    // Nothing is known of any commit: each may or may not have landed (a
-                    // replayed input then finds its version moved on and is ignored).
-                    return commits
-                        .iter()
-                        .zip(results)
-                        .map(|(c, r)| {
-                            r.unwrap_or_else(|| {
-                                Err(backend(
-                                    format!("committing {}", c.execution.execution_arn),
-                                    &e,
-                                ))
-                            })
-                        })
-                        .collect();
-                }
-            };
-        // The script was not loaded (a restarted or flushed server): every EVALSHA failed
-        // alike, so load it and send those again, in order.
-        let no_script = |r: &redis::RedisResult<Vec<String>>| matches!(r, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript));
-        if replies.iter().any(no_script) {
-            match self.load_commit_script().await {
-                Ok(()) => {
-                    for (k, &i) in sent.iter().enumerate() {
-                        if no_script(&replies[k]) {
-                            let cmd = self.commit_cmd(&commits[i]);
-                            replies[k] = match cmd {
-                                Ok(cmd) => cmd.query_async(&mut conn).await,
-                                Err(_) => continue,
-                            };
-                        }
-                    }
-                }
-                Err(e) => {
-                    for (k, &i) in sent.iter().enumerate() {
-                        if no_script(&replies[k]) {
-                            results[i] = Some(Err(e.clone()));
-                        }
-                    }
+        match self.send_commits(cmds).await {
+            Ok(replies) => {
+                for (reply, &i) in replies.into_iter().zip(&sent) {
+                    results[i] = Some(commit_outcome(&commits[i], reply));
                 }
             }
-        }
-        for (reply, &i) in replies.into_iter().zip(&sent) {
-            if results[i].is_none() {
-                results[i] = Some(commit_outcome(&commits[i], reply));
+            // Nothing is known of any commit: each may or may not have landed (a replayed
+            // input then finds its version moved on and is ignored).
+            Err(e) => {
+                for &i in &sent {
+                    let arn = &commits[i].execution.execution_arn;
+                    results[i] = Some(Err(backend(format!("committing {arn}"), &e)));
+                }
             }
         }
         results
