@@ -28,6 +28,7 @@
 //! partition's earliest timer before every input.
 
 use super::broker::{ack_in_order, Acker, Broker, Delivery, InputConsumer, InputMessage};
+use super::cache::TtlCache;
 use super::clock::Clock;
 use super::store::{
     outbox_seq, partition_of, Commit, ExecutionRecord, Fence, OutboxEntry, OutboxMessage, Snapshot,
@@ -118,7 +119,8 @@ pub struct Coordinator<S: Store, B: Broker, C: Clock> {
     clock: Arc<C>,
     config: CoordinatorConfig,
     definitions: Mutex<HashMap<(String, String), Arc<Definition>>>,
-    activities: Mutex<Option<(i64, Arc<BTreeSet<String>>)>>,
+    /// The activities that exist, read at most [`ACTIVITIES_CACHE_MS`] ago.
+    activities: TtlCache<(), Arc<BTreeSet<String>>>,
     /// Per execution: the callers of [`Coordinator::wait_finished`] waiting for it, each
     /// handed the finished record by the commit that finishes it here.
     finish_waiters: Mutex<HashMap<String, Vec<oneshot::Sender<ExecutionRecord>>>>,
@@ -222,6 +224,10 @@ const INPUT_BATCH: usize = 32;
 /// store at their next input).
 const CACHED_EXECUTIONS: usize = 10_000;
 
+/// How long a step may check Task resources against a list of activities read earlier (an
+/// activity missing from it is looked up again before the task fails).
+const ACTIVITIES_CACHE_MS: i64 = 1_000;
+
 /// Most outbox messages read, published and acked in one go.
 const OUTBOX_BATCH: usize = 256;
 
@@ -245,7 +251,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             clock,
             config,
             definitions: Mutex::new(HashMap::new()),
-            activities: Mutex::new(None),
+            activities: TtlCache::new(ACTIVITIES_CACHE_MS, 1),
             finish_waiters: Mutex::new(HashMap::new()),
             owned: Mutex::new(BTreeSet::new()),
             executions: Mutex::new(HashMap::new()),
@@ -1044,29 +1050,24 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         fresh: bool,
     ) -> Result<Arc<BTreeSet<String>>, CoordinatorError> {
         let now = self.clock.now_ms();
-        if let Some((at, set)) = self
-            .activities
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            if now - at < 1_000 && !fresh {
-                return Ok(set.clone());
+        let load = || async {
+            let mut set = BTreeSet::new();
+            let mut token = None;
+            loop {
+                let page = self.store.list_activities(1000, token).await?;
+                set.extend(page.items.into_iter().map(|a| a.arn));
+                match page.next_token {
+                    Some(t) => token = Some(t),
+                    None => break,
+                }
             }
+            Ok(Arc::new(set))
+        };
+        if fresh {
+            self.activities.refresh(&(), now, load).await
+        } else {
+            self.activities.get(&(), now, load).await
         }
-        let mut set = BTreeSet::new();
-        let mut token = None;
-        loop {
-            let page = self.store.list_activities(1000, token).await?;
-            set.extend(page.items.into_iter().map(|a| a.arn));
-            match page.next_token {
-                Some(t) => token = Some(t),
-                None => break,
-            }
-        }
-        let set = Arc::new(set);
-        *self.activities.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, set.clone()));
-        Ok(set)
     }
 
     /// Applies `inputs`: the step's commit and what follows it, or `None` when there is

@@ -10,6 +10,7 @@
 pub mod broker;
 pub mod broker_amqp;
 pub mod broker_memory;
+pub mod cache;
 pub mod clock;
 pub mod coordinator;
 pub mod service;

@@ -5,6 +5,7 @@
 //! stays the only writer of executions.
 
 use super::broker::{Broker, InputMessage};
+use super::cache::TtlCache;
 use super::clock::Clock;
 use super::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError};
 use super::store::{ActivityRecord, ExecutionRecord, Page, StateMachineRecord, Store, StoreError};
@@ -96,7 +97,7 @@ pub struct Service<S: Store, B: Broker, C: Clock> {
     task: Option<tokio::task::JoinHandle<()>>,
     /// State machines as recently read for starts (ARN → (read at, record)), kept for
     /// [`SM_CACHE_MS`]; this process's own updates and deletes drop their entry at once.
-    sm_cache: std::sync::Mutex<std::collections::HashMap<String, (i64, StateMachineRecord)>>,
+    sm_cache: TtlCache<String, StateMachineRecord>,
 }
 
 /// How long a start may use a state machine read earlier. AWS documents the same eventual
@@ -115,7 +116,7 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
             shutdown,
             draining: CancellationToken::new(),
             task: Some(task),
-            sm_cache: Default::default(),
+            sm_cache: TtlCache::new(SM_CACHE_MS, 10_000),
         }
     }
 
@@ -205,36 +206,21 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
         }
     }
 
-    fn sm_cache(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (i64, StateMachineRecord)>>
-    {
-        self.sm_cache.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The state machine a start uses: read at most [`SM_CACHE_MS`] ago.
     async fn state_machine_for_start(
         &self,
         arn: &str,
         now: i64,
     ) -> Result<StateMachineRecord, ServiceError> {
-        if let Some((at, sm)) = self.sm_cache().get(arn) {
-            if now - at < SM_CACHE_MS {
-                return Ok(sm.clone());
-            }
-        }
-        let sm = self
-            .coordinator
-            .store()
-            .get_state_machine(arn)
-            .await?
-            .ok_or_else(|| ServiceError::StateMachineDoesNotExist(arn.into()))?;
-        let mut cache = self.sm_cache();
-        if cache.len() >= 10_000 {
-            cache.retain(|_, (at, _)| now - *at < SM_CACHE_MS);
-        }
-        cache.insert(arn.to_string(), (now, sm.clone()));
-        Ok(sm)
+        self.sm_cache
+            .get(&arn.to_string(), now, || async {
+                self.coordinator
+                    .store()
+                    .get_state_machine(arn)
+                    .await?
+                    .ok_or_else(|| ServiceError::StateMachineDoesNotExist(arn.into()))
+            })
+            .await
     }
 
     /// Starts an execution; the same name with the same input returns the same execution.
@@ -435,7 +421,7 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
             sm.revision_id.push('b');
         }
         sm.updated_ms = Some(now);
-        self.sm_cache().remove(arn);
+        self.sm_cache.invalidate(&arn.to_string());
         match self
             .coordinator
             .store()
@@ -450,7 +436,7 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
 
     /// Deletes a state machine; its running executions go on with their revision.
     pub async fn delete_state_machine(&self, arn: &str) -> Result<(), ServiceError> {
-        self.sm_cache().remove(arn);
+        self.sm_cache.invalidate(&arn.to_string());
         match self.coordinator.store().delete_state_machine(arn).await {
             Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
             Err(e) => Err(e.into()),
