@@ -360,6 +360,14 @@ impl BenchReport {
 /// Runs the whole benchmark; everything it created is deleted before it returns.
 pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
     let id = unique_id();
+    // Connected first, so an unreachable Redis is reported before the ceiling is measured.
+    let store = RedisStore::connect(
+        &config.redis_url,
+        &format!("{id}:"),
+        Duration::from_secs(3600),
+    )
+    .await?
+    .with_partitions(config.partitions.max(1));
     tracing::info!(namespace = %id, "measuring the RabbitMQ ceiling");
     let ceiling = broker_ceiling(config, &format!("{id}-raw")).await?;
     tracing::info!(
@@ -367,7 +375,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
         p50_ms = ceiling.p50_ms,
         "ceiling measured; starting the runtime"
     );
-    let runtime = runtime_phases(config, &id).await?;
+    let runtime = runtime_phases(config, &id, store).await?;
     Ok(BenchReport {
         ceiling_roundtrips_per_sec: ceiling.per_sec,
         ceiling_latency_p50_ms: ceiling.p50_ms,
@@ -857,14 +865,12 @@ struct RuntimeNumbers {
 
 type BenchService = Service<RedisStore, AmqpBroker, SystemClock>;
 
-async fn runtime_phases(config: &BenchConfig, id: &str) -> Result<RuntimeNumbers, BenchError> {
-    let store = RedisStore::connect(
-        &config.redis_url,
-        &format!("{id}:"),
-        Duration::from_secs(3600),
-    )
-    .await?
-    .with_partitions(config.partitions.max(1));
+/// Phases 2–4 on `store` (connected under the namespace `id`).
+async fn runtime_phases(
+    config: &BenchConfig,
+    id: &str,
+    store: RedisStore,
+) -> Result<RuntimeNumbers, BenchError> {
     let broker = match AmqpBroker::connect(
         AmqpConfig::new(config.amqp_url.clone())
             .with_namespace(id)
