@@ -14,7 +14,8 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 use stepline_engine::runtime::broker::{
-    partition_queue, task_queue, Broker, Delivery, InputConsumer, InputMessage, TaskDelivery,
+    partition_queue, task_queue, Broker, Delivery, InputConsumer, InputMessage, StartRequest,
+    TaskDelivery,
 };
 use stepline_engine::runtime::broker_amqp::{AmqpBroker, AmqpConfig, CancelSubscription};
 use stepline_engine::runtime::broker_memory::MemoryBroker;
@@ -263,14 +264,14 @@ fn task(n: u32) -> TaskMessage {
 }
 
 fn start(n: u32) -> InputMessage {
-    InputMessage::Start {
+    InputMessage::Start(StartRequest {
         execution_arn: format!("arn:aws:states:us-east-1:123456789012:execution:sm:e{n}"),
         state_machine_arn: "arn:aws:states:us-east-1:123456789012:stateMachine:sm".into(),
         revision_id: "r1".into(),
         name: format!("e{n}"),
         input: json!({ "n": n }),
         start_ms: 1_700_000_000_000 + i64::from(n),
-    }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

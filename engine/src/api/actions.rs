@@ -965,14 +965,7 @@ fn snapshot(record: &ExecutionRecord) -> Option<Execution> {
 }
 
 fn redrive_count(record: &ExecutionRecord) -> u32 {
-    record
-        .snapshot
-        .parse::<Value>()
-        .unwrap_or_default()
-        .get("info")
-        .and_then(|i| i.get("redrive_count"))
-        .and_then(Value::as_u64)
-        .unwrap_or(0) as u32
+    record.snapshot.redrives().count
 }
 
 /// `DescribeExecution`'s response.

@@ -22,14 +22,7 @@ pub enum InputMessage {
     /// Create and start an execution. The partition owner creates the record (so creation is
     /// fenced like every other write); a second Start for an existing ARN with the same input
     /// is a no-op.
-    Start {
-        execution_arn: String,
-        state_machine_arn: String,
-        revision_id: String,
-        name: String,
-        input: serde_json::Value,
-        start_ms: i64,
-    },
+    Start(StartRequest),
     /// Stop an execution.
     Stop {
         execution_arn: String,
@@ -44,6 +37,17 @@ pub enum InputMessage {
         execution_arn: String,
         redrive_count: u32,
     },
+}
+
+/// The fields of a `Start` input (on the wire, beside its `kind`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartRequest {
+    pub execution_arn: String,
+    pub state_machine_arn: String,
+    pub revision_id: String,
+    pub name: String,
+    pub input: serde_json::Value,
+    pub start_ms: i64,
 }
 
 pub use stepline_worker::topology::{partition_queue, task_queue};
@@ -142,4 +146,31 @@ pub trait Broker: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<TaskDelivery>, BrokerError>> + Send;
     /// Messages dead-lettered so far by this process (malformed input).
     fn dead_lettered(&self) -> u64;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A `Start` keeps its wire shape: its fields beside `kind`, as before it had a struct.
+    #[test]
+    fn a_start_is_its_fields_beside_its_kind() {
+        let wire = json!({
+            "kind": "start",
+            "execution_arn": "arn:aws:states:us-east-1:123456789012:execution:sm:e1",
+            "state_machine_arn": "arn:aws:states:us-east-1:123456789012:stateMachine:sm",
+            "revision_id": "r1",
+            "name": "e1",
+            "input": {"n": 1},
+            "start_ms": 1_700_000_000_000_i64,
+        });
+        let start: InputMessage = serde_json::from_value(wire.clone()).unwrap();
+        let InputMessage::Start(request) = &start else {
+            panic!("not a start: {start:?}");
+        };
+        assert_eq!(request.name, "e1");
+        assert_eq!(request.input, json!({"n": 1}));
+        assert_eq!(serde_json::to_value(&start).unwrap(), wire);
+    }
 }

@@ -14,6 +14,7 @@
 //! - A caller dropped mid-load gives its claim up; the next caller loads.
 //! - Times come from the caller (the `Clock` port); the cache reads no clock itself.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
@@ -52,8 +53,15 @@ impl<K: Clone + Eq + Hash, V: Clone> TtlCache<K, V> {
 
     /// The value of `key`: cached if read less than the time to live before `now`, or being
     /// reloaded by another caller; otherwise loaded with `load` (and cached if it succeeds).
-    pub async fn get<E, Fut>(&self, key: &K, now: i64, load: impl FnOnce() -> Fut) -> Result<V, E>
+    pub async fn get<Q, E, Fut>(
+        &self,
+        key: &Q,
+        now: i64,
+        load: impl FnOnce() -> Fut,
+    ) -> Result<V, E>
     where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
         Fut: Future<Output = Result<V, E>>,
     {
         {
@@ -72,31 +80,39 @@ impl<K: Clone + Eq + Hash, V: Clone> TtlCache<K, V> {
     }
 
     /// Loads `key` now, whatever is cached, and caches the result.
-    pub async fn refresh<E, Fut>(
+    pub async fn refresh<Q, E, Fut>(
         &self,
-        key: &K,
+        key: &Q,
         now: i64,
         load: impl FnOnce() -> Fut,
     ) -> Result<V, E>
     where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
         Fut: Future<Output = Result<V, E>>,
     {
         self.load(key, now, true, load).await
     }
 
     /// Forgets `key`; a load in flight for it stores nothing.
-    pub fn invalidate(&self, key: &K) {
+    pub fn invalidate<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.entries().remove(key);
     }
 
-    async fn load<E, Fut>(
+    async fn load<Q, E, Fut>(
         &self,
-        key: &K,
+        key: &Q,
         now: i64,
         overtake: bool,
         load: impl FnOnce() -> Fut,
     ) -> Result<V, E>
     where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
         Fut: Future<Output = Result<V, E>>,
     {
         let id = self.loads.fetch_add(1, Ordering::Relaxed);
@@ -107,11 +123,19 @@ impl<K: Clone + Eq + Hash, V: Clone> TtlCache<K, V> {
                 if !entries.contains_key(key) && entries.len() >= self.capacity {
                     self.evict(&mut entries, now);
                 }
-                let entry = entries.entry(key.clone()).or_insert(Entry {
-                    value: None,
-                    loading: None,
-                });
-                entry.loading = Some(id);
+                match entries.get_mut(key) {
+                    Some(entry) => entry.loading = Some(id),
+                    None => {
+                        let loading = Some(id);
+                        entries.insert(
+                            key.to_owned(),
+                            Entry {
+                                value: None,
+                                loading,
+                            },
+                        );
+                    }
+                }
                 true
             } else {
                 false // Nothing cached yet and another caller is loading: load too, store nothing.
@@ -158,14 +182,24 @@ impl<K: Clone + Eq + Hash, V: Clone> TtlCache<K, V> {
 }
 
 /// A claim to store a load's result; released if its caller is dropped mid-load.
-struct Claim<'a, K: Clone + Eq + Hash, V: Clone> {
+struct Claim<'a, K, V, Q>
+where
+    K: Clone + Eq + Hash + Borrow<Q>,
+    V: Clone,
+    Q: Hash + Eq + ?Sized,
+{
     cache: &'a TtlCache<K, V>,
-    key: &'a K,
+    key: &'a Q,
     id: u64,
     held: bool,
 }
 
-impl<K: Clone + Eq + Hash, V: Clone> Drop for Claim<'_, K, V> {
+impl<K, V, Q> Drop for Claim<'_, K, V, Q>
+where
+    K: Clone + Eq + Hash + Borrow<Q>,
+    V: Clone,
+    Q: Hash + Eq + ?Sized,
+{
     fn drop(&mut self) {
         if !self.held {
             return;
@@ -188,11 +222,35 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
     use tokio::sync::oneshot;
+    use tokio::task::JoinHandle;
 
     type Cache = TtlCache<&'static str, u32>;
 
     async fn ok(v: u32) -> Result<u32, String> {
         Ok(v)
+    }
+
+    /// Starts `cache.get("a", now)` on a task of its own whose load returns `value` once the
+    /// returned sender fires (or is dropped); returns when that load has begun.
+    async fn held_load(
+        cache: &Arc<Cache>,
+        now: i64,
+        value: u32,
+    ) -> (JoinHandle<Result<u32, String>>, oneshot::Sender<()>) {
+        let (release, released) = oneshot::channel::<()>();
+        let (started, is_started) = oneshot::channel::<()>();
+        let cache = cache.clone();
+        let handle = tokio::spawn(async move {
+            cache
+                .get(&"a", now, || async move {
+                    started.send(()).ok();
+                    released.await.ok();
+                    Ok(value)
+                })
+                .await
+        });
+        is_started.await.unwrap();
+        (handle, release)
     }
 
     #[tokio::test]
@@ -222,56 +280,31 @@ mod tests {
     async fn one_caller_reloads_an_expired_value_while_the_others_get_the_old_one() {
         let cache = Arc::new(Cache::new(1_000, 10));
         cache.get(&"a", 0, || ok(1)).await.unwrap();
-        let loads = Arc::new(AtomicUsize::new(0));
-        let (release, released) = oneshot::channel::<()>();
-        let slow = {
-            let (cache, loads) = (cache.clone(), loads.clone());
-            tokio::spawn(async move {
-                cache
-                    .get(&"a", 2_000, || async move {
-                        loads.fetch_add(1, Ordering::SeqCst);
-                        released.await.ok();
-                        Ok::<_, String>(2)
-                    })
-                    .await
-            })
-        };
-        while loads.load(Ordering::SeqCst) == 0 {
-            tokio::task::yield_now().await;
-        }
+        let (reload, release) = held_load(&cache, 2_000, 2).await;
+        let other_loads = AtomicUsize::new(0);
         for _ in 0..5 {
             let v = cache
                 .get(&"a", 2_001, || async {
-                    loads.fetch_add(1, Ordering::SeqCst);
+                    other_loads.fetch_add(1, Ordering::SeqCst);
                     Ok::<_, String>(9)
                 })
                 .await;
             assert_eq!(v, Ok(1), "the old value while the reload is in flight");
         }
         release.send(()).unwrap();
-        assert_eq!(slow.await.unwrap(), Ok(2));
-        assert_eq!(loads.load(Ordering::SeqCst), 1, "one load for six callers");
+        assert_eq!(reload.await.unwrap(), Ok(2));
+        assert_eq!(
+            other_loads.load(Ordering::SeqCst),
+            0,
+            "one load for six callers"
+        );
         assert_eq!(cache.get(&"a", 2_002, || ok(9)).await, Ok(2));
     }
 
     #[tokio::test]
     async fn an_invalidated_key_is_not_put_back_by_a_load_in_flight() {
         let cache = Arc::new(Cache::new(1_000, 10));
-        let (release, released) = oneshot::channel::<()>();
-        let (started, is_started) = oneshot::channel::<()>();
-        let stale = {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                cache
-                    .get(&"a", 0, || async move {
-                        started.send(()).ok();
-                        released.await.ok();
-                        Ok::<_, String>(1)
-                    })
-                    .await
-            })
-        };
-        is_started.await.unwrap();
+        let (stale, release) = held_load(&cache, 0, 1).await;
         cache.invalidate(&"a");
         release.send(()).unwrap();
         assert_eq!(
@@ -289,21 +322,7 @@ mod tests {
     #[tokio::test]
     async fn a_refresh_overtakes_a_load_in_flight() {
         let cache = Arc::new(Cache::new(1_000, 10));
-        let (release, released) = oneshot::channel::<()>();
-        let (started, is_started) = oneshot::channel::<()>();
-        let older = {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                cache
-                    .get(&"a", 0, || async move {
-                        started.send(()).ok();
-                        released.await.ok();
-                        Ok::<_, String>(1)
-                    })
-                    .await
-            })
-        };
-        is_started.await.unwrap();
+        let (older, release) = held_load(&cache, 0, 1).await;
         assert_eq!(cache.refresh(&"a", 1, || ok(2)).await, Ok(2));
         release.send(()).unwrap();
         assert_eq!(older.await.unwrap(), Ok(1));
@@ -314,20 +333,8 @@ mod tests {
     async fn a_caller_dropped_mid_load_gives_the_reload_up() {
         let cache = Arc::new(Cache::new(1_000, 10));
         cache.get(&"a", 0, || ok(1)).await.unwrap();
-        let (started, is_started) = oneshot::channel::<()>();
-        let hung = {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                cache
-                    .get(&"a", 2_000, || async move {
-                        started.send(()).ok();
-                        std::future::pending::<Result<u32, String>>().await
-                    })
-                    .await
-            })
-        };
+        let (hung, _release) = held_load(&cache, 2_000, 2).await;
         // While it hangs, others get the old value; once it is gone, the next caller loads.
-        is_started.await.unwrap();
         assert_eq!(cache.get(&"a", 2_001, || ok(9)).await, Ok(1));
         hung.abort();
         assert!(hung.await.unwrap_err().is_cancelled());

@@ -27,7 +27,9 @@
 //! before its commit) and learns about new timers from its own commits instead of reading the
 //! partition's earliest timer before every input.
 
-use super::broker::{ack_in_order, Acker, Broker, Delivery, InputConsumer, InputMessage};
+use super::broker::{
+    ack_in_order, Acker, Broker, Delivery, InputConsumer, InputMessage, StartRequest,
+};
 use super::cache::TtlCache;
 use super::clock::Clock;
 use super::store::{
@@ -40,7 +42,6 @@ use crate::runner::{seed_from, RunIdentity};
 use crate::task_token;
 use futures_util::future::join_all;
 use futures_util::FutureExt;
-use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -181,16 +182,6 @@ impl Decoded {
     }
 }
 
-/// The fields of a `Start` input ([`InputMessage::Start`]).
-struct StartRequest {
-    execution_arn: String,
-    state_machine_arn: String,
-    revision_id: String,
-    name: String,
-    input: Value,
-    start_ms: i64,
-}
-
 /// A step applied to an execution but not committed yet.
 struct Prepared {
     commit: Commit,
@@ -306,11 +297,8 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
     /// flight, and the commit is fenced and version-checked like every other.
     pub async fn start_locally(
         &self,
-        start: InputMessage,
+        start: StartRequest,
     ) -> Result<Option<bool>, CoordinatorError> {
-        let Some(Decoded::Start(start)) = self.decode(start) else {
-            return Ok(None);
-        };
         let Some(fence) = self.local_fence(self.partition_of(&start.execution_arn)) else {
             return Ok(None);
         };
@@ -835,21 +823,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
     /// is invalid (dropped with a warning).
     fn decode(&self, msg: InputMessage) -> Option<Decoded> {
         Some(match msg {
-            InputMessage::Start {
-                execution_arn,
-                state_machine_arn,
-                revision_id,
-                name,
-                input,
-                start_ms,
-            } => Decoded::Start(StartRequest {
-                execution_arn,
-                state_machine_arn,
-                revision_id,
-                name,
-                input,
-                start_ms,
-            }),
+            InputMessage::Start(start) => Decoded::Start(start),
             InputMessage::Stop {
                 execution_arn,
                 error,
@@ -1017,16 +991,10 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
     ) -> Result<Option<Prepared>, CoordinatorError> {
         let (record, exec) = match self.take_cached(fence, execution_arn) {
             Some(hit) => hit,
-            None => {
-                let Some(mut record) = self.store.get_execution(execution_arn).await? else {
-                    return Ok(None); // Expired or never existed: nothing to do.
-                };
-                let snapshot = std::mem::take(&mut record.snapshot);
-                let exec: Execution = snapshot.parse().map_err(|e| {
-                    CoordinatorError::BadSnapshot(execution_arn.to_string(), e.to_string())
-                })?;
-                (record, exec)
-            }
+            None => match self.load_execution(execution_arn).await? {
+                Some(loaded) => loaded,
+                None => return Ok(None), // Expired or never existed: nothing to do.
+            },
         };
         let def = self
             .definition(&record.state_machine_arn, &record.revision_id)
@@ -1042,6 +1010,21 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             }
         }
         self.prepare(fence, record, exec, &def, inputs, fired).await
+    }
+
+    /// An execution as the store holds it: its record (the snapshot taken out) and its
+    /// interpreter state; `None` when it does not exist.
+    async fn load_execution(
+        &self,
+        execution_arn: &str,
+    ) -> Result<Option<(ExecutionRecord, Execution)>, CoordinatorError> {
+        let Some(mut record) = self.store.get_execution(execution_arn).await? else {
+            return Ok(None);
+        };
+        let exec = std::mem::take(&mut record.snapshot)
+            .parse()
+            .map_err(|e| CoordinatorError::BadSnapshot(execution_arn.to_string(), e.to_string()))?;
+        Ok(Some((record, exec)))
     }
 
     /// The activities that exist, cached for a second; `fresh` re-reads them.
@@ -1109,18 +1092,10 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             if step.missing_activities.iter().any(|a| fresh.contains(a)) {
                 exec = match pristine {
                     Some(e) => e,
-                    None => {
-                        let Some(stored) = self.store.get_execution(&record.execution_arn).await?
-                        else {
-                            return Ok(None);
-                        };
-                        stored.snapshot.parse().map_err(|e| {
-                            CoordinatorError::BadSnapshot(
-                                record.execution_arn.clone(),
-                                e.to_string(),
-                            )
-                        })?
-                    }
+                    None => match self.load_execution(&record.execution_arn).await? {
+                        Some((_, stored)) => stored,
+                        None => return Ok(None),
+                    },
                 };
                 ctx.activities = Some(relevant(&fresh));
                 step = apply_all(&mut exec, def, &inputs, &ctx)?;

@@ -4,7 +4,7 @@
 //! execution-changing request through the execution's partition queue, so the partition owner
 //! stays the only writer of executions.
 
-use super::broker::{Broker, InputMessage};
+use super::broker::{Broker, InputMessage, StartRequest};
 use super::cache::TtlCache;
 use super::clock::Clock;
 use super::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError};
@@ -97,7 +97,7 @@ pub struct Service<S: Store, B: Broker, C: Clock> {
     task: Option<tokio::task::JoinHandle<()>>,
     /// State machines as recently read for starts (ARN → (read at, record)), kept for
     /// [`SM_CACHE_MS`]; this process's own updates and deletes drop their entry at once.
-    sm_cache: TtlCache<String, StateMachineRecord>,
+    sm_cache: TtlCache<String, Arc<StateMachineRecord>>,
 }
 
 /// How long a start may use a state machine read earlier. AWS documents the same eventual
@@ -211,14 +211,13 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
         &self,
         arn: &str,
         now: i64,
-    ) -> Result<StateMachineRecord, ServiceError> {
+    ) -> Result<Arc<StateMachineRecord>, ServiceError> {
         self.sm_cache
-            .get(&arn.to_string(), now, || async {
-                self.coordinator
-                    .store()
-                    .get_state_machine(arn)
-                    .await?
-                    .ok_or_else(|| ServiceError::StateMachineDoesNotExist(arn.into()))
+            .get(arn, now, || async {
+                match self.coordinator.store().get_state_machine(arn).await? {
+                    Some(sm) => Ok(Arc::new(sm)),
+                    None => Err(ServiceError::StateMachineDoesNotExist(arn.into())),
+                }
             })
             .await
     }
@@ -244,10 +243,10 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
             ));
         }
         let execution_arn = self.arn("execution", &format!("{}:{name}", sm.name));
-        let start = InputMessage::Start {
+        let start = StartRequest {
             execution_arn: execution_arn.clone(),
-            state_machine_arn: sm.arn,
-            revision_id: sm.revision_id,
+            state_machine_arn: sm.arn.clone(),
+            revision_id: sm.revision_id.clone(),
             name,
             input: input.clone(),
             start_ms: now,
@@ -280,7 +279,7 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
         let partition = self.coordinator.partition_of(&execution_arn);
         self.coordinator
             .broker()
-            .publish_input(partition, &start)
+            .publish_input(partition, &InputMessage::Start(start))
             .await?;
         Ok(execution_arn)
     }
@@ -421,7 +420,7 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
             sm.revision_id.push('b');
         }
         sm.updated_ms = Some(now);
-        self.sm_cache.invalidate(&arn.to_string());
+        self.sm_cache.invalidate(arn);
         match self
             .coordinator
             .store()
@@ -436,7 +435,7 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
 
     /// Deletes a state machine; its running executions go on with their revision.
     pub async fn delete_state_machine(&self, arn: &str) -> Result<(), ServiceError> {
-        self.sm_cache.invalidate(&arn.to_string());
+        self.sm_cache.invalidate(arn);
         match self.coordinator.store().delete_state_machine(arn).await {
             Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
             Err(e) => Err(e.into()),
@@ -657,18 +656,9 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let rec = self.describe_execution(execution_arn).await?;
-            let state: Value = rec.snapshot.parse().unwrap_or_default();
-            let count = state
-                .get("info")
-                .and_then(|i| i.get("redrive_count"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            if count >= u64::from(redrive_count) {
-                let at = state
-                    .get("redrive_ms")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(now);
-                return Ok(at);
+            let redrives = rec.snapshot.redrives();
+            if redrives.count >= redrive_count {
+                return Ok(redrives.last_ms.unwrap_or(now));
             }
             if tokio::time::Instant::now() >= deadline {
                 return Ok(now);

@@ -90,6 +90,36 @@ impl Snapshot {
     pub fn as_str(&self) -> &str {
         self.0.get()
     }
+
+    /// What an execution's snapshot says about its redrives, read without building the rest
+    /// (listing executions asks this of every one); nothing for a snapshot that is not one.
+    pub fn redrives(&self) -> Redrives {
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Info {
+            redrive_count: u32,
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct State {
+            info: Info,
+            redrive_ms: Option<i64>,
+        }
+        let state: State = self.parse().unwrap_or_default();
+        Redrives {
+            count: state.info.redrive_count,
+            last_ms: state.redrive_ms,
+        }
+    }
+}
+
+/// See [`Snapshot::redrives`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Redrives {
+    /// How many times the execution was redriven.
+    pub count: u32,
+    /// When it was last redriven (epoch ms).
+    pub last_ms: Option<i64>,
 }
 
 impl Default for Snapshot {
@@ -346,4 +376,30 @@ pub trait Store: Send + Sync + 'static {
 /// The partition of an execution: a stable hash of its ARN.
 pub fn partition_of(execution_arn: &str, partitions: u32) -> u32 {
     (crate::runner::seed_from(execution_arn) % u64::from(partitions.max(1))) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interp::Execution;
+    use crate::runner::RunIdentity;
+    use serde_json::json;
+
+    #[test]
+    fn redrives_are_read_from_an_executions_snapshot() {
+        let identity = RunIdentity::default();
+        let mut exec = Execution::new(identity.info(json!({}), 1_000, 7));
+        assert_eq!(Snapshot::of(&exec).unwrap().redrives(), Redrives::default());
+        exec.info.redrive_count = 2;
+        exec.redrive_ms = Some(5_000);
+        assert_eq!(
+            Snapshot::of(&exec).unwrap().redrives(),
+            Redrives {
+                count: 2,
+                last_ms: Some(5_000)
+            }
+        );
+        // Not an execution's snapshot (a record whose state is kept elsewhere): none.
+        assert_eq!(Snapshot::default().redrives(), Redrives::default());
+    }
 }
