@@ -61,6 +61,9 @@ trait Health: Send + Sync + 'static {
     fn dead_lettered(&self) -> u64;
     fn owner(&self) -> &str;
     fn partitions(&self) -> u32;
+    fn owned_partitions(&self) -> usize;
+    /// The coordinator's execution and task metrics (Prometheus text).
+    fn runtime_metrics(&self) -> String;
 }
 
 struct ServiceHealth<S: Store, B: Broker> {
@@ -93,6 +96,14 @@ impl<S: Store, B: Broker> Health for ServiceHealth<S, B> {
     fn partitions(&self) -> u32 {
         self.service.coordinator().config().partitions
     }
+
+    fn owned_partitions(&self) -> usize {
+        self.service.coordinator().owned_partitions().len()
+    }
+
+    fn runtime_metrics(&self) -> String {
+        self.service.coordinator().metrics().render()
+    }
 }
 
 async fn healthz(State(h): State<Arc<dyn Health>>) -> impl IntoResponse {
@@ -111,15 +122,36 @@ async fn healthz(State(h): State<Arc<dyn Health>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(h): State<Arc<dyn Health>>) -> impl IntoResponse {
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        format!(
-            "# HELP stepline_dead_lettered_total Messages this process dead-lettered because they could not be parsed.\n\
-             # TYPE stepline_dead_lettered_total counter\n\
-             stepline_dead_lettered_total {}\n",
-            h.dead_lettered()
-        ),
-    )
+    use crate::runtime::metrics::header;
+    let mut text = h.runtime_metrics();
+    header(
+        &mut text,
+        "stepline_dead_lettered_total",
+        "counter",
+        "Messages this process dead-lettered because they could not be parsed.",
+    );
+    text.push_str(&format!(
+        "stepline_dead_lettered_total {}\n",
+        h.dead_lettered()
+    ));
+    header(
+        &mut text,
+        "stepline_partitions",
+        "gauge",
+        "Partitions executions are hashed to (the same on every server).",
+    );
+    text.push_str(&format!("stepline_partitions {}\n", h.partitions()));
+    header(
+        &mut text,
+        "stepline_partitions_owned",
+        "gauge",
+        "Partitions this server serves now.",
+    );
+    text.push_str(&format!(
+        "stepline_partitions_owned {}\n",
+        h.owned_partitions()
+    ));
+    ([("content-type", "text/plain; version=0.0.4")], text)
 }
 
 async fn serve<S: Store, B: Broker>(

@@ -1028,6 +1028,23 @@ class ActivityTests(Base):
         )
         self.assertEqual(attempts, {"f": 2, "x": 1})
 
+        # /metrics counts what was committed: two executions, three tries (one a retry).
+        with urllib.request.urlopen(ENDPOINT + "/metrics", timeout=10) as resp:
+            self.assertEqual(resp.status, 200)
+            self.assertTrue(resp.headers["Content-Type"].startswith("text/plain"))
+            samples = resp.read().decode().splitlines()
+        name = sm.split(":")[-1]
+        for line in [
+            f'stepline_executions_started_total{{state_machine="{name}"}} 2',
+            f'stepline_executions_finished_total{{state_machine="{name}",status="SUCCEEDED"}} 2',
+            f'stepline_tasks_scheduled_total{{resource="{act}"}} 3',
+            f'stepline_task_retries_total{{resource="{act}"}} 1',
+            f'stepline_tasks_ended_total{{resource="{act}",outcome="failed"}} 2',
+            f'stepline_tasks_ended_total{{resource="{act}",outcome="succeeded"}} 1',
+        ]:
+            self.assertIn(line, samples)
+        self.assertIn("stepline_partitions 4", samples)
+
         events = full_history(flaky)
         activity = [e for e in events if e["type"].startswith("Activity")]
         self.assertEqual(

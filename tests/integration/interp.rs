@@ -15,7 +15,7 @@ use stepline_engine::asl::{Definition, StateMachineType};
 use stepline_engine::history::{EventKind, HistoryEvent};
 use stepline_engine::interp::{
     replay, Command, Context, Execution, ExecutionInfo, ExecutionStatus, Input, JournalEntry, Step,
-    TaskDispatch,
+    TaskDispatch, TaskEnded, TaskOutcome,
 };
 use stepline_engine::runner::RunIdentity;
 
@@ -230,6 +230,15 @@ fn task_timeout_is_retried_then_caught() {
     let s = h.fire_at(T0 + 10_000);
     assert_eq!(types(&s.events), ["ActivityTimedOut"]);
     assert_eq!(timed_out_error(&s).as_deref(), Some("States.Timeout"));
+    assert_eq!(
+        s.ended_tasks,
+        [TaskEnded {
+            resource: ACT.into(),
+            outcome: TaskOutcome::TimedOut,
+            after_ms: Some(10_000),
+        }],
+        "the step names the task it ended, for the runtime's metrics"
+    );
     assert_eq!(
         cancelled_tasks(&s),
         [d1.task],
@@ -539,6 +548,16 @@ fn stop_aborts_and_cancels_every_open_task() {
         cancelled_tasks(&s),
         tasks,
         "every open task must be cancelled"
+    );
+    let aborted = TaskEnded {
+        resource: ACT.into(),
+        outcome: TaskOutcome::Aborted,
+        after_ms: Some(5_000),
+    };
+    assert_eq!(
+        s.ended_tasks,
+        [aborted.clone(), aborted],
+        "each task ends once"
     );
     assert!(
         h.pending().is_empty(),

@@ -401,6 +401,31 @@ async fn retry_then_catch<S: Store, B: Broker>(stack: &Stack<S, B>) {
     for w in scheduled.windows(2) {
         assert!(w[1] - w[0] >= 1_000, "retry came after {} ms", w[1] - w[0]);
     }
+    // The metrics count what was committed: one execution, three tries (two of them retries),
+    // each failed after at least the handler ran.
+    let metrics = svc.coordinator().metrics().render();
+    let sm_name = sm.rsplit(':').next().unwrap();
+    let resource = stack_activity_arn(&svc, stack, "flaky");
+    for expected in [
+        format!("stepline_executions_started_total{{state_machine=\"{sm_name}\"}} 1"),
+        format!(
+            "stepline_executions_finished_total{{state_machine=\"{sm_name}\",status=\"SUCCEEDED\"}} 1"
+        ),
+        format!(
+            "stepline_execution_duration_seconds_count{{state_machine=\"{sm_name}\",status=\"SUCCEEDED\"}} 1"
+        ),
+        format!("stepline_tasks_scheduled_total{{resource=\"{resource}\"}} 3"),
+        format!("stepline_task_retries_total{{resource=\"{resource}\"}} 2"),
+        format!("stepline_tasks_ended_total{{resource=\"{resource}\",outcome=\"failed\"}} 3"),
+        format!(
+            "stepline_task_duration_seconds_count{{resource=\"{resource}\",outcome=\"failed\"}} 3"
+        ),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == expected),
+            "missing {expected:?} in\n{metrics}"
+        );
+    }
     stop.cancel();
     svc.shutdown().await;
 }

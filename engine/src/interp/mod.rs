@@ -170,6 +170,55 @@ pub struct Step {
     /// tasks with `States.Runtime`); a runtime with a possibly stale activity list re-reads it
     /// and applies the input again to the unchanged execution.
     pub missing_activities: Vec<String>,
+    /// The tasks this step ended, in order (for the runtime's metrics; the history says the
+    /// same in AWS's shapes, which do not name an activity's resource when it ends).
+    pub ended_tasks: Vec<TaskEnded>,
+}
+
+impl Step {
+    /// Appends `later`, a step that followed this one (every field, in order).
+    pub fn append(&mut self, later: Step) {
+        let Step {
+            events,
+            commands,
+            missing_activities,
+            ended_tasks,
+        } = later;
+        self.events.extend(events);
+        self.commands.extend(commands);
+        self.missing_activities.extend(missing_activities);
+        self.ended_tasks.extend(ended_tasks);
+    }
+}
+
+/// A task the step ended: its resource, how, and how long after it was scheduled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskEnded {
+    pub resource: String,
+    pub outcome: TaskOutcome,
+    /// `None` for a task scheduled before the engine kept that time.
+    pub after_ms: Option<i64>,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskOutcome {
+    Succeeded,
+    Failed,
+    TimedOut,
+    /// Given up unfinished: the execution stopped or failed, or a sibling branch failed.
+    Aborted,
+}
+
+impl TaskOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskOutcome::Succeeded => "succeeded",
+            TaskOutcome::Failed => "failed",
+            TaskOutcome::TimedOut => "timed_out",
+            TaskOutcome::Aborted => "aborted",
+        }
+    }
 }
 
 /// The state of one execution. Serializable: the runtime snapshots it.

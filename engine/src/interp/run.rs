@@ -6,7 +6,8 @@
 //! emitted, and removed before they are acted on, so a second delivery finds nothing.
 
 use super::{
-    Command, Context, Execution, ExecutionStatus, Input, Step, TaskDispatch, PAYLOAD_LIMIT_BYTES,
+    Command, Context, Execution, ExecutionStatus, Input, Step, TaskDispatch, TaskEnded,
+    TaskOutcome, PAYLOAD_LIMIT_BYTES,
 };
 use crate::asl::choice::{compare, ChoiceRule, Op, Operand};
 use crate::asl::template::Template;
@@ -103,6 +104,9 @@ enum Phase {
         timeout_timer: Option<u64>,
         heartbeat_timer: Option<u64>,
         heartbeat_seconds: Option<u64>,
+        /// When the task was scheduled (absent in snapshots from before it was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scheduled_ms: Option<i64>,
     },
     RetryWait {
         timer: u64,
@@ -264,6 +268,7 @@ pub(crate) struct Run<'a> {
     /// Set only for TestState runs.
     probe: Option<Box<Probe>>,
     missing_activities: Vec<String>,
+    ended_tasks: Vec<TaskEnded>,
 }
 
 type R<T> = Result<T, InterpError>;
@@ -418,6 +423,7 @@ impl<'a> Run<'a> {
             commands: Vec::new(),
             probe: None,
             missing_activities: Vec::new(),
+            ended_tasks: Vec::new(),
         }
     }
 
@@ -426,6 +432,7 @@ impl<'a> Run<'a> {
             events: self.events,
             commands: self.commands,
             missing_activities: self.missing_activities,
+            ended_tasks: self.ended_tasks,
         }
     }
 
@@ -651,6 +658,7 @@ impl<'a> Run<'a> {
                 let Some(fid) = self.take_task(*task)? else {
                     return Ok(());
                 };
+                self.task_ended(fid, TaskOutcome::Succeeded)?;
                 let (activity, resource) = self.task_meta(fid)?;
                 let kind = if activity {
                     EventKind::ActivitySucceeded {
@@ -672,6 +680,7 @@ impl<'a> Run<'a> {
                 let Some(fid) = self.take_task(*task)? else {
                     return Ok(());
                 };
+                self.task_ended(fid, TaskOutcome::Failed)?;
                 let (activity, resource) = self.task_meta(fid)?;
                 let kind = if activity {
                     EventKind::ActivityFailed {
@@ -1082,6 +1091,25 @@ impl<'a> Run<'a> {
         Ok(Some(fid))
     }
 
+    /// Notes that the task of frame `fid` (still in its task phase) ended.
+    fn task_ended(&mut self, fid: u64, outcome: TaskOutcome) -> R<()> {
+        let now = self.now();
+        let ended = match &self.frame(fid)?.phase {
+            Phase::Task {
+                resource,
+                scheduled_ms,
+                ..
+            } => TaskEnded {
+                resource: resource.clone(),
+                outcome,
+                after_ms: scheduled_ms.map(|at| now.saturating_sub(at)),
+            },
+            _ => return Err(invariant("task frame without task phase")),
+        };
+        self.ended_tasks.push(ended);
+        Ok(())
+    }
+
     fn task_meta(&self, fid: u64) -> R<(bool, String)> {
         match &self.frame(fid)?.phase {
             Phase::Task {
@@ -1123,6 +1151,7 @@ impl<'a> Run<'a> {
                 if self.take_task(task)?.is_none() {
                     return Ok(());
                 }
+                self.task_ended(frame, TaskOutcome::TimedOut)?;
                 let (activity, resource) = self.task_meta(frame)?;
                 let error = if heartbeat {
                     names::HEARTBEAT_TIMEOUT
@@ -2029,6 +2058,7 @@ impl<'a> Run<'a> {
             timeout_timer,
             heartbeat_timer,
             heartbeat_seconds: heartbeat,
+            scheduled_ms: Some(now),
         };
         self.commands.push(Command::DispatchTask(TaskDispatch {
             task,
@@ -2667,6 +2697,7 @@ impl<'a> Run<'a> {
                 heartbeat_timer,
                 ..
             } => {
+                self.task_ended(fid, TaskOutcome::Aborted)?;
                 self.ex.tasks.remove(&task);
                 self.cancel_timer(timeout_timer);
                 self.cancel_timer(heartbeat_timer);
@@ -2987,7 +3018,8 @@ impl<'a> Run<'a> {
         let frames: Vec<u64> = self.ex.frames.keys().copied().collect();
         for fid in frames {
             if let Some(f) = self.ex.frames.get(&fid) {
-                if let Phase::Task { task, .. } = f.phase.clone() {
+                if let Phase::Task { task, .. } = f.phase {
+                    self.task_ended(fid, TaskOutcome::Aborted)?;
                     self.ex.tasks.remove(&task);
                     self.commands.push(Command::CancelTask { task });
                 }

@@ -32,6 +32,7 @@ use super::broker::{
 };
 use super::cache::TtlCache;
 use super::clock::Clock;
+use super::metrics::{Metrics, StepMetrics};
 use super::store::{
     outbox_seq, partition_of, Commit, ExecutionRecord, Fence, OutboxEntry, OutboxMessage, Snapshot,
     Store, StoreError, TimerEntry,
@@ -122,6 +123,8 @@ pub struct Coordinator<S: Store, B: Broker, C: Clock> {
     definitions: Mutex<HashMap<(String, String), Arc<Definition>>>,
     /// The activities that exist, read at most [`ACTIVITIES_CACHE_MS`] ago.
     activities: TtlCache<(), Arc<BTreeSet<String>>>,
+    /// What the committed steps added up to (served at `/metrics`).
+    metrics: Metrics,
     /// Per execution: the callers of [`Coordinator::wait_finished`] waiting for it, each
     /// handed the finished record by the commit that finishes it here.
     finish_waiters: Mutex<HashMap<String, Vec<oneshot::Sender<ExecutionRecord>>>>,
@@ -201,6 +204,8 @@ struct AfterCommit {
     outbox_ack: Option<u64>,
     /// The finished record, for the execution's waiters.
     done: Option<ExecutionRecord>,
+    /// What the step adds to the metrics once it landed.
+    metrics: StepMetrics,
 }
 
 /// One input of a group commit: its ack handle and its prepared step (`None`: nothing to
@@ -243,6 +248,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             config,
             definitions: Mutex::new(HashMap::new()),
             activities: TtlCache::new(ACTIVITIES_CACHE_MS, 1),
+            metrics: Metrics::new(),
             finish_waiters: Mutex::new(HashMap::new()),
             owned: Mutex::new(BTreeSet::new()),
             executions: Mutex::new(HashMap::new()),
@@ -251,6 +257,11 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             timer_hints: Mutex::new(HashMap::new()),
             published: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// What this coordinator's committed steps added up to.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The partitions this coordinator serves right now.
@@ -1102,6 +1113,13 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             }
         }
         let activities = ctx.activities.clone();
+        let metrics = StepMetrics::of(
+            &record.state_machine_arn,
+            record.start_ms,
+            &step.events,
+            &step.commands,
+            std::mem::take(&mut step.ended_tasks),
+        );
         let nothing_changed = step.events.is_empty() && step.commands.is_empty();
         if nothing_changed && fired.is_none() && record.version > 0 {
             return Ok(None); // A stale or duplicate input: exactly-once transitions.
@@ -1196,6 +1214,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             earliest_timer,
             outbox_ack,
             done,
+            metrics,
         };
         let commit = Commit {
             fence,
@@ -1252,6 +1271,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             Err(StoreError::AlreadyExists(_)) if after.expected_version == 0 => return Ok(false),
             Err(e) => return Err(e.into()),
         }
+        self.metrics.record(&after.metrics);
         if let Some((record, exec)) = after.keep {
             self.remember(fence, record, exec);
         }
@@ -1432,10 +1452,7 @@ fn apply_all(
 ) -> Result<crate::interp::Step, crate::interp::InterpError> {
     let mut all = crate::interp::Step::default();
     for input in inputs {
-        let step = exec.apply(def, input, ctx)?;
-        all.events.extend(step.events);
-        all.commands.extend(step.commands);
-        all.missing_activities.extend(step.missing_activities);
+        all.append(exec.apply(def, input, ctx)?);
     }
     Ok(all)
 }

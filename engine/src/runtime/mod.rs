@@ -13,6 +13,7 @@ pub mod broker_memory;
 pub mod cache;
 pub mod clock;
 pub mod coordinator;
+pub mod metrics;
 pub mod service;
 pub mod store;
 pub mod store_memory;

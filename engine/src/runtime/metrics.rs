@@ -1,0 +1,584 @@
+//! Runtime metrics, served by `stepline server` and `stepline dev` at `/metrics` in the
+//! Prometheus text format: executions started, redriven and finished per state machine (and how
+//! long the finished ones ran), tasks scheduled, retried and ended per resource (and how long
+//! each took from being scheduled).
+//!
+//! *Invariants*: a step is counted only once its commit landed ([`Metrics::record`] is called
+//! from the coordinator's settle), so a step retried after a failed or fenced commit, or an input
+//! delivered twice, is counted once; counters only grow; the numbers are this process's (sum
+//! them over the servers). Label values are escaped as the text format requires.
+
+use crate::history::{EventKind, HistoryEvent};
+use crate::interp::{Command, ExecutionStatus, TaskEnded, TaskOutcome};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+/// Upper bounds (seconds) of the duration histograms' buckets (`+Inf` is implied).
+const BUCKETS: [f64; 15] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+];
+
+/// What one committed step adds to the metrics (built from the step before its commit).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepMetrics {
+    /// The execution's state machine (its name).
+    pub state_machine: String,
+    pub started: bool,
+    pub redriven: bool,
+    /// The status it finished with and how long it ran (start to stop), if the step ended it.
+    pub finished: Option<(ExecutionStatus, Option<i64>)>,
+    /// Tasks dispatched: resource and attempt (1 for the first try).
+    pub scheduled: Vec<(String, u32)>,
+    pub ended: Vec<TaskEnded>,
+}
+
+impl StepMetrics {
+    /// The metrics of a step of an execution of `state_machine_arn` that started at
+    /// `start_ms`, from its events, commands and ended tasks.
+    pub fn of(
+        state_machine_arn: &str,
+        start_ms: i64,
+        events: &[HistoryEvent],
+        commands: &[Command],
+        ended: Vec<TaskEnded>,
+    ) -> StepMetrics {
+        let mut m = StepMetrics {
+            ended,
+            ..StepMetrics::default()
+        };
+        for e in events {
+            let status = match &e.kind {
+                EventKind::ExecutionStarted { .. } => {
+                    m.started = true;
+                    continue;
+                }
+                EventKind::ExecutionRedriven { .. } => {
+                    m.redriven = true;
+                    continue;
+                }
+                EventKind::ExecutionSucceeded { .. } => ExecutionStatus::Succeeded,
+                EventKind::ExecutionFailed { .. } => ExecutionStatus::Failed,
+                EventKind::ExecutionTimedOut { .. } => ExecutionStatus::TimedOut,
+                EventKind::ExecutionAborted { .. } => ExecutionStatus::Aborted,
+                _ => continue,
+            };
+            let ran = (e.timestamp_ms >= start_ms).then(|| e.timestamp_ms - start_ms);
+            m.finished = Some((status, ran));
+        }
+        for c in commands {
+            if let Command::DispatchTask(d) = c {
+                m.scheduled.push((d.resource.clone(), d.attempt));
+            }
+        }
+        if m.started || m.redriven || m.finished.is_some() {
+            // Only steps that start or end an execution need its name (most steps do neither).
+            m.state_machine = state_machine_arn
+                .rsplit(':')
+                .next()
+                .unwrap_or(state_machine_arn)
+                .to_string();
+        }
+        m
+    }
+
+    /// True when the step adds nothing.
+    pub fn is_empty(&self) -> bool {
+        !self.started
+            && !self.redriven
+            && self.finished.is_none()
+            && self.scheduled.is_empty()
+            && self.ended.is_empty()
+    }
+}
+
+/// One metric family: name, type and help line.
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+}
+
+const EXECUTIONS_STARTED: Family = Family {
+    name: "stepline_executions_started_total",
+    kind: "counter",
+    help: "Executions started, per state machine.",
+};
+const EXECUTIONS_REDRIVEN: Family = Family {
+    name: "stepline_executions_redriven_total",
+    kind: "counter",
+    help: "Executions redriven, per state machine.",
+};
+const EXECUTIONS_FINISHED: Family = Family {
+    name: "stepline_executions_finished_total",
+    kind: "counter",
+    help: "Executions finished, per state machine and status.",
+};
+const EXECUTION_DURATION: Family = Family {
+    name: "stepline_execution_duration_seconds",
+    kind: "histogram",
+    help: "Start to stop of finished executions, per state machine and status.",
+};
+const TASKS_SCHEDULED: Family = Family {
+    name: "stepline_tasks_scheduled_total",
+    kind: "counter",
+    help: "Tasks scheduled (first tries and retries), per resource.",
+};
+const TASK_RETRIES: Family = Family {
+    name: "stepline_task_retries_total",
+    kind: "counter",
+    help: "Tasks scheduled again by a Retry, per resource.",
+};
+const TASKS_ENDED: Family = Family {
+    name: "stepline_tasks_ended_total",
+    kind: "counter",
+    help: "Tasks ended, per resource and outcome (succeeded, failed, timed_out, aborted).",
+};
+const TASK_DURATION: Family = Family {
+    name: "stepline_task_duration_seconds",
+    kind: "histogram",
+    help: "Scheduled to ended, per resource and outcome.",
+};
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    /// Per bucket of [`BUCKETS`], the observations at most its bound (not cumulative).
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, ms: i64) {
+        let seconds = ms.max(0) as f64 / 1000.0;
+        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+}
+
+/// The statuses a finished execution can have, in the order of [`ByStateMachine`]'s arrays.
+const STATUSES: [ExecutionStatus; 4] = [
+    ExecutionStatus::Succeeded,
+    ExecutionStatus::Failed,
+    ExecutionStatus::TimedOut,
+    ExecutionStatus::Aborted,
+];
+
+/// The outcomes of a task, in the order of [`ByResource`]'s arrays.
+const OUTCOMES: [TaskOutcome; 4] = [
+    TaskOutcome::Succeeded,
+    TaskOutcome::Failed,
+    TaskOutcome::TimedOut,
+    TaskOutcome::Aborted,
+];
+
+#[derive(Default)]
+struct ByStateMachine {
+    started: u64,
+    redriven: u64,
+    finished: [u64; STATUSES.len()],
+    duration: [Histogram; STATUSES.len()],
+}
+
+#[derive(Default)]
+struct ByResource {
+    scheduled: u64,
+    retries: u64,
+    ended: [u64; OUTCOMES.len()],
+    duration: [Histogram; OUTCOMES.len()],
+}
+
+/// Keyed by name, so a known key is found without allocating.
+#[derive(Default)]
+struct Inner {
+    state_machines: BTreeMap<String, ByStateMachine>,
+    resources: BTreeMap<String, ByResource>,
+}
+
+/// Applies `f` to `name`'s entry, created on first use (a known name costs no allocation).
+fn update<T: Default>(map: &mut BTreeMap<String, T>, name: &str, f: impl FnOnce(&mut T)) {
+    if let Some(v) = map.get_mut(name) {
+        f(v);
+        return;
+    }
+    let mut v = T::default();
+    f(&mut v);
+    map.insert(name.to_string(), v);
+}
+
+/// A process's runtime metrics (see the module doc).
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics::default()
+    }
+
+    /// Adds a committed step.
+    pub fn record(&self, step: &StepMetrics) {
+        if step.is_empty() {
+            return;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = &mut *inner;
+        if step.started || step.redriven || step.finished.is_some() {
+            update(&mut inner.state_machines, &step.state_machine, |sm| {
+                sm.started += u64::from(step.started);
+                sm.redriven += u64::from(step.redriven);
+                if let Some((status, ran)) = step.finished {
+                    if let Some(i) = STATUSES.iter().position(|s| *s == status) {
+                        sm.finished[i] += 1;
+                        if let Some(ms) = ran {
+                            sm.duration[i].observe(ms);
+                        }
+                    }
+                }
+            });
+        }
+        for (resource, attempt) in &step.scheduled {
+            update(&mut inner.resources, resource, |r| {
+                r.scheduled += 1;
+                r.retries += u64::from(*attempt > 1);
+            });
+        }
+        for ended in &step.ended {
+            if let Some(i) = OUTCOMES.iter().position(|o| *o == ended.outcome) {
+                update(&mut inner.resources, &ended.resource, |r| {
+                    r.ended[i] += 1;
+                    if let Some(ms) = ended.after_ms {
+                        r.duration[i].observe(ms);
+                    }
+                });
+            }
+        }
+    }
+
+    /// Every family in the Prometheus text format (families without samples yet still get
+    /// their HELP and TYPE lines, so the names are discoverable).
+    pub fn render(&self) -> String {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::new();
+        let sms = &inner.state_machines;
+        let res = &inner.resources;
+        let sm_label = |name: &str| vec![("state_machine", name.to_string())];
+        let sm_status = |name: &str, i: usize| {
+            vec![
+                ("state_machine", name.to_string()),
+                ("status", STATUSES[i].as_str().to_string()),
+            ]
+        };
+        let res_label = |name: &str| vec![("resource", name.to_string())];
+        let res_outcome = |name: &str, i: usize| {
+            vec![
+                ("resource", name.to_string()),
+                ("outcome", OUTCOMES[i].as_str().to_string()),
+            ]
+        };
+
+        family(&mut out, &EXECUTIONS_STARTED);
+        for (name, s) in sms.iter().filter(|(_, s)| s.started > 0) {
+            sample(
+                &mut out,
+                EXECUTIONS_STARTED.name,
+                "",
+                &sm_label(name),
+                None,
+                s.started,
+            );
+        }
+        family(&mut out, &EXECUTIONS_REDRIVEN);
+        for (name, s) in sms.iter().filter(|(_, s)| s.redriven > 0) {
+            sample(
+                &mut out,
+                EXECUTIONS_REDRIVEN.name,
+                "",
+                &sm_label(name),
+                None,
+                s.redriven,
+            );
+        }
+        family(&mut out, &EXECUTIONS_FINISHED);
+        for (name, s) in sms {
+            for (i, n) in s.finished.iter().enumerate().filter(|(_, n)| **n > 0) {
+                sample(
+                    &mut out,
+                    EXECUTIONS_FINISHED.name,
+                    "",
+                    &sm_status(name, i),
+                    None,
+                    *n,
+                );
+            }
+        }
+        family(&mut out, &EXECUTION_DURATION);
+        for (name, s) in sms {
+            for (i, h) in s.duration.iter().enumerate().filter(|(_, h)| h.count > 0) {
+                histogram(&mut out, EXECUTION_DURATION.name, &sm_status(name, i), h);
+            }
+        }
+        family(&mut out, &TASKS_SCHEDULED);
+        for (name, r) in res.iter().filter(|(_, r)| r.scheduled > 0) {
+            sample(
+                &mut out,
+                TASKS_SCHEDULED.name,
+                "",
+                &res_label(name),
+                None,
+                r.scheduled,
+            );
+        }
+        family(&mut out, &TASK_RETRIES);
+        for (name, r) in res.iter().filter(|(_, r)| r.retries > 0) {
+            sample(
+                &mut out,
+                TASK_RETRIES.name,
+                "",
+                &res_label(name),
+                None,
+                r.retries,
+            );
+        }
+        family(&mut out, &TASKS_ENDED);
+        for (name, r) in res {
+            for (i, n) in r.ended.iter().enumerate().filter(|(_, n)| **n > 0) {
+                sample(
+                    &mut out,
+                    TASKS_ENDED.name,
+                    "",
+                    &res_outcome(name, i),
+                    None,
+                    *n,
+                );
+            }
+        }
+        family(&mut out, &TASK_DURATION);
+        for (name, r) in res {
+            for (i, h) in r.duration.iter().enumerate().filter(|(_, h)| h.count > 0) {
+                histogram(&mut out, TASK_DURATION.name, &res_outcome(name, i), h);
+            }
+        }
+        out
+    }
+}
+
+/// Label names and values, in the family's order.
+type Labels = Vec<(&'static str, String)>;
+
+fn family(out: &mut String, f: &Family) {
+    header(out, f.name, f.kind, f.help);
+}
+
+/// A histogram's cumulative buckets, sum and count.
+fn histogram(out: &mut String, name: &str, labels: &Labels, h: &Histogram) {
+    let mut cumulative = 0;
+    for (bound, n) in BUCKETS.iter().zip(h.buckets) {
+        cumulative += n;
+        let le = ("le", bound.to_string());
+        sample(out, name, "_bucket", labels, Some(&le), cumulative);
+    }
+    let le = ("le", "+Inf".to_string());
+    sample(out, name, "_bucket", labels, Some(&le), h.count);
+    let _ = writeln!(out, "{name}_sum{} {}", label_text(labels, None), h.sum);
+    sample(out, name, "_count", labels, None, h.count);
+}
+
+/// The HELP and TYPE lines of a family.
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn sample(
+    out: &mut String,
+    name: &str,
+    suffix: &str,
+    labels: &Labels,
+    extra: Option<&(&'static str, String)>,
+    value: u64,
+) {
+    let _ = writeln!(out, "{name}{suffix}{} {value}", label_text(labels, extra));
+}
+
+/// `{a="x",b="y"}` (empty without labels), values escaped as the text format requires.
+fn label_text(labels: &Labels, extra: Option<&(&'static str, String)>) -> String {
+    let all: Vec<String> = labels
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| {
+            let v = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            format!("{k}=\"{v}\"")
+        })
+        .collect();
+    if all.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", all.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(resource: &str, outcome: TaskOutcome, after_ms: Option<i64>) -> TaskEnded {
+        TaskEnded {
+            resource: resource.into(),
+            outcome,
+            after_ms,
+        }
+    }
+
+    fn step(sm: &str) -> StepMetrics {
+        StepMetrics {
+            state_machine: sm.into(),
+            ..StepMetrics::default()
+        }
+    }
+
+    /// The sample lines of `text` that start with `prefix`.
+    fn lines<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+        text.lines().filter(|l| l.starts_with(prefix)).collect()
+    }
+
+    #[test]
+    fn counters_add_up_per_label_set() {
+        let m = Metrics::new();
+        let mut s = step("orders");
+        s.started = true;
+        s.scheduled = vec![
+            ("arn:a".into(), 1),
+            ("arn:a".into(), 2),
+            ("arn:b".into(), 1),
+        ];
+        m.record(&s);
+        m.record(&s);
+        let text = m.render();
+        assert_eq!(
+            lines(&text, "stepline_executions_started_total{"),
+            ["stepline_executions_started_total{state_machine=\"orders\"} 2"]
+        );
+        assert_eq!(
+            lines(&text, "stepline_tasks_scheduled_total{"),
+            [
+                "stepline_tasks_scheduled_total{resource=\"arn:a\"} 4",
+                "stepline_tasks_scheduled_total{resource=\"arn:b\"} 2"
+            ]
+        );
+        assert_eq!(
+            lines(&text, "stepline_task_retries_total{"),
+            ["stepline_task_retries_total{resource=\"arn:a\"} 2"]
+        );
+    }
+
+    #[test]
+    fn histograms_are_cumulative_with_sum_and_count() {
+        let m = Metrics::new();
+        let mut s = step("orders");
+        s.ended = vec![
+            ended("arn:a", TaskOutcome::Failed, Some(3)),
+            ended("arn:a", TaskOutcome::Failed, Some(200)),
+            ended("arn:a", TaskOutcome::Failed, Some(7_200_000)),
+            ended("arn:a", TaskOutcome::Failed, None),
+        ];
+        m.record(&s);
+        let text = m.render();
+        let bucket = |le: &str| {
+            format!("stepline_task_duration_seconds_bucket{{resource=\"arn:a\",outcome=\"failed\",le=\"{le}\"}}")
+        };
+        let value = |le: &str| -> u64 {
+            let prefix = bucket(le);
+            let line = lines(&text, &prefix);
+            assert_eq!(line.len(), 1, "{prefix} in\n{text}");
+            line[0][prefix.len()..].trim().parse().unwrap()
+        };
+        assert_eq!(value("0.005"), 1);
+        assert_eq!(value("0.1"), 1);
+        assert_eq!(value("0.25"), 2);
+        assert_eq!(value("3600"), 2);
+        assert_eq!(value("+Inf"), 3, "the hour-long one is only under +Inf");
+        assert_eq!(
+            lines(&text, "stepline_task_duration_seconds_count{"),
+            ["stepline_task_duration_seconds_count{resource=\"arn:a\",outcome=\"failed\"} 3"]
+        );
+        assert_eq!(
+            lines(&text, "stepline_task_duration_seconds_sum{"),
+            ["stepline_task_duration_seconds_sum{resource=\"arn:a\",outcome=\"failed\"} 7200.203"]
+        );
+        // The task without a scheduled time is still counted as ended.
+        assert_eq!(
+            lines(&text, "stepline_tasks_ended_total{"),
+            ["stepline_tasks_ended_total{resource=\"arn:a\",outcome=\"failed\"} 4"]
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new();
+        let mut s = step("a\"b\\c\nd");
+        s.started = true;
+        m.record(&s);
+        assert_eq!(
+            lines(&m.render(), "stepline_executions_started_total{"),
+            ["stepline_executions_started_total{state_machine=\"a\\\"b\\\\c\\nd\"} 1"]
+        );
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_even_when_empty() {
+        let text = Metrics::new().render();
+        assert_eq!(lines(&text, "# TYPE ").len(), 8, "{text}");
+        assert_eq!(lines(&text, "# HELP ").len(), 8);
+        assert!(text.lines().all(|l| l.starts_with('#')), "{text}");
+    }
+
+    #[test]
+    fn a_step_is_read_from_its_events_and_commands() {
+        use crate::history::HistoryEvent;
+        use std::sync::Arc;
+        let event = |id: u64, timestamp_ms: i64, kind: EventKind| HistoryEvent {
+            id,
+            previous_event_id: id.saturating_sub(1),
+            timestamp_ms,
+            kind,
+        };
+        let events = [
+            event(
+                1,
+                1_000,
+                EventKind::ExecutionStarted {
+                    input: Arc::new(serde_json::json!({})),
+                    role_arn: "r".into(),
+                },
+            ),
+            event(
+                2,
+                3_500,
+                EventKind::ExecutionFailed {
+                    error: None,
+                    cause: None,
+                },
+            ),
+        ];
+        let s = StepMetrics::of(
+            "arn:aws:states:us-east-1:1:stateMachine:orders",
+            1_000,
+            &events,
+            &[],
+            vec![ended("arn:x", TaskOutcome::Aborted, Some(10))],
+        );
+        assert_eq!(s.state_machine, "orders");
+        assert!(s.started && !s.redriven);
+        assert_eq!(s.finished, Some((ExecutionStatus::Failed, Some(2_500))));
+        assert!(!s.is_empty());
+        assert!(StepMetrics::of("arn:sm", 0, &[], &[], Vec::new()).is_empty());
+    }
+}
