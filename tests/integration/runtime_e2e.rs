@@ -935,6 +935,23 @@ async fn bench_measures_every_phase_on_the_real_servers() {
         assert!(value.is_finite() && value > 0.0, "{name} = {value}");
     }
     assert!(report.latency_p99_ms >= report.latency_p50_ms);
+    // The ceiling is measured before and after the runtime; the report has the means.
+    let runs = &report.details.ceiling_runs;
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(
+        runs.iter()
+            .all(|(per_sec, p50)| *per_sec > 0.0 && *p50 > 0.0),
+        "{runs:?}"
+    );
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(1.0);
+    assert!(close(
+        report.ceiling_roundtrips_per_sec,
+        (runs[0].0 + runs[1].0) / 2.0
+    ));
+    assert!(close(
+        report.ceiling_latency_p50_ms,
+        (runs[0].1 + runs[1].1) / 2.0
+    ));
     let table = report.table();
     assert!(
         table.contains("tasks/s (120 one-Task executions, 16 in flight)"),
