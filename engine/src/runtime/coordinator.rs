@@ -1115,7 +1115,8 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         let activities = ctx.activities.clone();
         let metrics = StepMetrics::of(
             &record.state_machine_arn,
-            record.start_ms,
+            // A redriven execution's run is timed from its redrive.
+            exec.redrive_ms.unwrap_or(record.start_ms),
             &step.events,
             &step.commands,
             std::mem::take(&mut step.ended_tasks),

@@ -26,7 +26,8 @@ pub struct StepMetrics {
     pub state_machine: String,
     pub started: bool,
     pub redriven: bool,
-    /// The status it finished with and how long it ran (start to stop), if the step ended it.
+    /// The status it finished with and how long it ran (start, or last redrive, to stop), if
+    /// the step ended it.
     pub finished: Option<(ExecutionStatus, Option<i64>)>,
     /// Tasks dispatched: resource and attempt (1 for the first try).
     pub scheduled: Vec<(String, u32)>,
@@ -34,8 +35,8 @@ pub struct StepMetrics {
 }
 
 impl StepMetrics {
-    /// The metrics of a step of an execution of `state_machine_arn` that started at
-    /// `start_ms`, from its events, commands and ended tasks.
+    /// The metrics of a step of an execution of `state_machine_arn` that started (or was last
+    /// redriven) at `start_ms`, from its events, commands and ended tasks.
     pub fn of(
         state_machine_arn: &str,
         start_ms: i64,
@@ -117,7 +118,7 @@ const EXECUTIONS_FINISHED: Family = Family {
 const EXECUTION_DURATION: Family = Family {
     name: "stepline_execution_duration_seconds",
     kind: "histogram",
-    help: "Start to stop of finished executions, per state machine and status.",
+    help: "Start (or last redrive) to stop of finished executions, per state machine and status.",
 };
 const TASKS_SCHEDULED: Family = Family {
     name: "stepline_tasks_scheduled_total",
@@ -580,5 +581,15 @@ mod tests {
         assert_eq!(s.finished, Some((ExecutionStatus::Failed, Some(2_500))));
         assert!(!s.is_empty());
         assert!(StepMetrics::of("arn:sm", 0, &[], &[], Vec::new()).is_empty());
+
+        // A redrive is counted as such, not as a start.
+        let redriven = [event(
+            9,
+            5_000,
+            EventKind::ExecutionRedriven { redrive_count: 1 },
+        )];
+        let s = StepMetrics::of("arn:sm:orders", 4_000, &redriven, &[], Vec::new());
+        assert!(s.redriven && !s.started && s.finished.is_none());
+        assert_eq!(s.state_machine, "orders");
     }
 }
