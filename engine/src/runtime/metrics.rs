@@ -5,8 +5,11 @@
 //!
 //! *Invariants*: a step is counted only once its commit landed ([`Metrics::record`] is called
 //! from the coordinator's settle), so a step retried after a failed or fenced commit, or an input
-//! delivered twice, is counted once; counters only grow; the numbers are this process's (sum
-//! them over the servers). Label values are escaped as the text format requires.
+//! delivered twice, is counted at most once (a commit that landed but whose reply was lost is
+//! not counted: its redelivered input is then stale); counters only grow; the numbers are this
+//! process's (sum them over the servers). An execution finishes once per run, so a redriven
+//! one adds to the finished counter again. Label values are escaped as the text format
+//! requires.
 
 use crate::history::{EventKind, HistoryEvent};
 use crate::interp::{Command, ExecutionStatus, TaskEnded, TaskOutcome};
