@@ -226,9 +226,23 @@ pub async fn run_server(
         amqp = amqp.with_namespace(ns.clone());
     }
     let broker = AmqpBroker::connect(amqp).await?;
+    run_server_on(config, Arc::new(store), Arc::new(broker), shutdown).await
+}
+
+/// `stepline server` on adapters the caller built (its own connection settings, or to keep
+/// the broker for `AmqpBroker::delete_namespace` afterwards: it deletes exactly the queues this
+/// broker declared). The store must hash into `config.coordinator.partitions`
+/// (`RedisStore::with_partitions`), and the broker should route callbacks to them
+/// (`AmqpConfig::with_callback_routing`).
+pub async fn run_server_on(
+    config: ServerConfig,
+    store: Arc<RedisStore>,
+    broker: Arc<AmqpBroker>,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
     let service = Service::start(
-        Arc::new(store),
-        Arc::new(broker),
+        store,
+        broker,
         Arc::new(SystemClock),
         config.coordinator.clone(),
     );

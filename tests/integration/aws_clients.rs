@@ -9,12 +9,13 @@
 use aws_sdk_sfn as sfn;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use stepline_engine::api::ApiConfig;
 use stepline_engine::runtime::broker_amqp::{AmqpBroker, AmqpConfig};
 use stepline_engine::runtime::coordinator::CoordinatorConfig;
 use stepline_engine::runtime::store_redis::RedisStore;
-use stepline_engine::server::{run_dev, run_server, ServerConfig};
+use stepline_engine::server::{run_dev, run_server_on, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
 const KEY_ID: &str = "stepline-test";
@@ -116,27 +117,44 @@ async fn boto3_and_aws_cli_against_stepline_server_on_redis_and_rabbitmq() {
     let addr = free_port();
     let ns = format!("api-{}-{}", std::process::id(), addr.port());
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn({
-        let (config, shutdown) = (config(addr, Some(ns.clone()), false), shutdown.clone());
-        async move { run_server(config, &amqp_url(), &redis_url(), shutdown).await }
-    });
+    let config = config(addr, Some(ns.clone()), false);
+    // The server runs on adapters this test keeps, so that afterwards the broker deletes every
+    // queue the server declared (task queues of activities the suite deleted included).
+    let partitions = config.coordinator.partitions;
+    let store = Arc::new(
+        RedisStore::connect(&redis_url(), &format!("{ns}:"), Duration::from_secs(3600))
+            .await
+            .expect("connect to Redis (is it running?)")
+            .with_partitions(partitions),
+    );
+    let broker = Arc::new(
+        AmqpBroker::connect(
+            AmqpConfig::new(amqp_url())
+                .with_namespace(ns.clone())
+                .with_callback_routing(config.coordinator.token_key.clone(), partitions),
+        )
+        .await
+        .expect("connect to RabbitMQ (is it running?)"),
+    );
+    let server = tokio::spawn(run_server_on(
+        config,
+        store.clone(),
+        broker.clone(),
+        shutdown.clone(),
+    ));
     wait_listening(addr).await;
     python_suite(format!("http://{addr}"), true).await;
     shutdown.cancel();
     server
         .await
         .expect("join")
-        .expect("server on Redis and RabbitMQ (are they running?)");
+        .expect("server on Redis and RabbitMQ");
     // Delete what the run created.
-    RedisStore::connect(&redis_url(), &format!("{ns}:"), Duration::from_secs(1))
-        .await
-        .expect("connect to Redis")
+    store
         .purge_namespace()
         .await
         .expect("purge the Redis namespace");
-    AmqpBroker::connect(AmqpConfig::new(amqp_url()).with_namespace(ns))
-        .await
-        .expect("connect to RabbitMQ")
+    broker
         .delete_namespace()
         .await
         .expect("delete the RabbitMQ namespace");
