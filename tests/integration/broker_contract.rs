@@ -45,6 +45,8 @@ trait Fixture: Broker {
     async fn cancels(&self) -> Self::Cancels;
     /// The queue a worker replies to for `partition` (namespaced on RabbitMQ).
     fn reply_queue(&self, partition: u32) -> String;
+    /// Whether the task queue `queue` exists.
+    async fn queue_exists(&self, queue: &str) -> bool;
     /// `message` as a worker receives it: `reply_to` names the (namespaced) partition queue.
     fn as_received(&self, message: &TaskMessage) -> TaskMessage {
         TaskMessage {
@@ -71,6 +73,9 @@ impl Fixture for MemoryBroker {
     }
     fn reply_queue(&self, partition: u32) -> String {
         partition_queue(partition)
+    }
+    async fn queue_exists(&self, queue: &str) -> bool {
+        self.hub().has_queue(queue)
     }
 }
 
@@ -99,6 +104,28 @@ impl Fixture for AmqpBroker {
     }
     fn reply_queue(&self, partition: u32) -> String {
         self.name(&partition_queue(partition))
+    }
+    async fn queue_exists(&self, queue: &str) -> bool {
+        // A passive declare answers NOT_FOUND (closing its channel) for a missing queue.
+        let connection =
+            lapin::Connection::connect(&self.config().url, lapin::ConnectionProperties::default())
+                .await
+                .expect("a second connection to RabbitMQ");
+        let channel = connection.create_channel().await.expect("a channel");
+        let options = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let exists = channel
+            .queue_declare(
+                self.name(queue).as_str().into(),
+                options,
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .is_ok();
+        let _ = connection.close(200, "OK".into()).await;
+        exists
     }
 }
 
@@ -195,6 +222,7 @@ contract!(
     a_batch_is_acked_at_once,
     malformed_inputs_are_dead_lettered_and_the_consumer_goes_on,
     cancellations_reach_subscribers,
+    idle_task_queues_are_deleted_and_busy_ones_kept,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -568,8 +596,89 @@ async fn memory_ack_after_consumer_drop_is_an_error_and_the_input_is_redelivered
     assert_eq!(ack_next(&mut consumer).await, start(1));
 }
 
+/// What `DeleteActivity` does to the activity's queue: kept while a task waits in it, deleted
+/// once idle, and back when it is used again.
+async fn idle_task_queues_are_deleted_and_busy_ones_kept<B: Fixture>(broker: &B) {
+    let queue = task_queue("arn:aws:states:us-east-1:123456789012:activity:deleted");
+    broker
+        .publish_task(&queue, &task(1))
+        .await
+        .expect("publish_task");
+    let kept = broker.delete_idle_queue(&queue).await.expect("delete");
+    assert!(!kept, "a queue with a waiting task must be kept");
+    assert!(broker.queue_exists(&queue).await);
+    let first = poll_task(broker, &queue).await;
+    assert_eq!(first.message.task_token, task(1).task_token);
+    within("an ack", first.acker.ack()).await.expect("ack");
+
+    assert!(
+        broker.delete_idle_queue(&queue).await.expect("delete"),
+        "an idle queue is deleted"
+    );
+    assert!(!broker.queue_exists(&queue).await, "the queue is gone");
+    assert!(
+        broker.delete_idle_queue(&queue).await.expect("delete"),
+        "deleting a missing queue succeeds"
+    );
+
+    broker
+        .publish_task(&queue, &task(2))
+        .await
+        .expect("a publish declares the queue again");
+    let second = poll_task(broker, &queue).await;
+    assert_eq!(second.message.task_token, task(2).task_token);
+    within("an ack", second.acker.ack()).await.expect("ack");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The RabbitMQ adapter's own duty: an unroutable publish is not a success.
+
+/// A queue a worker consumes is kept, even empty: deleting it would cancel the worker's
+/// consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_keeps_a_queue_a_worker_consumes() {
+    let broker = rabbitmq().await;
+    let outcome = AssertUnwindSafe(async {
+        let queue = task_queue(ACTIVITY);
+        broker
+            .publish_task(&queue, &task(1))
+            .await
+            .expect("publish_task");
+        let task1 = poll_task(&broker, &queue).await;
+        within("an ack", task1.acker.ack()).await.expect("ack");
+        let connection = lapin::Connection::connect(
+            &broker.config().url,
+            lapin::ConnectionProperties::default(),
+        )
+        .await
+        .expect("a worker connection");
+        let channel = connection.create_channel().await.expect("a channel");
+        let _consumer = channel
+            .basic_consume(
+                broker.name(&queue).as_str().into(),
+                "worker".into(),
+                lapin::options::BasicConsumeOptions::default(),
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        assert!(
+            !broker.delete_idle_queue(&queue).await.expect("delete"),
+            "a consumed queue must be kept"
+        );
+        let _ = connection.close(200, "OK".into()).await;
+        assert!(
+            broker.delete_idle_queue(&queue).await.expect("delete"),
+            "deleted once the worker is gone"
+        );
+    })
+    .catch_unwind()
+    .await;
+    clean_up(&broker).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
 
 /// RabbitMQ *acks* a `mandatory` message it cannot route and returns it alongside: the broker
 /// must notice, redeclare the queue that was deleted behind its back, and publish again.

@@ -960,3 +960,52 @@ async fn bench_measures_every_phase_on_the_real_servers() {
     let json = serde_json::to_value(&report).expect("serializes");
     assert_eq!(json.as_object().map(|o| o.len()), Some(6), "{json}");
 }
+
+/// `DeleteActivity` deletes the activity's queue once it is idle: kept while a task waits in
+/// it, removed by the next `DeleteActivity` (the activity being gone already) once it is empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_activity_deletes_its_idle_queue() {
+    use stepline_worker::protocol::{TaskMessage, PROTOCOL_VERSION};
+    use stepline_worker::topology::{partition_queue, task_queue};
+    let stack = memory_stack();
+    let svc = stack.service();
+    let arn = svc
+        .create_activity(&stack.name("deleted"))
+        .await
+        .expect("create_activity")
+        .arn;
+    let queue = task_queue(&arn);
+    let message = TaskMessage {
+        version: PROTOCOL_VERSION,
+        task_token: "token".into(),
+        resource: arn.clone(),
+        execution_arn: "arn:aws:states:us-east-1:111111111111:execution:sm:e".into(),
+        state_name: "Work".into(),
+        input: json!({}),
+        attempt: 1,
+        timeout_seconds: None,
+        heartbeat_seconds: None,
+        deadline_ms: None,
+        reply_to: partition_queue(0),
+    };
+    stack
+        .broker
+        .publish_task(&queue, &message)
+        .await
+        .expect("publish_task");
+    let hub = stack.broker.hub();
+    svc.delete_activity(&arn).await.expect("delete_activity");
+    assert!(hub.has_queue(&queue), "a task waits: the queue is kept");
+    let waiting = stack
+        .broker
+        .get_task(&queue)
+        .await
+        .expect("get_task")
+        .expect("the waiting task");
+    waiting.acker.ack().await.expect("ack");
+    svc.delete_activity(&arn)
+        .await
+        .expect("deleting a deleted activity succeeds");
+    assert!(!hub.has_queue(&queue), "the idle queue is deleted");
+    svc.shutdown().await;
+}

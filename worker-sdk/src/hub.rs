@@ -92,6 +92,21 @@ impl InProcessHub {
     }
 
     /// Number of tasks waiting on `queue`.
+    /// Whether the task queue `queue` exists (it is created by its first task).
+    pub fn has_queue(&self, queue: &str) -> bool {
+        self.queues().tasks.contains_key(queue)
+    }
+
+    /// Removes the task queue `queue` unless tasks wait in it; `true` when it is gone.
+    pub fn remove_queue_if_empty(&self, queue: &str) -> bool {
+        let mut q = self.queues();
+        if q.tasks.get(queue).is_some_and(|t| !t.is_empty()) {
+            return false;
+        }
+        q.tasks.remove(queue);
+        true
+    }
+
     pub fn queued(&self, queue: &str) -> usize {
         self.queues().tasks.get(queue).map_or(0, VecDeque::len)
     }

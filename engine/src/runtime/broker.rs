@@ -144,6 +144,13 @@ pub trait Broker: Send + Sync + 'static {
         &self,
         queue: &str,
     ) -> impl Future<Output = Result<Option<TaskDelivery>, BrokerError>> + Send;
+    /// Deletes the task queue `queue` if it is idle — no message waiting, no consumer — as
+    /// `DeleteActivity` does for the activity's queue, so deleted activities do not leave
+    /// queues behind. `Ok(false)` when it was kept (a consumer or a message would be lost).
+    fn delete_idle_queue(
+        &self,
+        queue: &str,
+    ) -> impl Future<Output = Result<bool, BrokerError>> + Send;
     /// Messages dead-lettered so far by this process (malformed input).
     fn dead_lettered(&self) -> u64;
 }

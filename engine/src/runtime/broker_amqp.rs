@@ -731,9 +731,47 @@ impl Broker for AmqpBroker {
         }
     }
 
+    async fn delete_idle_queue(&self, queue: &str) -> Result<bool, BrokerError> {
+        let queue = self.name(queue);
+        // RabbitMQ refuses (PRECONDITION_FAILED) a queue in use or not empty by closing the
+        // channel: use one of its own.
+        let channel = self
+            .shared
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| unavailable("cannot open a channel", e))?;
+        let options = QueueDeleteOptions {
+            if_unused: true,
+            if_empty: true,
+            ..QueueDeleteOptions::default()
+        };
+        let deleted = channel.queue_delete(queue.as_str().into(), options).await;
+        // Declared again on its next use, whatever happened.
+        lock(&self.shared.declared).remove(&queue);
+        match deleted {
+            Ok(_) => {
+                let _ = channel.close(200, "OK".into()).await;
+                Ok(true)
+            }
+            Err(e) if precondition_failed(&e) => Ok(false),
+            Err(e) => Err(unavailable(&format!("cannot delete queue {queue}"), e)),
+        }
+    }
+
     fn dead_lettered(&self) -> u64 {
         self.shared.dead_lettered.load(Ordering::Relaxed)
     }
+}
+
+/// RabbitMQ's answer to deleting a queue that is in use or not empty.
+fn precondition_failed(e: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(
+        e.kind(),
+        lapin::ErrorKind::ProtocolError(err)
+            if matches!(err.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED))
+    )
 }
 
 /// Consumes one partition's input queue on its own channel. Dropping it closes the channel,

@@ -296,6 +296,11 @@ impl Broker for MemoryBroker {
             }))
     }
 
+    /// In-process workers hold no subscription, so only waiting tasks keep a queue.
+    async fn delete_idle_queue(&self, queue: &str) -> Result<bool, BrokerError> {
+        Ok(self.inner.hub.remove_queue_if_empty(queue))
+    }
+
     fn dead_lettered(&self) -> u64 {
         self.inner.dead_count.load(Ordering::Relaxed)
     }

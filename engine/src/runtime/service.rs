@@ -462,12 +462,25 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
             .ok_or_else(|| ServiceError::ActivityDoesNotExist(arn.into()))
     }
 
-    /// Deletes an activity (deleting one that does not exist succeeds, as in AWS).
+    /// Deletes an activity (deleting one that does not exist succeeds, as in AWS), and its
+    /// task queue if that is idle (no task waiting, no worker consuming it); a queue kept, or
+    /// a broker that cannot be reached, leaves the queue for a later `DeleteActivity`.
     pub async fn delete_activity(&self, arn: &str) -> Result<(), ServiceError> {
         match self.coordinator.store().delete_activity(arn).await {
-            Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
-            Err(e) => Err(e.into()),
+            Ok(()) | Err(StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
         }
+        let queue = stepline_worker::topology::task_queue(arn);
+        match self.coordinator.broker().delete_idle_queue(&queue).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(%queue, "kept the deleted activity's queue: tasks wait in it or a worker consumes it")
+            }
+            Err(e) => {
+                tracing::warn!(%queue, error = %e, "could not delete the deleted activity's queue")
+            }
+        }
+        Ok(())
     }
 
     pub async fn list_activities(
