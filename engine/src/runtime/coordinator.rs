@@ -120,7 +120,9 @@ pub struct Coordinator<S: Store, B: Broker, C: Clock> {
     broker: Arc<B>,
     clock: Arc<C>,
     config: CoordinatorConfig,
-    definitions: Mutex<HashMap<(String, String), Arc<Definition>>>,
+    /// Compiled definitions by `"<state machine ARN> <revision>"` (revisions never change, so
+    /// only the bound matters: throwaway state machines must not grow the process forever).
+    definitions: TtlCache<String, Arc<Definition>>,
     /// The activities that exist, read at most [`ACTIVITIES_CACHE_MS`] ago.
     activities: TtlCache<(), Arc<BTreeSet<String>>>,
     /// What the committed steps added up to (served at `/metrics`).
@@ -224,6 +226,12 @@ const CACHED_EXECUTIONS: usize = 10_000;
 /// activity missing from it is looked up again before the task fails).
 const ACTIVITIES_CACHE_MS: i64 = 1_000;
 
+/// How long a compiled definition is used before it is read and compiled again (revisions
+/// never change: expiring only lets the bounded cache below drop the ones no longer used)…
+const DEFINITIONS_CACHE_MS: i64 = 10 * 60 * 1_000;
+/// …and how many are kept at most (to make room: expired ones first, else any one).
+const DEFINITIONS_CACHED: usize = 1_024;
+
 /// Most outbox messages read, published and acked in one go.
 const OUTBOX_BATCH: usize = 256;
 
@@ -246,7 +254,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             broker,
             clock,
             config,
-            definitions: Mutex::new(HashMap::new()),
+            definitions: TtlCache::new(DEFINITIONS_CACHE_MS, DEFINITIONS_CACHED),
             activities: TtlCache::new(ACTIVITIES_CACHE_MS, 1),
             metrics: Metrics::new(),
             finish_waiters: Mutex::new(HashMap::new()),
@@ -1300,31 +1308,26 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         state_machine_arn: &str,
         revision_id: &str,
     ) -> Result<Arc<Definition>, CoordinatorError> {
-        let key = (state_machine_arn.to_string(), revision_id.to_string());
-        if let Some(d) = self
-            .definitions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(d.clone());
-        }
-        let sm = self
-            .store
-            .get_state_machine_revision(state_machine_arn, revision_id)
-            .await?
-            .ok_or_else(|| {
-                CoordinatorError::MissingDefinition(state_machine_arn.into(), revision_id.into())
-            })?;
-        let def = Definition::parse_text(&sm.definition, sm.machine_type).map_err(|e| {
-            CoordinatorError::BadDefinition(state_machine_arn.into(), e.to_string())
-        })?;
-        let def = Arc::new(def);
+        let key = format!("{state_machine_arn} {revision_id}");
+        let now = self.clock.now_ms();
         self.definitions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, def.clone());
-        Ok(def)
+            .get(key.as_str(), now, || async {
+                let sm = self
+                    .store
+                    .get_state_machine_revision(state_machine_arn, revision_id)
+                    .await?
+                    .ok_or_else(|| {
+                        CoordinatorError::MissingDefinition(
+                            state_machine_arn.into(),
+                            revision_id.into(),
+                        )
+                    })?;
+                let def = Definition::parse_text(&sm.definition, sm.machine_type).map_err(|e| {
+                    CoordinatorError::BadDefinition(state_machine_arn.into(), e.to_string())
+                })?;
+                Ok(Arc::new(def))
+            })
+            .await
     }
 
     /// Waits until the execution is no longer RUNNING (or `timeout` passes); returns its record.

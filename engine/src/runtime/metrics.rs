@@ -9,13 +9,22 @@
 //! not counted: its redelivered input is then stale); counters only grow; the numbers are this
 //! process's (sum them over the servers). An execution finishes once per run, so a redriven
 //! one adds to the finished counter again. Label values are escaped as the text format
-//! requires.
+//! requires. The label sets are bounded: at most [`MAX_NAMES`] state machines and as many
+//! resources get their own series, later ones are counted under [`OTHER`], and deleting a
+//! state machine or an activity through this process drops its series (throwaway state
+//! machines must not grow the process or the scrape forever).
 
 use crate::history::{EventKind, HistoryEvent};
 use crate::interp::{Command, ExecutionStatus, TaskEnded, TaskOutcome};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
+
+/// Most state machines, and most resources, with series of their own.
+pub const MAX_NAMES: usize = 1_000;
+
+/// The label value the state machines or resources beyond [`MAX_NAMES`] are counted under.
+pub const OTHER: &str = "_other";
 
 /// Upper bounds (seconds) of the duration histograms' buckets (`+Inf` is implied).
 const BUCKETS: [f64; 15] = [
@@ -202,8 +211,20 @@ struct Inner {
     resources: BTreeMap<String, ByResource>,
 }
 
-/// Applies `f` to `name`'s entry, created on first use (a known name costs no allocation).
-fn update<T: Default>(map: &mut BTreeMap<String, T>, name: &str, f: impl FnOnce(&mut T)) {
+/// Applies `f` to `name`'s entry, created on first use (a known name costs no allocation);
+/// once `limit` names have entries, a new one is counted under [`OTHER`].
+fn update<T: Default>(
+    map: &mut BTreeMap<String, T>,
+    limit: usize,
+    name: &str,
+    f: impl FnOnce(&mut T),
+) {
+    if let Some(v) = map.get_mut(name) {
+        f(v);
+        return;
+    }
+    let named = map.len() - usize::from(map.contains_key(OTHER));
+    let name = if named >= limit { OTHER } else { name };
     if let Some(v) = map.get_mut(name) {
         f(v);
         return;
@@ -214,9 +235,16 @@ fn update<T: Default>(map: &mut BTreeMap<String, T>, name: &str, f: impl FnOnce(
 }
 
 /// A process's runtime metrics (see the module doc).
-#[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    /// Most state machines (and most resources) with series of their own.
+    limit: usize,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::with_limit(MAX_NAMES)
+    }
 }
 
 impl Metrics {
@@ -224,36 +252,65 @@ impl Metrics {
         Metrics::default()
     }
 
+    /// Metrics giving at most `limit` state machines (and `limit` resources) series of their
+    /// own (beyond, [`OTHER`]); one more series may be [`OTHER`] itself.
+    pub fn with_limit(limit: usize) -> Metrics {
+        Metrics {
+            inner: Mutex::default(),
+            limit: limit.max(1),
+        }
+    }
+
+    /// Drops the series of a deleted state machine (by name).
+    pub fn forget_state_machine(&self, name: &str) {
+        self.lock().state_machines.remove(name);
+    }
+
+    /// Drops the series of a deleted resource (an activity's ARN).
+    pub fn forget_resource(&self, resource: &str) {
+        self.lock().resources.remove(resource);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Adds a committed step.
     pub fn record(&self, step: &StepMetrics) {
         if step.is_empty() {
             return;
         }
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let limit = self.limit;
+        let mut inner = self.lock();
         let inner = &mut *inner;
         if step.started || step.redriven || step.finished.is_some() {
-            update(&mut inner.state_machines, &step.state_machine, |sm| {
-                sm.started += u64::from(step.started);
-                sm.redriven += u64::from(step.redriven);
-                if let Some((status, ran)) = step.finished {
-                    if let Some(i) = STATUSES.iter().position(|s| *s == status) {
-                        sm.finished[i] += 1;
-                        if let Some(ms) = ran {
-                            sm.duration[i].observe(ms);
+            update(
+                &mut inner.state_machines,
+                limit,
+                &step.state_machine,
+                |sm| {
+                    sm.started += u64::from(step.started);
+                    sm.redriven += u64::from(step.redriven);
+                    if let Some((status, ran)) = step.finished {
+                        if let Some(i) = STATUSES.iter().position(|s| *s == status) {
+                            sm.finished[i] += 1;
+                            if let Some(ms) = ran {
+                                sm.duration[i].observe(ms);
+                            }
                         }
                     }
-                }
-            });
+                },
+            );
         }
         for (resource, attempt) in &step.scheduled {
-            update(&mut inner.resources, resource, |r| {
+            update(&mut inner.resources, limit, resource, |r| {
                 r.scheduled += 1;
                 r.retries += u64::from(*attempt > 1);
             });
         }
         for ended in &step.ended {
             if let Some(i) = OUTCOMES.iter().position(|o| *o == ended.outcome) {
-                update(&mut inner.resources, &ended.resource, |r| {
+                update(&mut inner.resources, limit, &ended.resource, |r| {
                     r.ended[i] += 1;
                     if let Some(ms) = ended.after_ms {
                         r.duration[i].observe(ms);
@@ -266,7 +323,7 @@ impl Metrics {
     /// Every family in the Prometheus text format (families without samples yet still get
     /// their HELP and TYPE lines, so the names are discoverable).
     pub fn render(&self) -> String {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = self.lock();
         let mut out = String::new();
         let sms = &inner.state_machines;
         let res = &inner.resources;
@@ -522,6 +579,39 @@ mod tests {
             lines(&text, "stepline_tasks_ended_total{"),
             ["stepline_tasks_ended_total{resource=\"arn:a\",outcome=\"failed\"} 4"]
         );
+    }
+
+    #[test]
+    fn label_sets_are_bounded_and_deleted_names_forgotten() {
+        let m = Metrics::with_limit(2);
+        for name in ["a", "b", "c", "d"] {
+            let mut s = step(name);
+            s.started = true;
+            s.scheduled = vec![(format!("arn:{name}"), 1)];
+            m.record(&s);
+        }
+        let text = m.render();
+        assert_eq!(
+            lines(&text, "stepline_executions_started_total{"),
+            [
+                "stepline_executions_started_total{state_machine=\"_other\"} 2",
+                "stepline_executions_started_total{state_machine=\"a\"} 1",
+                "stepline_executions_started_total{state_machine=\"b\"} 1",
+            ]
+        );
+        assert_eq!(lines(&text, "stepline_tasks_scheduled_total{").len(), 3);
+        m.forget_state_machine("a");
+        m.forget_resource("arn:a");
+        let text = m.render();
+        assert!(!text.contains("state_machine=\"a\""), "{text}");
+        assert!(!text.contains("resource=\"arn:a\""), "{text}");
+        // The room it left goes to the next new name.
+        let mut s = step("e");
+        s.started = true;
+        m.record(&s);
+        assert!(m
+            .render()
+            .contains("stepline_executions_started_total{state_machine=\"e\"} 1"));
     }
 
     #[test]

@@ -437,9 +437,13 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
     pub async fn delete_state_machine(&self, arn: &str) -> Result<(), ServiceError> {
         self.sm_cache.invalidate(arn);
         match self.coordinator.store().delete_state_machine(arn).await {
-            Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
-            Err(e) => Err(e.into()),
+            Ok(()) | Err(StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
         }
+        // Its metrics go with it (executions still running bring them back as they finish).
+        let name = arn.rsplit(':').next().unwrap_or(arn);
+        self.coordinator.metrics().forget_state_machine(name);
+        Ok(())
     }
 
     pub async fn list_state_machines(
@@ -470,6 +474,7 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
             Ok(()) | Err(StoreError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
+        self.coordinator.metrics().forget_resource(arn);
         let queue = stepline_worker::topology::task_queue(arn);
         match self.coordinator.broker().delete_idle_queue(&queue).await {
             Ok(true) => {}
