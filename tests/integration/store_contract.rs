@@ -1416,10 +1416,83 @@ async fn finished_executions_expire<S: Store + Clone>(cx: Ctx<S>) {
     assert_eq!(s.get_state_machine_revision(&machine, "r1").await, Ok(None));
 }
 
+/// Redis: the sweep unlists expired executions without anybody listing them (a listing would
+/// prune what it meets; here nothing lists), so the indexes of a state machine nobody lists
+/// do not grow for ever. (The memory store unlists an execution when it expires.)
+async fn expired_executions_are_swept_from_the_indexes(cx: Ctx<RedisStore>) {
+    let s = &cx.store;
+    let fence = lease(s, 3, "a").await;
+    let machine = sm_arn("swept");
+    s.create_state_machine(state_machine("swept", "r1"))
+        .await
+        .expect("machine");
+    let live = execution("swept", "live", 3, T0);
+    let done = execution("swept", "done", 3, T0 + 1);
+    for rec in [&live, &done] {
+        s.commit(creating(fence, rec)).await.expect("create");
+    }
+    let mut c = following(fence, &done);
+    finish(&mut c, ExecutionStatus::Succeeded);
+    s.commit(c).await.expect("finish");
+    let mut expired = false;
+    for _ in 0..60 {
+        cx.time.pass(100).await;
+        if s.get_execution(&done.execution_arn)
+            .await
+            .expect("get")
+            .is_none()
+        {
+            expired = true;
+            break;
+        }
+    }
+    assert!(
+        expired,
+        "the finished execution outlived its 1 s retention by 5 s"
+    );
+
+    // A sweep of other partitions leaves this one alone.
+    let others: BTreeSet<u32> = (0..PARTITIONS).filter(|p| *p != 3).collect();
+    // The index still counts it: index entries cannot expire with the execution's keys.
+    assert_eq!(s.count_executions(&machine, None).await, Ok(2));
+    assert_eq!(s.sweep_indexes(&others, 100).await, Ok(0));
+    assert_eq!(s.count_executions(&machine, None).await, Ok(2));
+
+    let all: BTreeSet<u32> = (0..PARTITIONS).collect();
+    let mut unlisted = 0;
+    for _ in 0..10 {
+        unlisted += s.sweep_indexes(&all, 100).await.expect("sweep");
+    }
+    assert_eq!(
+        unlisted, 1,
+        "the sweep unlists exactly the expired execution"
+    );
+    assert_eq!(s.count_executions(&machine, None).await, Ok(1));
+    assert_eq!(
+        s.count_executions(&machine, Some(ExecutionStatus::Succeeded))
+            .await,
+        Ok(0)
+    );
+    assert_eq!(
+        list_all(s, &machine, None, 10).await,
+        vec![live.execution_arn.clone()]
+    );
+}
+
 // ---- Redis specifics --------------------------------------------------------------------
 
 mod redis_only {
     use super::*;
+
+    #[tokio::test]
+    async fn expired_executions_are_swept_from_the_indexes() {
+        run_redis(
+            "swept",
+            SHORT,
+            super::expired_executions_are_swept_from_the_indexes,
+        )
+        .await
+    }
 
     /// The key-slot function agrees with Redis Cluster's published values and tag rules.
     #[test]

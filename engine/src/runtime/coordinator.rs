@@ -232,6 +232,11 @@ const DEFINITIONS_CACHE_MS: i64 = 10 * 60 * 1_000;
 /// …and how many are kept at most (to make room: expired ones first, else any one).
 const DEFINITIONS_CACHED: usize = 1_024;
 
+/// How often the index sweep takes a step when the last one found nothing to drop…
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// …and how many index entries a step looks at.
+const SWEEP_BUDGET: usize = 1_000;
+
 /// Most outbox messages read, published and acked in one go.
 const OUTBOX_BATCH: usize = 256;
 
@@ -331,6 +336,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
 
     /// Runs until `shutdown`: acquires, renews and serves partitions; releases them on exit.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let sweeper = tokio::spawn(self.clone().sweep_indexes(shutdown.clone()));
         let mut owned: HashMap<u32, (Fence, CancellationToken, tokio::task::JoinHandle<()>)> =
             HashMap::new();
         let tick = Duration::from_millis((self.config.lease_ttl_ms / 3).max(50));
@@ -407,6 +413,35 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             cancel.cancel();
             let _ = handle.await;
             let _ = self.store.release_lease(fence, &self.config.owner).await;
+        }
+        let _ = sweeper.await;
+    }
+
+    /// Until `shutdown`: sweeps the list indexes of the partitions served here, a bounded step
+    /// every [`SWEEP_EVERY`] (right away again while steps find expired executions), so the
+    /// indexes of state machines nobody lists do not grow for ever.
+    async fn sweep_indexes(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let owned = self.owned_partitions();
+            let pause = if owned.is_empty() {
+                SWEEP_EVERY
+            } else {
+                match self.store.sweep_indexes(&owned, SWEEP_BUDGET).await {
+                    Ok(0) => SWEEP_EVERY,
+                    Ok(unlisted) => {
+                        tracing::debug!(unlisted, "swept expired executions from the indexes");
+                        Duration::from_millis(10)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sweeping the indexes failed");
+                        SWEEP_EVERY * 5
+                    }
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
         }
     }
 

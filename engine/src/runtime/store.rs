@@ -371,6 +371,18 @@ pub trait Store: Send + Sync + 'static {
         owner: &str,
         ttl_ms: u64,
     ) -> impl Future<Output = Result<u32, StoreError>> + Send;
+
+    // Housekeeping.
+    /// One bounded step (about `budget` index entries looked at) of the sweep that drops the
+    /// list-index entries of executions that have expired, in `partitions`; resumes where the
+    /// previous step stopped and starts over after a full pass. Returns how many executions it
+    /// unlisted. A store that unlists an execution when it expires does nothing. Without it,
+    /// the indexes of a state machine nobody lists would grow for ever.
+    fn sweep_indexes(
+        &self,
+        partitions: &std::collections::BTreeSet<u32>,
+        budget: usize,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 }
 
 /// The partition of an execution: a stable hash of its ARN.

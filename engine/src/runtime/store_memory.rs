@@ -681,6 +681,15 @@ impl Store for MemoryStore {
         Ok(inner.members.len() as u32)
     }
 
+    /// Nothing to sweep: an execution leaves its index when it expires.
+    async fn sweep_indexes(
+        &self,
+        _partitions: &std::collections::BTreeSet<u32>,
+        _budget: usize,
+    ) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+
     async fn release_lease(&self, fence: Fence, owner: &str) -> Result<(), StoreError> {
         let (mut inner, now) = self.lock()?;
         if let Some(p) = inner.partitions.get_mut(&fence.partition) {

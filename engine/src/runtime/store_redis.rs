@@ -56,7 +56,9 @@
 //! remaining timers and sets a TTL of `retention` on every key of the execution; a later
 //! `RUNNING` commit (redrive) removes the TTLs. Index entries that outlive their execution
 //! (the list indexes, the partition outbox index) cannot carry a TTL; they are skipped and
-//! pruned when a listing or `pending_outbox` meets them. Revisions of a deleted state machine
+//! pruned when a listing or `pending_outbox` meets them, and the list indexes are also swept
+//! in the background ([`Store::sweep_indexes`]: found with `SCAN`, read a slice per step, the
+//! entries whose execution key is gone unlisted). Revisions of a deleted state machine
 //! expire after `retention` as well.
 //!
 //! What this is not: a cache or a queue. It never blocks on Redis (no BLPOP/XREAD), and it
@@ -487,6 +489,25 @@ pub struct RedisStore {
     scripts: Arc<Scripts>,
     retention_ms: u64,
     partitions: u32,
+    sweep: Arc<tokio::sync::Mutex<Sweep>>,
+}
+
+/// Most `SCAN` steps (of 1,000 keys each) one sweep step takes.
+const SWEEP_SCANS_PER_STEP: usize = 8;
+
+/// Where the index sweep ([`Store::sweep_indexes`]) stands: list indexes are found with
+/// `SCAN` (node by node on a cluster), then read in order, a slice per step.
+#[derive(Default)]
+struct Sweep {
+    /// The nodes of this pass (`None`: the single node) and the one being scanned, with its
+    /// cursor; empty between passes.
+    nodes: Vec<Option<(String, u16)>>,
+    node: usize,
+    cursor: u64,
+    /// Indexes found and not read yet: partition and state machine.
+    pending: std::collections::VecDeque<(u32, String)>,
+    /// The index being read and the `ZRANGEBYLEX` bound to go on from.
+    current: Option<(u32, String, String)>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -860,6 +881,7 @@ impl RedisStore {
             scripts: Arc::new(Scripts::new()),
             retention_ms,
             partitions: super::coordinator::CoordinatorConfig::default().partitions,
+            sweep: Arc::default(),
         })
     }
 
@@ -947,6 +969,72 @@ impl RedisStore {
             }
         }
         Ok(deleted)
+    }
+
+    /// One `SCAN` step of the index sweep: queues the list indexes it finds in `partitions`.
+    /// `false` once every node has been scanned (the pass is over and the next starts afresh).
+    async fn discover_indexes(
+        &self,
+        sweep: &mut Sweep,
+        partitions: &std::collections::BTreeSet<u32>,
+    ) -> Result<bool, StoreError> {
+        if sweep.nodes.is_empty() {
+            sweep.nodes = match &self.conn.link {
+                Link::Node(_) => vec![None],
+                Link::Cluster(c) => cluster_primaries(c).await?.into_iter().map(Some).collect(),
+            };
+            sweep.node = 0;
+            sweep.cursor = 0;
+        }
+        let Some(node) = sweep.nodes.get(sweep.node).cloned() else {
+            sweep.nodes.clear();
+            return Ok(false);
+        };
+        let prefix = &self.keys.prefix;
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(sweep.cursor)
+            .arg("MATCH")
+            .arg(format!("{}{{p*}}:machine:all:*", glob_escape(prefix)))
+            .arg("COUNT")
+            .arg(1000);
+        let (next, keys): (u64, Vec<String>) = match (&node, &self.conn.link) {
+            (Some((host, port)), Link::Cluster(c)) => {
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                });
+                let reply = c
+                    .clone()
+                    .route_command(scan, route)
+                    .await
+                    .map_err(|e| backend(format!("SCAN on {host}:{port}"), e))?;
+                redis::from_redis_value(reply).map_err(|e| backend("SCAN reply", e))?
+            }
+            _ => scan
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(|e| backend("SCAN", e))?,
+        };
+        for key in keys {
+            // `<prefix>{p<n>}:machine:all:<state machine ARN>`
+            let found = key
+                .strip_prefix(prefix.as_str())
+                .and_then(|k| k.strip_prefix("{p"))
+                .and_then(|k| k.split_once("}:machine:all:"))
+                .and_then(|(p, machine)| Some((p.parse::<u32>().ok()?, machine)));
+            if let Some((partition, machine)) = found {
+                if partitions.contains(&partition) {
+                    sweep.pending.push_back((partition, machine.to_string()));
+                }
+            }
+        }
+        if next == 0 {
+            sweep.node += 1;
+            sweep.cursor = 0;
+        } else {
+            sweep.cursor = next;
+        }
+        Ok(true)
     }
 
     /// Deletes `keys` with one `DEL` per hash tag (a `DEL` must stay in one slot).
@@ -1760,6 +1848,67 @@ impl Store for RedisStore {
             .invoke_async::<u32>(&mut conn)
             .await
             .map_err(|e| backend("recording coordinator membership", e))
+    }
+
+    async fn sweep_indexes(
+        &self,
+        partitions: &std::collections::BTreeSet<u32>,
+        budget: usize,
+    ) -> Result<usize, StoreError> {
+        let mut sweep = self.sweep.lock().await;
+        let budget = budget.max(1);
+        let (mut seen, mut unlisted, mut scans) = (0, 0, 0);
+        while seen < budget {
+            if let Some((partition, machine, cursor)) = sweep.current.take() {
+                if !partitions.contains(&partition) {
+                    continue; // Given up meanwhile: its owner sweeps it.
+                }
+                let members: Vec<String> = redis::cmd("ZRANGEBYLEX")
+                    .arg(self.keys.machine_index(partition, &machine, None))
+                    .arg(&cursor)
+                    .arg("+")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(budget - seen)
+                    .query_async(&mut self.conn.clone())
+                    .await
+                    .map_err(|e| backend(format!("reading the index of {machine}"), e))?;
+                let Some(last) = members.last() else {
+                    continue; // This index is done.
+                };
+                let next = format!("({last}");
+                seen += members.len();
+                let mut pipe = redis::pipe();
+                for member in &members {
+                    let arn = member.split_once('|').map_or(member.as_str(), |(_, a)| a);
+                    pipe.cmd("EXISTS")
+                        .arg(self.keys.execution(partition, "exec", arn));
+                }
+                let exists: Vec<bool> = pipe
+                    .query_async(&mut self.conn.clone())
+                    .await
+                    .map_err(|e| backend(format!("checking the index of {machine}"), e))?;
+                let gone: Vec<String> = members
+                    .into_iter()
+                    .zip(exists)
+                    .filter(|(_, exists)| !exists)
+                    .map(|(member, _)| member)
+                    .collect();
+                unlisted += gone.len();
+                self.prune_executions(partition, &machine, &gone).await?;
+                sweep.current = Some((partition, machine, next));
+            } else if let Some((partition, machine)) = sweep.pending.pop_front() {
+                sweep.current = Some((partition, machine, "-".to_string()));
+            } else if scans == SWEEP_SCANS_PER_STEP {
+                break; // Bounded work per step, even over a keyspace of other keys.
+            } else {
+                scans += 1;
+                if !self.discover_indexes(&mut sweep, partitions).await? {
+                    break; // A full pass is over; the next call starts another.
+                }
+            }
+        }
+        Ok(unlisted)
     }
 
     async fn release_lease(&self, fence: Fence, owner: &str) -> Result<(), StoreError> {
