@@ -633,6 +633,41 @@ async fn idle_task_queues_are_deleted_and_busy_ones_kept<B: Fixture>(broker: &B)
 // ---------------------------------------------------------------------------------------------
 // The RabbitMQ adapter's own duty: an unroutable publish is not a success.
 
+/// A queue another server deleted (its `DeleteActivity`) does not break this server's
+/// `GetActivityTask`: the poll declares it again and answers "no task".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_get_task_survives_a_queue_deleted_elsewhere() {
+    let broker = rabbitmq().await;
+    let outcome = AssertUnwindSafe(async {
+        let queue = task_queue(ACTIVITY);
+        assert!(broker.get_task(&queue).await.expect("get_task").is_none());
+        let config = broker.config().clone().with_connect_attempts(1);
+        let other = AmqpBroker::connect(config)
+            .await
+            .expect("second connection");
+        assert!(other.delete_idle_queue(&queue).await.expect("delete"));
+        let _ = other.close().await;
+        assert!(broker
+            .get_task(&queue)
+            .await
+            .expect("get_task after the queue was deleted elsewhere")
+            .is_none());
+        assert!(broker.queue_exists(&queue).await, "declared again");
+        broker
+            .publish_task(&queue, &task(1))
+            .await
+            .expect("publish_task");
+        let got = poll_task(&broker, &queue).await;
+        within("an ack", got.acker.ack()).await.expect("ack");
+    })
+    .catch_unwind()
+    .await;
+    clean_up(&broker).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 /// A queue a worker consumes is kept, even empty: deleting it would cancel the worker's
 /// consumer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -91,7 +91,6 @@ impl InProcessHub {
         }
     }
 
-    /// Number of tasks waiting on `queue`.
     /// Whether the task queue `queue` exists (it is created by its first task).
     pub fn has_queue(&self, queue: &str) -> bool {
         self.queues().tasks.contains_key(queue)
@@ -107,6 +106,7 @@ impl InProcessHub {
         true
     }
 
+    /// Number of tasks waiting on `queue`.
     pub fn queued(&self, queue: &str) -> usize {
         self.queues().tasks.get(queue).map_or(0, VecDeque::len)
     }

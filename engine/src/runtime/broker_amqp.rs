@@ -41,6 +41,7 @@ use lapin::options::{
     BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
     ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
+use lapin::protocol::AMQPSoftError;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
@@ -702,13 +703,30 @@ impl Broker for AmqpBroker {
         let queue = self.name(queue);
         // basic.get on a missing queue would close the channel: declare it first.
         self.shared.declare_queue(&queue).await?;
-        let channel = self.shared.channel(&self.shared.getter, false).await?;
+        let mut channel = self.shared.channel(&self.shared.getter, false).await?;
+        let mut retried = false;
         loop {
-            let Some(message) = channel
+            let got = channel
                 .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
-                .await
-                .map_err(|e| unavailable(&format!("cannot get from {queue}"), e))?
-            else {
+                .await;
+            let message = match got {
+                Ok(message) => message,
+                // The queue was deleted behind this broker's back (a `DeleteActivity` on
+                // another server), or the shared channel was closed under this call: declare
+                // the queue again and retry once on a fresh channel.
+                Err(e) if !retried => {
+                    retried = true;
+                    tracing::debug!(queue = %queue, error = %e, "basic.get failed; retrying once");
+                    if amqp_error_is(&e, AMQPSoftError::NOTFOUND) {
+                        lock(&self.shared.declared).remove(&queue);
+                        self.shared.declare_queue(&queue).await?;
+                    }
+                    channel = self.shared.channel(&self.shared.getter, false).await?;
+                    continue;
+                }
+                Err(e) => return Err(unavailable(&format!("cannot get from {queue}"), e)),
+            };
+            let Some(message) = message else {
                 return Ok(None);
             };
             let delivery = message.delivery;
@@ -746,15 +764,16 @@ impl Broker for AmqpBroker {
             if_empty: true,
             ..QueueDeleteOptions::default()
         };
-        let deleted = channel.queue_delete(queue.as_str().into(), options).await;
-        // Declared again on its next use, whatever happened.
+        // Declared again on its next use, whatever happens (forgotten first, so no use of it
+        // here can skip declaring a queue that is being deleted).
         lock(&self.shared.declared).remove(&queue);
+        let deleted = channel.queue_delete(queue.as_str().into(), options).await;
         match deleted {
             Ok(_) => {
                 let _ = channel.close(200, "OK".into()).await;
                 Ok(true)
             }
-            Err(e) if precondition_failed(&e) => Ok(false),
+            Err(e) if amqp_error_is(&e, AMQPSoftError::PRECONDITIONFAILED) => Ok(false),
             Err(e) => Err(unavailable(&format!("cannot delete queue {queue}"), e)),
         }
     }
@@ -764,13 +783,13 @@ impl Broker for AmqpBroker {
     }
 }
 
-/// RabbitMQ's answer to deleting a queue that is in use or not empty.
-fn precondition_failed(e: &lapin::Error) -> bool {
-    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+/// Whether RabbitMQ answered `e` with the channel error `soft` (`PRECONDITIONFAILED`: a
+/// queue in use or not empty was not deleted; `NOTFOUND`: no such queue).
+fn amqp_error_is(e: &lapin::Error, soft: AMQPSoftError) -> bool {
+    use lapin::protocol::AMQPErrorKind;
     matches!(
         e.kind(),
-        lapin::ErrorKind::ProtocolError(err)
-            if matches!(err.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED))
+        lapin::ErrorKind::ProtocolError(err) if *err.kind() == AMQPErrorKind::Soft(soft)
     )
 }
 

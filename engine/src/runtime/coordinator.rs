@@ -226,14 +226,17 @@ const CACHED_EXECUTIONS: usize = 10_000;
 /// activity missing from it is looked up again before the task fails).
 const ACTIVITIES_CACHE_MS: i64 = 1_000;
 
-/// How long a compiled definition is used before it is read and compiled again (revisions
-/// never change: expiring only lets the bounded cache below drop the ones no longer used)…
-const DEFINITIONS_CACHE_MS: i64 = 10 * 60 * 1_000;
-/// …and how many are kept at most (to make room: expired ones first, else any one).
+/// Compiled definitions never expire (revisions never change, and a running execution keeps
+/// using its own even after its state machine was deleted)…
+const DEFINITIONS_CACHE_MS: i64 = i64::MAX;
+/// …but at most this many are kept (beyond, any one makes room).
 const DEFINITIONS_CACHED: usize = 1_024;
 
 /// How often the index sweep takes a step when the last one found nothing to drop…
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// …or while steps find some (a backlog: at most ten steps a second, so the sweep never
+/// crowds out commits)…
+const SWEEP_BACKLOG_EVERY: Duration = Duration::from_millis(100);
 /// …and how many index entries a step looks at.
 const SWEEP_BUDGET: usize = 1_000;
 
@@ -418,7 +421,8 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
     }
 
     /// Until `shutdown`: sweeps the list indexes of the partitions served here, a bounded step
-    /// every [`SWEEP_EVERY`] (right away again while steps find expired executions), so the
+    /// every [`SWEEP_EVERY`] (every [`SWEEP_BACKLOG_EVERY`] while steps find expired
+    /// executions), so the
     /// indexes of state machines nobody lists do not grow for ever.
     async fn sweep_indexes(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
@@ -426,11 +430,15 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             let pause = if owned.is_empty() {
                 SWEEP_EVERY
             } else {
-                match self.store.sweep_indexes(&owned, SWEEP_BUDGET).await {
+                let step = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    step = self.store.sweep_indexes(&owned, SWEEP_BUDGET) => step,
+                };
+                match step {
                     Ok(0) => SWEEP_EVERY,
                     Ok(unlisted) => {
                         tracing::debug!(unlisted, "swept expired executions from the indexes");
-                        Duration::from_millis(10)
+                        SWEEP_BACKLOG_EVERY
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "sweeping the indexes failed");

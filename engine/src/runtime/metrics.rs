@@ -23,8 +23,9 @@ use std::sync::Mutex;
 /// Most state machines, and most resources, with series of their own.
 pub const MAX_NAMES: usize = 1_000;
 
-/// The label value the state machines or resources beyond [`MAX_NAMES`] are counted under.
-pub const OTHER: &str = "_other";
+/// The label value the state machines or resources beyond [`MAX_NAMES`] are counted under
+/// (not a valid state machine name, so it cannot clash with one).
+pub const OTHER: &str = "<other>";
 
 /// Upper bounds (seconds) of the duration histograms' buckets (`+Inf` is implied).
 const BUCKETS: [f64; 15] = [
@@ -594,7 +595,7 @@ mod tests {
         assert_eq!(
             lines(&text, "stepline_executions_started_total{"),
             [
-                "stepline_executions_started_total{state_machine=\"_other\"} 2",
+                "stepline_executions_started_total{state_machine=\"<other>\"} 2",
                 "stepline_executions_started_total{state_machine=\"a\"} 1",
                 "stepline_executions_started_total{state_machine=\"b\"} 1",
             ]

@@ -971,6 +971,71 @@ impl RedisStore {
         Ok(deleted)
     }
 
+    /// One step of [`Store::sweep_indexes`] (see there) on the sweep's state.
+    async fn sweep_step(
+        &self,
+        sweep: &mut Sweep,
+        partitions: &std::collections::BTreeSet<u32>,
+        budget: usize,
+    ) -> Result<usize, StoreError> {
+        let (mut seen, mut unlisted, mut scans) = (0, 0, 0);
+        while seen < budget {
+            if let Some((partition, machine, cursor)) = sweep.current.take() {
+                if !partitions.contains(&partition) {
+                    continue; // Given up meanwhile: its owner sweeps it.
+                }
+                let want = budget - seen;
+                let members: Vec<String> = redis::cmd("ZRANGEBYLEX")
+                    .arg(self.keys.machine_index(partition, &machine, None))
+                    .arg(&cursor)
+                    .arg("+")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(want)
+                    .query_async(&mut self.conn.clone())
+                    .await
+                    .map_err(|e| backend(format!("reading the index of {machine}"), e))?;
+                // A short read reached the end of this index.
+                let next = (members.len() == want)
+                    .then(|| members.last().map(|last| format!("({last}")))
+                    .flatten();
+                seen += members.len().max(1);
+                if members.is_empty() {
+                    continue; // This index is done (or gone).
+                }
+                let mut pipe = redis::pipe();
+                for member in &members {
+                    let arn = member.split_once('|').map_or(member.as_str(), |(_, a)| a);
+                    pipe.cmd("EXISTS")
+                        .arg(self.keys.execution(partition, "exec", arn));
+                }
+                let exists: Vec<bool> = pipe
+                    .query_async(&mut self.conn.clone())
+                    .await
+                    .map_err(|e| backend(format!("checking the index of {machine}"), e))?;
+                let gone: Vec<String> = members
+                    .into_iter()
+                    .zip(exists)
+                    .filter(|(_, exists)| !exists)
+                    .map(|(member, _)| member)
+                    .collect();
+                unlisted += gone.len();
+                self.prune_executions(partition, &machine, &gone).await?;
+                sweep.current = next.map(|next| (partition, machine, next));
+            } else if let Some((partition, machine)) = sweep.pending.pop_front() {
+                sweep.current = Some((partition, machine, "-".to_string()));
+            } else if scans == SWEEP_SCANS_PER_STEP {
+                break; // Bounded work per step, even over a keyspace of other keys.
+            } else {
+                scans += 1;
+                if !self.discover_indexes(sweep, partitions).await? {
+                    break; // A full pass is over; the next call starts another.
+                }
+            }
+        }
+        Ok(unlisted)
+    }
+
     /// One `SCAN` step of the index sweep: queues the list indexes it finds in `partitions`.
     /// `false` once every node has been scanned (the pass is over and the next starts afresh).
     async fn discover_indexes(
@@ -1856,59 +1921,12 @@ impl Store for RedisStore {
         budget: usize,
     ) -> Result<usize, StoreError> {
         let mut sweep = self.sweep.lock().await;
-        let budget = budget.max(1);
-        let (mut seen, mut unlisted, mut scans) = (0, 0, 0);
-        while seen < budget {
-            if let Some((partition, machine, cursor)) = sweep.current.take() {
-                if !partitions.contains(&partition) {
-                    continue; // Given up meanwhile: its owner sweeps it.
-                }
-                let members: Vec<String> = redis::cmd("ZRANGEBYLEX")
-                    .arg(self.keys.machine_index(partition, &machine, None))
-                    .arg(&cursor)
-                    .arg("+")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(budget - seen)
-                    .query_async(&mut self.conn.clone())
-                    .await
-                    .map_err(|e| backend(format!("reading the index of {machine}"), e))?;
-                let Some(last) = members.last() else {
-                    continue; // This index is done.
-                };
-                let next = format!("({last}");
-                seen += members.len();
-                let mut pipe = redis::pipe();
-                for member in &members {
-                    let arn = member.split_once('|').map_or(member.as_str(), |(_, a)| a);
-                    pipe.cmd("EXISTS")
-                        .arg(self.keys.execution(partition, "exec", arn));
-                }
-                let exists: Vec<bool> = pipe
-                    .query_async(&mut self.conn.clone())
-                    .await
-                    .map_err(|e| backend(format!("checking the index of {machine}"), e))?;
-                let gone: Vec<String> = members
-                    .into_iter()
-                    .zip(exists)
-                    .filter(|(_, exists)| !exists)
-                    .map(|(member, _)| member)
-                    .collect();
-                unlisted += gone.len();
-                self.prune_executions(partition, &machine, &gone).await?;
-                sweep.current = Some((partition, machine, next));
-            } else if let Some((partition, machine)) = sweep.pending.pop_front() {
-                sweep.current = Some((partition, machine, "-".to_string()));
-            } else if scans == SWEEP_SCANS_PER_STEP {
-                break; // Bounded work per step, even over a keyspace of other keys.
-            } else {
-                scans += 1;
-                if !self.discover_indexes(&mut sweep, partitions).await? {
-                    break; // A full pass is over; the next call starts another.
-                }
-            }
+        let step = self.sweep_step(&mut sweep, partitions, budget.max(1)).await;
+        if step.is_err() {
+            // Start over next time: the nodes may have changed (a failover), a cursor gone.
+            *sweep = Sweep::default();
         }
-        Ok(unlisted)
+        step
     }
 
     async fn release_lease(&self, fence: Fence, owner: &str) -> Result<(), StoreError> {
