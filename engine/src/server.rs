@@ -122,35 +122,29 @@ async fn healthz(State(h): State<Arc<dyn Health>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(h): State<Arc<dyn Health>>) -> impl IntoResponse {
-    use crate::runtime::metrics::header;
+    use crate::runtime::metrics::single;
     let mut text = h.runtime_metrics();
-    header(
+    single(
         &mut text,
         "stepline_dead_lettered_total",
         "counter",
         "Messages this process dead-lettered because they could not be parsed.",
+        h.dead_lettered(),
     );
-    text.push_str(&format!(
-        "stepline_dead_lettered_total {}\n",
-        h.dead_lettered()
-    ));
-    header(
+    single(
         &mut text,
         "stepline_partitions",
         "gauge",
         "Partitions executions are hashed to (the same on every server).",
+        u64::from(h.partitions()),
     );
-    text.push_str(&format!("stepline_partitions {}\n", h.partitions()));
-    header(
+    single(
         &mut text,
         "stepline_partitions_owned",
         "gauge",
         "Partitions this server serves now.",
+        h.owned_partitions() as u64,
     );
-    text.push_str(&format!(
-        "stepline_partitions_owned {}\n",
-        h.owned_partitions()
-    ));
     ([("content-type", "text/plain; version=0.0.4")], text)
 }
 

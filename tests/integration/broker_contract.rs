@@ -185,6 +185,16 @@ async fn clean_up(broker: &AmqpBroker) {
     let _ = broker.close().await;
 }
 
+/// Runs `test` on `broker` and deletes the broker's namespace afterwards, whether the test
+/// passed or panicked (the panic is raised again after the clean-up).
+async fn on_rabbitmq(broker: AmqpBroker, test: impl AsyncFnOnce(&AmqpBroker)) {
+    let outcome = AssertUnwindSafe(test(&broker)).catch_unwind().await;
+    clean_up(&broker).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 macro_rules! contract {
     ($($test:ident),* $(,)?) => {
         mod memory {
@@ -198,16 +208,10 @@ macro_rules! contract {
 
         /// These need a real RabbitMQ.
         mod rabbitmq {
-            use super::{AssertUnwindSafe, FutureExt};
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    let broker = super::rabbitmq().await;
-                    let outcome = AssertUnwindSafe(super::$test(&broker)).catch_unwind().await;
-                    super::clean_up(&broker).await;
-                    if let Err(panic) = outcome {
-                        std::panic::resume_unwind(panic);
-                    }
+                    super::on_rabbitmq(super::rabbitmq().await, super::$test).await
                 }
             )*
         }
@@ -637,8 +641,7 @@ async fn idle_task_queues_are_deleted_and_busy_ones_kept<B: Fixture>(broker: &B)
 /// `GetActivityTask`: the poll declares it again and answers "no task".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_get_task_survives_a_queue_deleted_elsewhere() {
-    let broker = rabbitmq().await;
-    let outcome = AssertUnwindSafe(async {
+    on_rabbitmq(rabbitmq().await, async |broker| {
         let queue = task_queue(ACTIVITY);
         assert!(broker.get_task(&queue).await.expect("get_task").is_none());
         let config = broker.config().clone().with_connect_attempts(1);
@@ -657,29 +660,23 @@ async fn rabbitmq_get_task_survives_a_queue_deleted_elsewhere() {
             .publish_task(&queue, &task(1))
             .await
             .expect("publish_task");
-        let got = poll_task(&broker, &queue).await;
+        let got = poll_task(broker, &queue).await;
         within("an ack", got.acker.ack()).await.expect("ack");
     })
-    .catch_unwind()
-    .await;
-    clean_up(&broker).await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    .await
 }
 
 /// A queue a worker consumes is kept, even empty: deleting it would cancel the worker's
 /// consumer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_keeps_a_queue_a_worker_consumes() {
-    let broker = rabbitmq().await;
-    let outcome = AssertUnwindSafe(async {
+    on_rabbitmq(rabbitmq().await, async |broker| {
         let queue = task_queue(ACTIVITY);
         broker
             .publish_task(&queue, &task(1))
             .await
             .expect("publish_task");
-        let task1 = poll_task(&broker, &queue).await;
+        let task1 = poll_task(broker, &queue).await;
         within("an ack", task1.acker.ack()).await.expect("ack");
         let connection = lapin::Connection::connect(
             &broker.config().url,
@@ -707,26 +704,20 @@ async fn rabbitmq_keeps_a_queue_a_worker_consumes() {
             "deleted once the worker is gone"
         );
     })
-    .catch_unwind()
-    .await;
-    clean_up(&broker).await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    .await
 }
 
 /// RabbitMQ *acks* a `mandatory` message it cannot route and returns it alongside: the broker
 /// must notice, redeclare the queue that was deleted behind its back, and publish again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_publish_redeclares_a_queue_deleted_behind_its_back() {
-    let broker = rabbitmq().await;
-    let outcome = AssertUnwindSafe(async {
+    on_rabbitmq(rabbitmq().await, async |broker| {
         let queue = task_queue(ACTIVITY);
         broker
             .publish_task(&queue, &task(1))
             .await
             .expect("publish_task");
-        let first = poll_task(&broker, &queue).await;
+        let first = poll_task(broker, &queue).await;
         within("an ack", first.acker.ack()).await.expect("ack");
         // A second broker in the same namespace deletes the queue the first one has cached.
         let config = broker.config().clone().with_connect_attempts(1);
@@ -740,16 +731,11 @@ async fn rabbitmq_publish_redeclares_a_queue_deleted_behind_its_back() {
             .publish_task(&queue, &task(2))
             .await
             .expect("the publish is retried after the queue is redeclared");
-        let second = poll_task(&broker, &queue).await;
+        let second = poll_task(broker, &queue).await;
         assert_eq!(second.message.task_token, task(2).task_token);
         within("an ack", second.acker.ack()).await.expect("ack");
     })
-    .catch_unwind()
-    .await;
-    clean_up(&broker).await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    .await
 }
 
 /// `.waitForTaskToken` callbacks published to the callback queue (by the SDK's
@@ -758,54 +744,50 @@ async fn rabbitmq_publish_redeclares_a_queue_deleted_behind_its_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_routes_callbacks_to_their_execution_partition() {
     let partitions = 8;
-    let broker =
-        rabbitmq_with(|config| config.with_callback_routing(TOKEN_KEY.to_vec(), partitions)).await;
-    let outcome = AssertUnwindSafe(async {
-        let arn = "arn:aws:states:us-east-1:123456789012:execution:sm:callback";
-        let partition = partition_of(arn, partitions);
-        let mut consumer = broker
-            .consume_inputs(partition)
-            .await
-            .expect("consume_inputs");
-        let callback = InputMessage::Callback {
-            reply: Reply::Succeeded {
-                version: PROTOCOL_VERSION,
-                task_token: task_token::mint(TOKEN_KEY, arn, 2),
-                output: json!({ "approved": true }),
-            },
-        };
-        let forged = InputMessage::Callback {
-            reply: Reply::Heartbeat {
-                version: PROTOCOL_VERSION,
-                task_token: task_token::mint(b"another key", arn, 2),
-            },
-        };
-        let body = |m: &InputMessage| serde_json::to_vec(m).expect("json");
-        broker
-            .publish_raw(CALLBACK_QUEUE, &body(&forged))
-            .await
-            .expect("publish");
-        broker
-            .publish_raw(CALLBACK_QUEUE, &body(&callback))
-            .await
-            .expect("publish");
-        assert_eq!(ack_next(&mut consumer).await, callback);
-        let dead = within("the forged callback in the dead-letter queue", async {
-            loop {
-                match broker.dead_letter().await {
-                    Some(message) => return message,
-                    None => tokio::time::sleep(Duration::from_millis(10)).await,
+    on_rabbitmq(
+        rabbitmq_with(|config| config.with_callback_routing(TOKEN_KEY.to_vec(), partitions)).await,
+        async |broker| {
+            let arn = "arn:aws:states:us-east-1:123456789012:execution:sm:callback";
+            let partition = partition_of(arn, partitions);
+            let mut consumer = broker
+                .consume_inputs(partition)
+                .await
+                .expect("consume_inputs");
+            let callback = InputMessage::Callback {
+                reply: Reply::Succeeded {
+                    version: PROTOCOL_VERSION,
+                    task_token: task_token::mint(TOKEN_KEY, arn, 2),
+                    output: json!({ "approved": true }),
+                },
+            };
+            let forged = InputMessage::Callback {
+                reply: Reply::Heartbeat {
+                    version: PROTOCOL_VERSION,
+                    task_token: task_token::mint(b"another key", arn, 2),
+                },
+            };
+            let body = |m: &InputMessage| serde_json::to_vec(m).expect("json");
+            broker
+                .publish_raw(CALLBACK_QUEUE, &body(&forged))
+                .await
+                .expect("publish");
+            broker
+                .publish_raw(CALLBACK_QUEUE, &body(&callback))
+                .await
+                .expect("publish");
+            assert_eq!(ack_next(&mut consumer).await, callback);
+            let dead = within("the forged callback in the dead-letter queue", async {
+                loop {
+                    match broker.dead_letter().await {
+                        Some(message) => return message,
+                        None => tokio::time::sleep(Duration::from_millis(10)).await,
+                    }
                 }
-            }
-        })
-        .await;
-        assert_eq!(dead, body(&forged));
-        assert_eq!(broker.dead_lettered(), 1);
-    })
-    .catch_unwind()
-    .await;
-    clean_up(&broker).await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+            })
+            .await;
+            assert_eq!(dead, body(&forged));
+            assert_eq!(broker.dead_lettered(), 1);
+        },
+    )
+    .await
 }

@@ -198,6 +198,14 @@ fn unavailable(what: &str, e: lapin::Error) -> BrokerError {
 }
 
 /// A channel that is open or will be once the connection recovers.
+/// A new channel on `connection`.
+async fn open_channel(connection: &Connection) -> Result<Channel, BrokerError> {
+    connection
+        .create_channel()
+        .await
+        .map_err(|e| unavailable("cannot open a channel", e))
+}
+
 fn usable(channel: &Channel) -> bool {
     let s = channel.status();
     s.connected() || s.reconnecting() || s.initializing()
@@ -241,11 +249,7 @@ impl Shared {
         let mut channel = slot.lock().await;
         if !usable(&channel) {
             tracing::info!(confirm, "reopening a closed RabbitMQ channel");
-            let fresh = self
-                .connection
-                .create_channel()
-                .await
-                .map_err(|e| unavailable("cannot open a channel", e))?;
+            let fresh = open_channel(&self.connection).await?;
             if confirm {
                 fresh
                     .confirm_select(ConfirmSelectOptions::default())
@@ -459,18 +463,12 @@ impl AmqpBroker {
             .map_err(|e| {
                 BrokerError::Unavailable(format!("cannot connect to RabbitMQ at {shown}: {e}"))
             })?;
-        let publisher = connection
-            .create_channel()
-            .await
-            .map_err(|e| unavailable("cannot open a channel", e))?;
+        let publisher = open_channel(&connection).await?;
         publisher
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(|e| unavailable("cannot enable publisher confirms", e))?;
-        let getter = connection
-            .create_channel()
-            .await
-            .map_err(|e| unavailable("cannot open a channel", e))?;
+        let getter = open_channel(&connection).await?;
         let prefix = if config.namespace.is_empty() {
             String::new()
         } else {
@@ -530,12 +528,7 @@ impl AmqpBroker {
     /// Subscribes to cancellations: a server-named, exclusive queue bound to the cancellation
     /// exchange, deleted when the subscription is dropped.
     pub async fn subscribe_cancels(&self) -> Result<CancelSubscription, BrokerError> {
-        let channel = self
-            .shared
-            .connection
-            .create_channel()
-            .await
-            .map_err(|e| unavailable("cannot open a channel", e))?;
+        let channel = open_channel(&self.shared.connection).await?;
         let queue = channel
             .queue_declare(
                 "".into(),
@@ -586,12 +579,7 @@ impl AmqpBroker {
                 "refusing to delete the topology of a broker without a namespace".into(),
             ));
         }
-        let channel = self
-            .shared
-            .connection
-            .create_channel()
-            .await
-            .map_err(|e| unavailable("cannot open a channel", e))?;
+        let channel = open_channel(&self.shared.connection).await?;
         let mut queues: Vec<String> = lock(&self.shared.declared).drain().collect();
         queues.push(self.name(DEAD_LETTER_QUEUE));
         for queue in queues {
@@ -671,12 +659,7 @@ impl Broker for AmqpBroker {
     async fn consume_inputs(&self, partition: u32) -> Result<AmqpConsumer, BrokerError> {
         let queue = self.name(&partition_queue(partition));
         self.shared.declare_queue(&queue).await?;
-        let channel = self
-            .shared
-            .connection
-            .create_channel()
-            .await
-            .map_err(|e| unavailable("cannot open a channel", e))?;
+        let channel = open_channel(&self.shared.connection).await?;
         channel
             .basic_qos(self.shared.config.prefetch, BasicQosOptions::default())
             .await
@@ -753,12 +736,7 @@ impl Broker for AmqpBroker {
         let queue = self.name(queue);
         // RabbitMQ refuses (PRECONDITION_FAILED) a queue in use or not empty by closing the
         // channel: use one of its own.
-        let channel = self
-            .shared
-            .connection
-            .create_channel()
-            .await
-            .map_err(|e| unavailable("cannot open a channel", e))?;
+        let channel = open_channel(&self.shared.connection).await?;
         let options = QueueDeleteOptions {
             if_unused: true,
             if_empty: true,
@@ -975,11 +953,7 @@ async fn start_callback_router(
 ) -> Result<(), BrokerError> {
     let queue = shared.name(CALLBACK_QUEUE);
     shared.declare_queue(&queue).await?;
-    let channel = shared
-        .connection
-        .create_channel()
-        .await
-        .map_err(|e| unavailable("cannot open a channel", e))?;
+    let channel = open_channel(&shared.connection).await?;
     channel
         .basic_qos(shared.config.prefetch, BasicQosOptions::default())
         .await

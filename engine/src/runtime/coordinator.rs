@@ -1164,6 +1164,10 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             }
         }
         let activities = ctx.activities.clone();
+        let nothing_changed = step.events.is_empty() && step.commands.is_empty();
+        if nothing_changed && fired.is_none() && record.version > 0 {
+            return Ok(None); // A stale or duplicate input: exactly-once transitions.
+        }
         let metrics = StepMetrics::of(
             &record.state_machine_arn,
             // A redriven execution's run is timed from its redrive.
@@ -1172,10 +1176,6 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             &step.commands,
             std::mem::take(&mut step.ended_tasks),
         );
-        let nothing_changed = step.events.is_empty() && step.commands.is_empty();
-        if nothing_changed && fired.is_none() && record.version > 0 {
-            return Ok(None); // A stale or duplicate input: exactly-once transitions.
-        }
         let partition = fence.partition;
         let mut outbox = Vec::new();
         let mut timers_add = Vec::new();

@@ -113,45 +113,77 @@ struct Family {
     help: &'static str,
 }
 
-const EXECUTIONS_STARTED: Family = Family {
-    name: "stepline_executions_started_total",
-    kind: "counter",
-    help: "Executions started, per state machine.",
+const fn counter(name: &'static str, help: &'static str) -> Family {
+    Family {
+        name,
+        kind: "counter",
+        help,
+    }
+}
+
+/// What one kind of subject's series are called: executions per state machine, or tasks per
+/// resource. Both have the same shape ([`Series`]).
+struct Subject {
+    /// The label naming the subject.
+    label: &'static str,
+    /// Runs begun: executions started, tasks scheduled.
+    begun: Family,
+    /// Runs begun again: executions redriven, tasks retried.
+    again: Family,
+    /// Runs ended, by how (`end_label`): executions finished, tasks ended.
+    ended: Family,
+    /// The histogram of how long the ended runs took.
+    duration: Family,
+    end_label: &'static str,
+    /// The label value of each end, in the order of [`Series::ended`].
+    end_name: fn(usize) -> &'static str,
+}
+
+const EXECUTIONS: Subject = Subject {
+    label: "state_machine",
+    begun: counter(
+        "stepline_executions_started_total",
+        "Executions started, per state machine.",
+    ),
+    again: counter(
+        "stepline_executions_redriven_total",
+        "Executions redriven, per state machine.",
+    ),
+    ended: counter(
+        "stepline_executions_finished_total",
+        "Executions finished, per state machine and status.",
+    ),
+    duration: Family {
+        name: "stepline_execution_duration_seconds",
+        kind: "histogram",
+        help:
+            "Start (or last redrive) to stop of finished executions, per state machine and status.",
+    },
+    end_label: "status",
+    end_name: |i| STATUSES[i].as_str(),
 };
-const EXECUTIONS_REDRIVEN: Family = Family {
-    name: "stepline_executions_redriven_total",
-    kind: "counter",
-    help: "Executions redriven, per state machine.",
-};
-const EXECUTIONS_FINISHED: Family = Family {
-    name: "stepline_executions_finished_total",
-    kind: "counter",
-    help: "Executions finished, per state machine and status.",
-};
-const EXECUTION_DURATION: Family = Family {
-    name: "stepline_execution_duration_seconds",
-    kind: "histogram",
-    help: "Start (or last redrive) to stop of finished executions, per state machine and status.",
-};
-const TASKS_SCHEDULED: Family = Family {
-    name: "stepline_tasks_scheduled_total",
-    kind: "counter",
-    help: "Tasks scheduled (first tries and retries), per resource.",
-};
-const TASK_RETRIES: Family = Family {
-    name: "stepline_task_retries_total",
-    kind: "counter",
-    help: "Tasks scheduled again by a Retry, per resource.",
-};
-const TASKS_ENDED: Family = Family {
-    name: "stepline_tasks_ended_total",
-    kind: "counter",
-    help: "Tasks ended, per resource and outcome (succeeded, failed, timed_out, aborted).",
-};
-const TASK_DURATION: Family = Family {
-    name: "stepline_task_duration_seconds",
-    kind: "histogram",
-    help: "Scheduled to ended, per resource and outcome.",
+
+const TASKS: Subject = Subject {
+    label: "resource",
+    begun: counter(
+        "stepline_tasks_scheduled_total",
+        "Tasks scheduled (first tries and retries), per resource.",
+    ),
+    again: counter(
+        "stepline_task_retries_total",
+        "Tasks scheduled again by a Retry, per resource.",
+    ),
+    ended: counter(
+        "stepline_tasks_ended_total",
+        "Tasks ended, per resource and outcome (succeeded, failed, timed_out, aborted).",
+    ),
+    duration: Family {
+        name: "stepline_task_duration_seconds",
+        kind: "histogram",
+        help: "Scheduled to ended, per resource and outcome.",
+    },
+    end_label: "outcome",
+    end_name: |i| OUTCOMES[i].as_str(),
 };
 
 #[derive(Debug, Default, Clone)]
@@ -173,7 +205,7 @@ impl Histogram {
     }
 }
 
-/// The statuses a finished execution can have, in the order of [`ByStateMachine`]'s arrays.
+/// The statuses a finished execution can have, in the order of [`Series::ended`].
 const STATUSES: [ExecutionStatus; 4] = [
     ExecutionStatus::Succeeded,
     ExecutionStatus::Failed,
@@ -181,7 +213,7 @@ const STATUSES: [ExecutionStatus; 4] = [
     ExecutionStatus::Aborted,
 ];
 
-/// The outcomes of a task, in the order of [`ByResource`]'s arrays.
+/// The outcomes of a task, in the order of [`Series::ended`].
 const OUTCOMES: [TaskOutcome; 4] = [
     TaskOutcome::Succeeded,
     TaskOutcome::Failed,
@@ -189,36 +221,39 @@ const OUTCOMES: [TaskOutcome; 4] = [
     TaskOutcome::Aborted,
 ];
 
+/// The numbers of one state machine or one resource (see [`Subject`]).
 #[derive(Default)]
-struct ByStateMachine {
-    started: u64,
-    redriven: u64,
-    finished: [u64; STATUSES.len()],
-    duration: [Histogram; STATUSES.len()],
+struct Series {
+    begun: u64,
+    again: u64,
+    /// Per end (status or outcome): how many runs ended so, and how long they took.
+    ended: [u64; 4],
+    duration: [Histogram; 4],
 }
 
-#[derive(Default)]
-struct ByResource {
-    scheduled: u64,
-    retries: u64,
-    ended: [u64; OUTCOMES.len()],
-    duration: [Histogram; OUTCOMES.len()],
+impl Series {
+    fn end(&mut self, end: usize, took_ms: Option<i64>) {
+        self.ended[end] += 1;
+        if let Some(ms) = took_ms {
+            self.duration[end].observe(ms);
+        }
+    }
 }
 
 /// Keyed by name, so a known key is found without allocating.
 #[derive(Default)]
 struct Inner {
-    state_machines: BTreeMap<String, ByStateMachine>,
-    resources: BTreeMap<String, ByResource>,
+    state_machines: BTreeMap<String, Series>,
+    resources: BTreeMap<String, Series>,
 }
 
 /// Applies `f` to `name`'s entry, created on first use (a known name costs no allocation);
 /// once `limit` names have entries, a new one is counted under [`OTHER`].
-fn update<T: Default>(
-    map: &mut BTreeMap<String, T>,
+fn update(
+    map: &mut BTreeMap<String, Series>,
     limit: usize,
     name: &str,
-    f: impl FnOnce(&mut T),
+    f: impl FnOnce(&mut Series),
 ) {
     if let Some(v) = map.get_mut(name) {
         f(v);
@@ -230,7 +265,7 @@ fn update<T: Default>(
         f(v);
         return;
     }
-    let mut v = T::default();
+    let mut v = Series::default();
     f(&mut v);
     map.insert(name.to_string(), v);
 }
@@ -290,14 +325,11 @@ impl Metrics {
                 limit,
                 &step.state_machine,
                 |sm| {
-                    sm.started += u64::from(step.started);
-                    sm.redriven += u64::from(step.redriven);
+                    sm.begun += u64::from(step.started);
+                    sm.again += u64::from(step.redriven);
                     if let Some((status, ran)) = step.finished {
                         if let Some(i) = STATUSES.iter().position(|s| *s == status) {
-                            sm.finished[i] += 1;
-                            if let Some(ms) = ran {
-                                sm.duration[i].observe(ms);
-                            }
+                            sm.end(i, ran);
                         }
                     }
                 },
@@ -305,17 +337,14 @@ impl Metrics {
         }
         for (resource, attempt) in &step.scheduled {
             update(&mut inner.resources, limit, resource, |r| {
-                r.scheduled += 1;
-                r.retries += u64::from(*attempt > 1);
+                r.begun += 1;
+                r.again += u64::from(*attempt > 1);
             });
         }
         for ended in &step.ended {
             if let Some(i) = OUTCOMES.iter().position(|o| *o == ended.outcome) {
                 update(&mut inner.resources, limit, &ended.resource, |r| {
-                    r.ended[i] += 1;
-                    if let Some(ms) = ended.after_ms {
-                        r.duration[i].observe(ms);
-                    }
+                    r.end(i, ended.after_ms)
                 });
             }
         }
@@ -326,115 +355,47 @@ impl Metrics {
     pub fn render(&self) -> String {
         let inner = self.lock();
         let mut out = String::new();
-        let sms = &inner.state_machines;
-        let res = &inner.resources;
-        let sm_label = |name: &str| vec![("state_machine", name.to_string())];
-        let sm_status = |name: &str, i: usize| {
-            vec![
-                ("state_machine", name.to_string()),
-                ("status", STATUSES[i].as_str().to_string()),
-            ]
-        };
-        let res_label = |name: &str| vec![("resource", name.to_string())];
-        let res_outcome = |name: &str, i: usize| {
-            vec![
-                ("resource", name.to_string()),
-                ("outcome", OUTCOMES[i].as_str().to_string()),
-            ]
-        };
-
-        family(&mut out, &EXECUTIONS_STARTED);
-        for (name, s) in sms.iter().filter(|(_, s)| s.started > 0) {
-            sample(
-                &mut out,
-                EXECUTIONS_STARTED.name,
-                "",
-                &sm_label(name),
-                None,
-                s.started,
-            );
-        }
-        family(&mut out, &EXECUTIONS_REDRIVEN);
-        for (name, s) in sms.iter().filter(|(_, s)| s.redriven > 0) {
-            sample(
-                &mut out,
-                EXECUTIONS_REDRIVEN.name,
-                "",
-                &sm_label(name),
-                None,
-                s.redriven,
-            );
-        }
-        family(&mut out, &EXECUTIONS_FINISHED);
-        for (name, s) in sms {
-            for (i, n) in s.finished.iter().enumerate().filter(|(_, n)| **n > 0) {
-                sample(
-                    &mut out,
-                    EXECUTIONS_FINISHED.name,
-                    "",
-                    &sm_status(name, i),
-                    None,
-                    *n,
-                );
-            }
-        }
-        family(&mut out, &EXECUTION_DURATION);
-        for (name, s) in sms {
-            for (i, h) in s.duration.iter().enumerate().filter(|(_, h)| h.count > 0) {
-                histogram(&mut out, EXECUTION_DURATION.name, &sm_status(name, i), h);
-            }
-        }
-        family(&mut out, &TASKS_SCHEDULED);
-        for (name, r) in res.iter().filter(|(_, r)| r.scheduled > 0) {
-            sample(
-                &mut out,
-                TASKS_SCHEDULED.name,
-                "",
-                &res_label(name),
-                None,
-                r.scheduled,
-            );
-        }
-        family(&mut out, &TASK_RETRIES);
-        for (name, r) in res.iter().filter(|(_, r)| r.retries > 0) {
-            sample(
-                &mut out,
-                TASK_RETRIES.name,
-                "",
-                &res_label(name),
-                None,
-                r.retries,
-            );
-        }
-        family(&mut out, &TASKS_ENDED);
-        for (name, r) in res {
-            for (i, n) in r.ended.iter().enumerate().filter(|(_, n)| **n > 0) {
-                sample(
-                    &mut out,
-                    TASKS_ENDED.name,
-                    "",
-                    &res_outcome(name, i),
-                    None,
-                    *n,
-                );
-            }
-        }
-        family(&mut out, &TASK_DURATION);
-        for (name, r) in res {
-            for (i, h) in r.duration.iter().enumerate().filter(|(_, h)| h.count > 0) {
-                histogram(&mut out, TASK_DURATION.name, &res_outcome(name, i), h);
-            }
-        }
+        render_subject(&mut out, &EXECUTIONS, &inner.state_machines);
+        render_subject(&mut out, &TASKS, &inner.resources);
         out
+    }
+}
+
+/// The four families of one kind of subject.
+fn render_subject(out: &mut String, subject: &Subject, series: &BTreeMap<String, Series>) {
+    let named = |name: &str| vec![(subject.label, name.to_string())];
+    let ended = |name: &str, end: usize| {
+        vec![
+            (subject.label, name.to_string()),
+            (subject.end_label, (subject.end_name)(end).to_string()),
+        ]
+    };
+    let counts = |out: &mut String, family: &Family, count: fn(&Series) -> u64| {
+        header(out, family.name, family.kind, family.help);
+        for (name, s) in series.iter().filter(|(_, s)| count(s) > 0) {
+            sample(out, family.name, "", &named(name), None, count(s));
+        }
+    };
+    counts(out, &subject.begun, |s| s.begun);
+    counts(out, &subject.again, |s| s.again);
+    let f = &subject.ended;
+    header(out, f.name, f.kind, f.help);
+    for (name, s) in series {
+        for (end, n) in s.ended.iter().enumerate().filter(|(_, n)| **n > 0) {
+            sample(out, f.name, "", &ended(name, end), None, *n);
+        }
+    }
+    let f = &subject.duration;
+    header(out, f.name, f.kind, f.help);
+    for (name, s) in series {
+        for (end, h) in s.duration.iter().enumerate().filter(|(_, h)| h.count > 0) {
+            histogram(out, f.name, &ended(name, end), h);
+        }
     }
 }
 
 /// Label names and values, in the family's order.
 type Labels = Vec<(&'static str, String)>;
-
-fn family(out: &mut String, f: &Family) {
-    header(out, f.name, f.kind, f.help);
-}
 
 /// A histogram's cumulative buckets, sum and count.
 fn histogram(out: &mut String, name: &str, labels: &Labels, h: &Histogram) {
@@ -451,9 +412,15 @@ fn histogram(out: &mut String, name: &str, labels: &Labels, h: &Histogram) {
 }
 
 /// The HELP and TYPE lines of a family.
-pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A family of one sample without labels (`kind`: `counter` or `gauge`).
+pub fn single(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 fn sample(

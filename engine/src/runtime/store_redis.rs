@@ -928,39 +928,13 @@ impl RedisStore {
     /// Deletes every key of this store's prefix; returns how many. For tests and tools: it
     /// scans the whole keyspace (every primary of a cluster) and is not atomic.
     pub async fn purge_namespace(&self) -> Result<usize, StoreError> {
-        let nodes = match &self.conn.link {
-            Link::Node(_) => vec![None],
-            Link::Cluster(c) => cluster_primaries(c).await?.into_iter().map(Some).collect(),
-        };
+        let nodes = self.scan_nodes().await?;
         let pattern = format!("{}*", glob_escape(&self.keys.prefix));
         let mut deleted = 0;
         for node in nodes {
             let mut cursor: u64 = 0;
             loop {
-                let mut scan = redis::cmd("SCAN");
-                scan.arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000);
-                let (next, keys): (u64, Vec<String>) = match (&node, &self.conn.link) {
-                    (Some((host, port)), Link::Cluster(c)) => {
-                        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                            host: host.clone(),
-                            port: *port,
-                        });
-                        let reply = c
-                            .clone()
-                            .route_command(scan, route)
-                            .await
-                            .map_err(|e| backend(format!("SCAN on {host}:{port}"), e))?;
-                        redis::from_redis_value(reply).map_err(|e| backend("SCAN reply", e))?
-                    }
-                    _ => scan
-                        .query_async(&mut self.conn.clone())
-                        .await
-                        .map_err(|e| backend("SCAN", e))?,
-                };
+                let (next, keys) = self.scan_step(&node, cursor, &pattern).await?;
                 deleted += self.delete_keys(keys).await?;
                 if next == 0 {
                     break;
@@ -1044,10 +1018,7 @@ impl RedisStore {
         partitions: &std::collections::BTreeSet<u32>,
     ) -> Result<bool, StoreError> {
         if sweep.nodes.is_empty() {
-            sweep.nodes = match &self.conn.link {
-                Link::Node(_) => vec![None],
-                Link::Cluster(c) => cluster_primaries(c).await?.into_iter().map(Some).collect(),
-            };
+            sweep.nodes = self.scan_nodes().await?;
             sweep.node = 0;
             sweep.cursor = 0;
         }
@@ -1056,30 +1027,8 @@ impl RedisStore {
             return Ok(false);
         };
         let prefix = &self.keys.prefix;
-        let mut scan = redis::cmd("SCAN");
-        scan.arg(sweep.cursor)
-            .arg("MATCH")
-            .arg(format!("{}{{p*}}:machine:all:*", glob_escape(prefix)))
-            .arg("COUNT")
-            .arg(1000);
-        let (next, keys): (u64, Vec<String>) = match (&node, &self.conn.link) {
-            (Some((host, port)), Link::Cluster(c)) => {
-                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                    host: host.clone(),
-                    port: *port,
-                });
-                let reply = c
-                    .clone()
-                    .route_command(scan, route)
-                    .await
-                    .map_err(|e| backend(format!("SCAN on {host}:{port}"), e))?;
-                redis::from_redis_value(reply).map_err(|e| backend("SCAN reply", e))?
-            }
-            _ => scan
-                .query_async(&mut self.conn.clone())
-                .await
-                .map_err(|e| backend("SCAN", e))?,
-        };
+        let pattern = format!("{}{{p*}}:machine:all:*", glob_escape(prefix));
+        let (next, keys) = self.scan_step(&node, sweep.cursor, &pattern).await?;
         for key in keys {
             // `<prefix>{p<n>}:machine:all:<state machine ARN>`
             let found = key
@@ -1100,6 +1049,49 @@ impl RedisStore {
             sweep.cursor = next;
         }
         Ok(true)
+    }
+
+    /// The nodes a `SCAN` of the whole keyspace visits: the single node (`None`), or every
+    /// primary of a cluster.
+    async fn scan_nodes(&self) -> Result<Vec<Option<(String, u16)>>, StoreError> {
+        Ok(match &self.conn.link {
+            Link::Node(_) => vec![None],
+            Link::Cluster(c) => cluster_primaries(c).await?.into_iter().map(Some).collect(),
+        })
+    }
+
+    /// One `SCAN cursor MATCH pattern COUNT 1000` on `node` (see [`Self::scan_nodes`]):
+    /// the next cursor (0: done) and the keys found.
+    async fn scan_step(
+        &self,
+        node: &Option<(String, u16)>,
+        cursor: u64,
+        pattern: &str,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
+        match (node, &self.conn.link) {
+            (Some((host, port)), Link::Cluster(c)) => {
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                });
+                let reply = c
+                    .clone()
+                    .route_command(scan, route)
+                    .await
+                    .map_err(|e| backend(format!("SCAN on {host}:{port}"), e))?;
+                redis::from_redis_value(reply).map_err(|e| backend("SCAN reply", e))
+            }
+            _ => scan
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(|e| backend("SCAN", e)),
+        }
     }
 
     /// Deletes `keys` with one `DEL` per hash tag (a `DEL` must stay in one slot).
