@@ -107,10 +107,7 @@ impl Fixture for AmqpBroker {
     }
     async fn queue_exists(&self, queue: &str) -> bool {
         // A passive declare answers NOT_FOUND (closing its channel) for a missing queue.
-        let connection =
-            lapin::Connection::connect(&self.config().url, lapin::ConnectionProperties::default())
-                .await
-                .expect("a second connection to RabbitMQ");
+        let connection = another_connection(self).await;
         let channel = connection.create_channel().await.expect("a channel");
         let options = lapin::options::QueueDeclareOptions {
             passive: true,
@@ -277,6 +274,24 @@ async fn ack_next<C: InputConsumer>(consumer: &mut C) -> InputMessage {
     let delivery = next_delivery(consumer).await;
     within("an ack", delivery.acker.ack()).await.expect("ack");
     delivery.message
+}
+
+/// Publishes `task(n)` to `queue`, takes it and acks it.
+async fn a_task_goes_through<B: Broker>(broker: &B, queue: &str, n: u32) {
+    broker
+        .publish_task(queue, &task(n))
+        .await
+        .expect("publish_task");
+    let got = poll_task(broker, queue).await;
+    assert_eq!(got.message.task_token, task(n).task_token);
+    within("an ack", got.acker.ack()).await.expect("ack");
+}
+
+/// A connection of its own to `broker`'s RabbitMQ (another client: a worker, an inspector).
+async fn another_connection(broker: &AmqpBroker) -> lapin::Connection {
+    lapin::Connection::connect(&broker.config().url, lapin::ConnectionProperties::default())
+        .await
+        .expect("another connection to RabbitMQ")
 }
 
 fn task(n: u32) -> TaskMessage {
@@ -625,13 +640,8 @@ async fn idle_task_queues_are_deleted_and_busy_ones_kept<B: Fixture>(broker: &B)
         "deleting a missing queue succeeds"
     );
 
-    broker
-        .publish_task(&queue, &task(2))
-        .await
-        .expect("a publish declares the queue again");
-    let second = poll_task(broker, &queue).await;
-    assert_eq!(second.message.task_token, task(2).task_token);
-    within("an ack", second.acker.ack()).await.expect("ack");
+    // A publish declares the queue again.
+    a_task_goes_through(broker, &queue, 2).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -656,12 +666,7 @@ async fn rabbitmq_get_task_survives_a_queue_deleted_elsewhere() {
             .expect("get_task after the queue was deleted elsewhere")
             .is_none());
         assert!(broker.queue_exists(&queue).await, "declared again");
-        broker
-            .publish_task(&queue, &task(1))
-            .await
-            .expect("publish_task");
-        let got = poll_task(broker, &queue).await;
-        within("an ack", got.acker.ack()).await.expect("ack");
+        a_task_goes_through(broker, &queue, 1).await;
     })
     .await
 }
@@ -672,18 +677,8 @@ async fn rabbitmq_get_task_survives_a_queue_deleted_elsewhere() {
 async fn rabbitmq_keeps_a_queue_a_worker_consumes() {
     on_rabbitmq(rabbitmq().await, async |broker| {
         let queue = task_queue(ACTIVITY);
-        broker
-            .publish_task(&queue, &task(1))
-            .await
-            .expect("publish_task");
-        let task1 = poll_task(broker, &queue).await;
-        within("an ack", task1.acker.ack()).await.expect("ack");
-        let connection = lapin::Connection::connect(
-            &broker.config().url,
-            lapin::ConnectionProperties::default(),
-        )
-        .await
-        .expect("a worker connection");
+        a_task_goes_through(broker, &queue, 1).await;
+        let connection = another_connection(broker).await;
         let channel = connection.create_channel().await.expect("a channel");
         let _consumer = channel
             .basic_consume(
@@ -713,12 +708,7 @@ async fn rabbitmq_keeps_a_queue_a_worker_consumes() {
 async fn rabbitmq_publish_redeclares_a_queue_deleted_behind_its_back() {
     on_rabbitmq(rabbitmq().await, async |broker| {
         let queue = task_queue(ACTIVITY);
-        broker
-            .publish_task(&queue, &task(1))
-            .await
-            .expect("publish_task");
-        let first = poll_task(broker, &queue).await;
-        within("an ack", first.acker.ack()).await.expect("ack");
+        a_task_goes_through(broker, &queue, 1).await;
         // A second broker in the same namespace deletes the queue the first one has cached.
         let config = broker.config().clone().with_connect_attempts(1);
         let other = AmqpBroker::connect(config)
