@@ -5,7 +5,8 @@
 //! arrive on the task's `reply_to` queue in the envelope the
 //! engine's partition consumer decodes (`InputMessage::Worker`); a `CancelMessage` on the
 //! cancellation fanout reaches a running handler's token; the task is acked only after its
-//! reply. Fails loudly, never skips, when RabbitMQ is unreachable.
+//! reply; an activity's own concurrency limit keeps its other tasks on the queue (the
+//! consumer's prefetch). Fails loudly, never skips, when RabbitMQ is unreachable.
 
 use futures_util::StreamExt;
 use lapin::options::{
@@ -15,11 +16,14 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer};
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use stepline_engine::runtime::broker::InputMessage;
 use stepline_worker::protocol::{CancelMessage, Reply, TaskMessage, PROTOCOL_VERSION};
 use stepline_worker::topology::{task_queue, CANCEL_EXCHANGE, QUEUE_DEAD_LETTER_ARGUMENT};
-use stepline_worker::{activity_arn, AmqpTransport, TaskContext, TaskError, Worker};
+use stepline_worker::{activity_arn, AmqpTransport, TaskContext, TaskError, Worker, WorkerError};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -104,86 +108,154 @@ async fn double(ctx: TaskContext, input: Input) -> Result<Value, TaskError> {
     Ok(json!({"doubled": input.n * 2, "attempt": ctx.attempt()}))
 }
 
+/// A task queue declared as the engine declares it, an exclusive reply queue consumed here,
+/// and a confirming channel to publish tasks on; named uniquely per test run.
+struct Fixture {
+    connection: Connection,
+    channel: Channel,
+    arn: String,
+    queue: String,
+    arguments: FieldTable,
+    reply_to: String,
+    replies: Consumer,
+}
+
+impl Fixture {
+    async fn new(name: &str) -> Fixture {
+        let connection = connect(&amqp_url()).await;
+        let channel = connection.create_channel().await.expect("channel");
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirms");
+        let unique = format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos()
+        );
+        let arn = activity_arn("us-east-1", "111111111111", &unique);
+        let queue = task_queue(&arn);
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            QUEUE_DEAD_LETTER_ARGUMENT.0.into(),
+            AMQPValue::LongString(QUEUE_DEAD_LETTER_ARGUMENT.1.into()),
+        );
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                arguments.clone(),
+            )
+            .await
+            .expect("declare the task queue as the engine does");
+        let reply_to = format!("stepline.test.replies.{unique}");
+        channel
+            .queue_declare(
+                reply_to.as_str().into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare the reply queue");
+        let replies = channel
+            .basic_consume(
+                reply_to.as_str().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume replies");
+        Fixture {
+            connection,
+            channel,
+            arn,
+            queue,
+            arguments,
+            reply_to,
+            replies,
+        }
+    }
+
+    /// Publishes a task of the fixture's activity (persistent, confirmed).
+    async fn publish_task(&self, token: &str, input: Value) {
+        let task = TaskMessage {
+            version: PROTOCOL_VERSION,
+            task_token: token.to_string(),
+            resource: self.arn.clone(),
+            execution_arn: "arn:aws:states:us-east-1:111111111111:execution:it:run".to_string(),
+            state_name: "Double".to_string(),
+            input,
+            attempt: 1,
+            timeout_seconds: None,
+            heartbeat_seconds: None,
+            deadline_ms: None,
+            reply_to: self.reply_to.clone(),
+        };
+        let body = serde_json::to_vec(&task).expect("json");
+        publish(&self.channel, "", &self.queue, &body).await;
+    }
+
+    /// Tasks ready on the queue (neither delivered nor acked).
+    async fn ready(&self) -> u32 {
+        self.channel
+            .queue_declare(
+                self.queue.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                self.arguments.clone(),
+            )
+            .await
+            .expect("task queue still there")
+            .message_count()
+    }
+
+    /// Stops the worker, checks every task was acked, deletes the task queue.
+    async fn finish(
+        self,
+        shutdown: CancellationToken,
+        running: JoinHandle<Result<(), WorkerError>>,
+    ) {
+        shutdown.cancel();
+        tokio::time::timeout(WAIT, running)
+            .await
+            .expect("the worker stops within the wait")
+            .expect("worker task")
+            .expect("worker ran");
+        // With the worker's connection closed, an unacked task would be back on the queue.
+        assert_eq!(self.ready().await, 0, "tasks left on {}", self.queue);
+        self.channel
+            .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .expect("delete the task queue");
+        let _ = self.connection.close(200, "done".into()).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_serves_a_task_from_real_rabbitmq_and_honours_cancellation() {
     let url = amqp_url();
-    let connection = connect(&url).await;
-    let channel = connection.create_channel().await.expect("channel");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
-
-    let unique = format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos()
-    );
-    let arn = activity_arn("us-east-1", "111111111111", &format!("it-worker-{unique}"));
-    let queue = task_queue(&arn);
-    let mut arguments = FieldTable::default();
-    arguments.insert(
-        QUEUE_DEAD_LETTER_ARGUMENT.0.into(),
-        AMQPValue::LongString(QUEUE_DEAD_LETTER_ARGUMENT.1.into()),
-    );
-    channel
-        .queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            arguments.clone(),
-        )
-        .await
-        .expect("declare the task queue as the engine does");
-    let reply_to = format!("stepline.test.replies.{unique}");
-    channel
-        .queue_declare(
-            reply_to.as_str().into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare the reply queue");
-    let mut replies = channel
-        .basic_consume(
-            reply_to.as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume replies");
-
-    let task = |token: &str, input: Value| TaskMessage {
-        version: PROTOCOL_VERSION,
-        task_token: token.to_string(),
-        resource: arn.clone(),
-        execution_arn: "arn:aws:states:us-east-1:111111111111:execution:it:run".to_string(),
-        state_name: "Double".to_string(),
-        input,
-        attempt: 1,
-        timeout_seconds: None,
-        heartbeat_seconds: None,
-        deadline_ms: None,
-        reply_to: reply_to.clone(),
-    };
-    let body = serde_json::to_vec(&task("tok-1", json!({"n": 21}))).expect("json");
-    publish(&channel, "", &queue, &body).await;
+    let mut f = Fixture::new("it-worker").await;
+    f.publish_task("tok-1", json!({"n": 21})).await;
 
     let worker = Worker::builder()
-        .activity(arn.clone(), double)
+        .activity(f.arn.clone(), double)
         .name("it-worker")
         .concurrency(2)
         .handle_signals(false)
@@ -193,7 +265,7 @@ async fn worker_serves_a_task_from_real_rabbitmq_and_honours_cancellation() {
 
     // A fast handler: started and result in one `Finished` reply.
     assert_eq!(
-        next_reply(&mut replies).await,
+        next_reply(&mut f.replies).await,
         Reply::Finished {
             version: PROTOCOL_VERSION,
             worker_name: "it-worker".into(),
@@ -206,11 +278,10 @@ async fn worker_serves_a_task_from_real_rabbitmq_and_honours_cancellation() {
     );
 
     // A running handler is cancelled by a CancelMessage on the fanout exchange.
-    let body =
-        serde_json::to_vec(&task("tok-2", json!({"n": 1, "wait_for_cancel": true}))).expect("json");
-    publish(&channel, "", &queue, &body).await;
+    f.publish_task("tok-2", json!({"n": 1, "wait_for_cancel": true}))
+        .await;
     assert!(matches!(
-        next_reply(&mut replies).await,
+        next_reply(&mut f.replies).await,
         Reply::Started { task_token, .. } if task_token == "tok-2"
     ));
     let cancel = serde_json::to_vec(&CancelMessage {
@@ -218,20 +289,19 @@ async fn worker_serves_a_task_from_real_rabbitmq_and_honours_cancellation() {
         task_token: "tok-2".into(),
     })
     .expect("json");
-    publish(&channel, CANCEL_EXCHANGE, "", &cancel).await;
+    publish(&f.channel, CANCEL_EXCHANGE, "", &cancel).await;
     // The handler sees the cancellation; since the engine gave tok-2 up, the worker sends no
     // final reply for it (the engine decides the outcome): the next replies are tok-3's.
-    let body = serde_json::to_vec(&task("tok-3", json!({"n": 5}))).expect("json");
-    publish(&channel, "", &queue, &body).await;
+    f.publish_task("tok-3", json!({"n": 5})).await;
     assert!(matches!(
-        next_reply(&mut replies).await,
+        next_reply(&mut f.replies).await,
         Reply::Finished { result, .. } if result.task_token() == "tok-3"
     ));
     // A slow handler: `Started` first (its confirmation overlaps the handler), then the result.
-    let body = serde_json::to_vec(&task("tok-4", json!({"n": 2, "sleep_ms": 50}))).expect("json");
-    publish(&channel, "", &queue, &body).await;
+    f.publish_task("tok-4", json!({"n": 2, "sleep_ms": 50}))
+        .await;
     assert_eq!(
-        next_reply(&mut replies).await,
+        next_reply(&mut f.replies).await,
         Reply::Started {
             version: PROTOCOL_VERSION,
             task_token: "tok-4".into(),
@@ -239,7 +309,7 @@ async fn worker_serves_a_task_from_real_rabbitmq_and_honours_cancellation() {
         }
     );
     assert_eq!(
-        next_reply(&mut replies).await,
+        next_reply(&mut f.replies).await,
         Reply::Succeeded {
             version: PROTOCOL_VERSION,
             task_token: "tok-4".into(),
@@ -255,30 +325,57 @@ async fn worker_serves_a_task_from_real_rabbitmq_and_honours_cancellation() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 
-    shutdown.cancel();
-    tokio::time::timeout(WAIT, running)
-        .await
-        .expect("the worker stops within the wait")
-        .expect("worker task")
-        .expect("worker ran");
+    f.finish(shutdown, running).await;
+}
 
-    // Both tasks were acked: with the worker's connection closed, nothing came back.
-    let remaining = channel
-        .queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            arguments,
-        )
-        .await
-        .expect("task queue still there");
-    assert_eq!(remaining.message_count(), 0, "tasks left on {queue}");
-    channel
-        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-        .await
-        .expect("delete the task queue");
-    let _ = connection.close(200, "done".into()).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activity_limit_leaves_its_other_tasks_on_the_queue() {
+    static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+    static MOST: AtomicUsize = AtomicUsize::new(0);
+    async fn slow(_ctx: TaskContext, input: Value) -> Result<Value, TaskError> {
+        let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
+        MOST.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        Ok(input)
+    }
+
+    let mut f = Fixture::new("it-limited").await;
+    // Tokens of their own: the other test's cancellation of `tok-2` reaches every worker.
+    for n in 0..3 {
+        f.publish_task(&format!("limited-{n}"), json!(n)).await;
+    }
+    let worker = Worker::builder()
+        .activity(f.arn.clone(), slow)
+        .activity_concurrency(f.arn.clone(), 1)
+        .concurrency(8)
+        .handle_signals(false)
+        .build(AmqpTransport::new(amqp_url()));
+    let shutdown = worker.shutdown_handle();
+    let running = tokio::spawn(worker.run());
+
+    // The first task runs; the broker holds the other two back for other workers (with only
+    // the worker-wide prefetch of 8 they would all sit in this worker).
+    assert!(matches!(
+        next_reply(&mut f.replies).await,
+        Reply::Started { .. }
+    ));
+    assert_eq!(
+        f.ready().await,
+        2,
+        "tasks still on the queue while one runs"
+    );
+    let mut done = Vec::new();
+    while done.len() < 3 {
+        if let Reply::Succeeded { task_token, .. } = next_reply(&mut f.replies).await {
+            done.push(task_token);
+        }
+    }
+    assert_eq!(
+        done,
+        ["limited-0", "limited-1", "limited-2"],
+        "one at a time, in queue order"
+    );
+    assert_eq!(MOST.load(Ordering::SeqCst), 1);
+    f.finish(shutdown, running).await;
 }

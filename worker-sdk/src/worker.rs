@@ -38,7 +38,11 @@
 //! settles the delivery only once that final reply is confirmed.
 //!
 //! Concurrency is bounded by a semaphore, and a task is taken from the transport only when a
-//! slot is free (the AMQP prefetch equals the concurrency). Shutdown (SIGTERM/Ctrl-C, or the
+//! slot is free (the AMQP prefetch equals the concurrency). An activity can have a tighter
+//! limit of its own ([`WorkerBuilder::activity_concurrency`]), enforced where tasks are handed
+//! out: on RabbitMQ a per-consumer prefetch, so its tasks beyond the limit stay in the queue for
+//! other workers, and in process by taking its tasks only while it is under the limit.
+//! Shutdown (SIGTERM/Ctrl-C, or the
 //! [`Worker::shutdown_handle`]): take no more tasks, hand back received-but-unstarted ones,
 //! let in-flight ones finish for [`WorkerBuilder::shutdown_grace`], then cancel those still
 //! running and hand them back; a second signal skips the rest of the grace period.
@@ -126,6 +130,8 @@ where
 /// Builds a [`Worker`]; see the module docs for an example.
 pub struct WorkerBuilder {
     activities: Vec<(String, Handler)>,
+    /// Per-activity limits, by the name given (resolved to ARNs in `build`).
+    limits: Vec<(String, usize)>,
     region: String,
     account: String,
     name: Option<String>,
@@ -180,6 +186,29 @@ impl WorkerBuilder {
         self
     }
 
+    /// At most `max_in_flight` tasks of `activity` (a name or ARN, as in
+    /// [`WorkerBuilder::activity`]) at once, at least 1 — within the worker's overall
+    /// [`WorkerBuilder::concurrency`], which still bounds all activities together. For a
+    /// dependency that takes only so many calls at a time (a payment API, a licence server)
+    /// served next to activities that may run more. The limit holds where tasks are handed
+    /// out: on RabbitMQ as the activity consumer's own prefetch, so its tasks beyond the limit
+    /// stay queued for other workers instead of waiting inside this one.
+    ///
+    /// # Panics
+    ///
+    /// [`WorkerBuilder::build`] panics if no handler serves `activity`.
+    pub fn activity_concurrency(
+        mut self,
+        activity: impl Into<String>,
+        max_in_flight: usize,
+    ) -> Self {
+        self.limits.push((
+            activity.into(),
+            max_in_flight.clamp(1, usize::from(u16::MAX)),
+        ));
+        self
+    }
+
     /// How long a shutdown waits for in-flight tasks before cancelling them and handing them
     /// back (default 30 s).
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
@@ -204,20 +233,34 @@ impl WorkerBuilder {
     /// The worker, ready to [`Worker::run`] on `transport` (an [`InProcessHub`] or an
     /// `AmqpTransport`).
     pub fn build(self, transport: impl Into<Transport>) -> Worker {
-        let mut activities = HashMap::new();
-        for (name, handler) in self.activities {
-            let arn = if name.starts_with("arn:") {
+        let arn_of = |name: String| {
+            if name.starts_with("arn:") {
                 name
             } else {
                 activity_arn(&self.region, &self.account, &name)
-            };
+            }
+        };
+        let mut activities = HashMap::new();
+        for (name, handler) in self.activities {
+            let arn = arn_of(name);
             assert!(
                 activities.insert(arn.clone(), handler).is_none(),
                 "two handlers for activity {arn}"
             );
         }
+        let mut limits = HashMap::new();
+        for (name, limit) in self.limits {
+            let arn = arn_of(name);
+            assert!(
+                activities.contains_key(&arn),
+                "activity_concurrency for {arn}, which no handler serves"
+            );
+            // The last call wins, like any other builder setting.
+            limits.insert(arn, u16::try_from(limit).unwrap_or(u16::MAX));
+        }
         Worker {
             activities,
+            limits,
             name: self.name.unwrap_or_else(default_worker_name),
             concurrency: self.concurrency,
             shutdown_grace: self.shutdown_grace,
@@ -242,6 +285,8 @@ fn default_worker_name() -> String {
 /// A configured worker; [`Worker::run`] serves tasks until shut down.
 pub struct Worker {
     activities: HashMap<String, Handler>,
+    /// Activity ARN → most of its tasks in flight at once (absent: only the overall limit).
+    limits: HashMap<String, u16>,
     name: String,
     concurrency: usize,
     shutdown_grace: Duration,
@@ -255,6 +300,7 @@ impl Worker {
     pub fn builder() -> WorkerBuilder {
         WorkerBuilder {
             activities: Vec::new(),
+            limits: Vec::new(),
             region: DEFAULT_REGION.to_string(),
             account: DEFAULT_ACCOUNT.to_string(),
             name: None,
@@ -291,10 +337,11 @@ impl Worker {
             replies,
         } = self.transport.start(Subscription {
             activities: &arns,
+            limits: &self.limits,
             prefetch,
             worker_name: &self.name,
         });
-        info!(worker = %self.name, activities = ?arns, concurrency = self.concurrency, "worker started");
+        info!(worker = %self.name, activities = ?arns, concurrency = self.concurrency, limits = ?self.limits, "worker started");
 
         let shutdown = self.shutdown;
         let force = CancellationToken::new();
@@ -514,11 +561,13 @@ impl Drop for Registration {
 
 /// Runs one delivery from receipt to settlement; holds its concurrency slot throughout.
 async fn drive(env: Arc<Env>, delivery: Delivery, _slot: OwnedSemaphorePermit) {
+    // The activity's own slot (in process) is held, like `_slot`, until the task is settled.
     let Delivery {
         payload,
         activity,
         settle,
         lost,
+        activity_slot: _activity_slot,
     } = delivery;
     let task = match payload {
         Payload::Task(task) => *task,
@@ -1407,6 +1456,101 @@ mod tests {
         }
         assert_eq!(most.load(Ordering::SeqCst), 2);
         w.stop().await.no_more_replies();
+    }
+
+    /// A handler that records how many of its tasks run at once (the most in `most`), and
+    /// takes a second of virtual time.
+    fn counting(
+        most: &Arc<AtomicUsize>,
+    ) -> impl Fn(TaskContext, Value) -> HandlerFuture + Send + Sync + 'static {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let most = most.clone();
+        move |_ctx: TaskContext, input: Value| {
+            let (in_flight, most) = (in_flight.clone(), most.clone());
+            Box::pin(async move {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, TaskError>(input)
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_activity_limit_holds_while_other_activities_use_the_rest() {
+        const OTHER: &str = "arn:aws:states:us-east-1:111111111111:activity:other";
+        let (limited, other) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut w = start(
+            Worker::builder()
+                .concurrency(4)
+                .activity("test", counting(&limited))
+                .activity(OTHER, counting(&other))
+                // A short name, resolved like the handler's.
+                .activity_concurrency("test", 1),
+        );
+        for n in 0..3 {
+            w.push(task(&format!("t{n}"), json!(n)));
+        }
+        for n in 0..3 {
+            let mut other_task = task(&format!("o{n}"), json!(n));
+            other_task.resource = OTHER.into();
+            w.push(other_task);
+        }
+        let mut finished = Vec::new();
+        while finished.len() < 6 {
+            if let Reply::Succeeded { task_token, .. } = w.reply().await {
+                finished.push(task_token);
+            }
+        }
+        finished.sort();
+        assert_eq!(finished, ["o0", "o1", "o2", "t0", "t1", "t2"]);
+        assert_eq!(
+            limited.load(Ordering::SeqCst),
+            1,
+            "the limited activity ran one at a time"
+        );
+        assert_eq!(
+            other.load(Ordering::SeqCst),
+            3,
+            "the other activity used the slots the limited one could not"
+        );
+        w.stop().await.no_more_replies();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_limited_activity_gets_its_slot_back_however_a_task_ends() {
+        let mut w = start(
+            Worker::builder()
+                .concurrency(4)
+                .activity("test", |_ctx: TaskContext, input: Value| async move {
+                    match input.as_str() {
+                        Some("panic") => panic!("the handler blew up"),
+                        Some("fail") => Err(TaskError::new("Test.Failed", "no")),
+                        _ => Ok(input),
+                    }
+                })
+                .activity_concurrency("test", 1),
+        );
+        for (n, input) in ["panic", "fail", "ok"].into_iter().enumerate() {
+            w.push(task(&format!("t{n}"), json!(input)));
+        }
+        let mut tokens = Vec::new();
+        for _ in 0..3 {
+            tokens.push(w.reply().await.task_token().to_string());
+        }
+        // One at a time, in order: each reply freed the only slot for the next task.
+        assert_eq!(tokens, ["t0", "t1", "t2"]);
+        w.stop().await.no_more_replies();
+    }
+
+    #[test]
+    #[should_panic(expected = "which no handler serves")]
+    fn a_limit_for_an_activity_nobody_serves_is_refused() {
+        let _ = Worker::builder()
+            .activity("test", charge)
+            .activity_concurrency("tset", 2)
+            .build(InProcessHub::new());
     }
 
     #[tokio::test(start_paused = true)]

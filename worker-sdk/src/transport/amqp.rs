@@ -8,8 +8,8 @@
 //! from the fanout exchange [`CANCEL_EXCHANGE`] through an exclusive, auto-delete queue.
 //!
 //! One connection per worker with three channels: one consuming tasks (`basic_qos` with the
-//! worker's concurrency as a channel-wide prefetch), one in confirm mode for replies, one for
-//! cancellations. A delivery is acked only after its final reply is confirmed.
+//! worker's concurrency as a channel-wide prefetch, and an activity's own limit as its
+//! consumer's prefetch), one in confirm mode for replies, one for cancellations. A delivery is acked only after its final reply is confirmed.
 //!
 //! Reconnects are ours, not lapin's auto-recovery: after a connection loss the broker has
 //! already requeued every unacked task and their ackers are dead, so the running handlers of
@@ -139,7 +139,11 @@ impl AmqpTransport {
             queues: subscription
                 .activities
                 .iter()
-                .map(|arn| (arn.clone(), self.name(&task_queue(arn))))
+                .map(|arn| ConsumedQueue {
+                    activity: arn.clone(),
+                    queue: self.name(&task_queue(arn)),
+                    limit: subscription.limits.get(arn).copied(),
+                })
                 .collect(),
             prefetch: subscription.prefetch.max(1),
             connection_name: subscription.worker_name.to_string(),
@@ -428,10 +432,17 @@ enum End {
     Lost(String),
 }
 
+struct ConsumedQueue {
+    activity: String,
+    queue: String,
+    /// The activity's own limit: its consumer's prefetch.
+    limit: Option<u16>,
+}
+
 struct Supervisor {
     config: AmqpTransport,
-    /// (activity ARN, its task queue), in the order of the consumers.
-    queues: Vec<(String, String)>,
+    /// The activities' queues, in the order of the consumers.
+    queues: Vec<ConsumedQueue>,
     prefetch: u16,
     connection_name: String,
     events: mpsc::UnboundedSender<Event>,
@@ -458,7 +469,7 @@ impl Supervisor {
                     return;
                 }
             };
-            info!(queues = ?self.queues.iter().map(|q| &q.1).collect::<Vec<_>>(), "consuming tasks");
+            info!(queues = ?self.queues.iter().map(|q| &q.queue).collect::<Vec<_>>(), "consuming tasks");
             self.publisher.set(Some(session.publish.clone()));
             let lost = CancellationToken::new();
             match self.pump(&mut session, &lost).await {
@@ -502,7 +513,7 @@ impl Supervisor {
             .await?;
 
         let consume = connection.create_channel().await?;
-        for (_, queue) in &self.queues {
+        for ConsumedQueue { queue, .. } in &self.queues {
             consume
                 .queue_declare(
                     ShortString::from(queue.as_str()),
@@ -517,7 +528,12 @@ impl Supervisor {
             .await?;
         let mut tasks = SelectAll::new();
         let mut consumer_tags = Vec::new();
-        for (index, (_, queue)) in self.queues.iter().enumerate() {
+        for (index, ConsumedQueue { queue, limit, .. }) in self.queues.iter().enumerate() {
+            // Without `global`, a prefetch binds each consumer started after it on its own
+            // (0: no limit but the channel's), so every consumer gets its activity's.
+            consume
+                .basic_qos(limit.unwrap_or(0), BasicQosOptions { global: false })
+                .await?;
             let consumer = consume
                 .basic_consume(
                     ShortString::from(queue.as_str()),
@@ -668,7 +684,7 @@ impl Supervisor {
     }
 
     fn queue(&self, index: usize) -> &str {
-        self.queues.get(index).map_or("?", |q| q.1.as_str())
+        self.queues.get(index).map_or("?", |q| q.queue.as_str())
     }
 
     fn forward(&self, index: usize, delivery: lapin::message::Delivery, lost: &CancellationToken) {
@@ -676,13 +692,14 @@ impl Supervisor {
             Ok(task) => Payload::Task(Box::new(task)),
             Err(e) => Payload::Malformed(e.to_string()),
         };
-        let activity = self.queues.get(index).map(|q| q.0.clone());
+        let activity = self.queues.get(index).map(|q| q.activity.clone());
         // If the runtime is gone the delivery is dropped unacked; the broker requeues it.
         let _ = self.events.send(Event::Delivery(Delivery {
             payload,
             activity,
             settle: Settle::Amqp(delivery.acker),
             lost: lost.clone(),
+            activity_slot: None,
         }));
     }
 

@@ -1,8 +1,10 @@
 //! The in-process transport: the worker side of [`InProcessHub`] (embedded mode and tests).
 //!
 //! A task is taken from the hub only when the worker has a free slot, so tasks the worker has
-//! not started stay in the hub; a task handed back is pushed onto its queue again. There is no
-//! connection to lose and nothing to dead-letter.
+//! not started stay in the hub; a task handed back is pushed onto its queue again. An activity
+//! with a limit of its own is taken from only while fewer of its tasks than that are
+//! unsettled (each delivery carries an [`ActivitySlot`]); the others are taken meanwhile.
+//! There is no connection to lose and nothing to dead-letter.
 
 use super::{
     CancelSource, Delivery, Payload, ReplySink, Settle, Started, Subscription, TaskSource,
@@ -10,37 +12,101 @@ use super::{
 use crate::hub::InProcessHub;
 use crate::protocol::{CancelMessage, TaskMessage};
 use crate::topology::task_queue;
-use tokio::sync::broadcast;
+use std::sync::Arc;
+use tokio::sync::{broadcast, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) fn start(hub: InProcessHub, subscription: Subscription<'_>) -> Started {
     let queues = subscription
         .activities
         .iter()
-        .map(|arn| task_queue(arn))
+        .map(|arn| Queue {
+            name: task_queue(arn),
+            limit: subscription
+                .limits
+                .get(arn)
+                .map(|n| Arc::new(Semaphore::new(usize::from(*n)))),
+        })
         .collect();
     Started {
         cancels: CancelSource::InProcess(Cancels {
             rx: hub.cancellations(),
         }),
         replies: ReplySink::InProcess(hub.clone()),
-        tasks: TaskSource::InProcess(Tasks { hub, queues }),
+        tasks: TaskSource::InProcess(Tasks {
+            hub,
+            queues,
+            freed: Arc::new(Notify::new()),
+        }),
     }
 }
 
 pub(crate) struct Tasks {
     hub: InProcessHub,
-    queues: Vec<String>,
+    queues: Vec<Queue>,
+    /// Signalled when an [`ActivitySlot`] is freed: a limited queue may be open again.
+    freed: Arc<Notify>,
+}
+
+struct Queue {
+    name: String,
+    /// The activity's own limit, if it has one.
+    limit: Option<Arc<Semaphore>>,
+}
+
+/// One of a limited activity's slots, held by its delivery until it is settled.
+pub(crate) struct ActivitySlot {
+    _permit: OwnedSemaphorePermit,
+    freed: Arc<Notify>,
+}
+
+impl Drop for ActivitySlot {
+    fn drop(&mut self) {
+        // `notify_one` keeps the wake-up for a `next` that is not waiting yet.
+        self.freed.notify_one();
+    }
 }
 
 impl Tasks {
     pub(crate) async fn next(&mut self) -> Delivery {
-        let task = self.hub.take_task(&self.queues).await;
-        Delivery {
-            payload: Payload::Task(Box::new(task)),
-            activity: None,
-            settle: Settle::InProcess(self.hub.clone()),
-            lost: CancellationToken::new(),
+        loop {
+            // Slots are taken only here, so a queue open now is still open when its task
+            // arrives; one freed meanwhile is noticed through `freed`.
+            let open: Vec<String> = self
+                .queues
+                .iter()
+                .filter(|q| q.limit.as_ref().is_none_or(|l| l.available_permits() > 0))
+                .map(|q| q.name.clone())
+                .collect();
+            let freed = self.freed.notified();
+            let task = if open.is_empty() {
+                freed.await;
+                continue;
+            } else {
+                tokio::select! {
+                    // `take_task` takes a task only in the poll that returns it.
+                    task = self.hub.take_task(&open) => task,
+                    () = freed => continue,
+                }
+            };
+            let queue = task_queue(&task.resource);
+            let activity_slot = self
+                .queues
+                .iter()
+                .find(|q| q.name == queue)
+                .and_then(|q| q.limit.clone())
+                .and_then(|l| l.try_acquire_owned().ok())
+                .map(|permit| ActivitySlot {
+                    _permit: permit,
+                    freed: self.freed.clone(),
+                });
+            return Delivery {
+                payload: Payload::Task(Box::new(task)),
+                activity: None,
+                settle: Settle::InProcess(self.hub.clone()),
+                lost: CancellationToken::new(),
+                activity_slot,
+            };
         }
     }
 }

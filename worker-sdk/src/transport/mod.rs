@@ -76,6 +76,8 @@ pub enum TransportError {
 pub(crate) struct Subscription<'a> {
     /// Activity ARNs to consume (their queues are `topology::task_queue(arn)`).
     pub activities: &'a [String],
+    /// Activities with a limit of their own: most of their tasks handed out and not settled.
+    pub limits: &'a std::collections::HashMap<String, u16>,
     /// Maximum tasks handed to this worker and not yet settled.
     pub prefetch: u16,
     /// Shown to the broker (AMQP connection name).
@@ -111,6 +113,10 @@ pub(crate) struct Delivery {
     /// Cancelled when the delivery is lost with its connection: the broker has already put the
     /// task back, so its handler must stop and nothing may be sent for it.
     pub lost: CancellationToken,
+    /// The activity's own slot when the transport enforces its limit in this process (in
+    /// process; RabbitMQ does it with the consumer's prefetch): freed when dropped, so it is
+    /// held until the delivery is settled.
+    pub activity_slot: Option<in_process::ActivitySlot>,
 }
 
 #[cfg_attr(not(feature = "amqp"), allow(dead_code))]
