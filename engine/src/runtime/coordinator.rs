@@ -35,7 +35,7 @@ use super::clock::Clock;
 use super::metrics::{Metrics, StepMetrics};
 use super::store::{
     outbox_seq, partition_of, Commit, ExecutionRecord, Fence, OutboxEntry, OutboxMessage, Snapshot,
-    Store, StoreError, TimerEntry,
+    Store, StoreError, SweepStep, TimerEntry,
 };
 use crate::asl::Definition;
 use crate::interp::{Command, Context, Execution, ExecutionStatus, Input, JournalEntry};
@@ -237,7 +237,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// …or while steps find some (a backlog: at most ten steps a second, so the sweep never
 /// crowds out commits)…
 const SWEEP_BACKLOG_EVERY: Duration = Duration::from_millis(100);
-/// …and how many index entries a step looks at.
+/// …and how many index entries a step looks at. A pass over every index starts at most this
+/// often (an idle store is not scanned over and over; expired entries wait that much longer
+/// at worst, against a retention of days).
+const SWEEP_PASS_EVERY: Duration = Duration::from_secs(60);
 const SWEEP_BUDGET: usize = 1_000;
 
 /// Most outbox messages read, published and acked in one go.
@@ -420,11 +423,12 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         let _ = sweeper.await;
     }
 
-    /// Until `shutdown`: sweeps the list indexes of the partitions served here, a bounded step
-    /// every [`SWEEP_EVERY`] (every [`SWEEP_BACKLOG_EVERY`] while steps find expired
-    /// executions), so the
-    /// indexes of state machines nobody lists do not grow for ever.
+    /// Until `shutdown`: sweeps the list indexes of the partitions served here, so the indexes
+    /// of state machines nobody lists do not grow for ever: a bounded step every
+    /// [`SWEEP_EVERY`] (every [`SWEEP_BACKLOG_EVERY`] while steps find expired executions),
+    /// and after a full pass a rest until [`SWEEP_PASS_EVERY`] has passed since it started.
     async fn sweep_indexes(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut pass_started = tokio::time::Instant::now();
         loop {
             let owned = self.owned_partitions();
             let pause = if owned.is_empty() {
@@ -434,17 +438,32 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                     _ = shutdown.cancelled() => return,
                     step = self.store.sweep_indexes(&owned, SWEEP_BUDGET) => step,
                 };
-                match step {
-                    Ok(0) => SWEEP_EVERY,
-                    Ok(unlisted) => {
-                        tracing::debug!(unlisted, "swept expired executions from the indexes");
-                        SWEEP_BACKLOG_EVERY
-                    }
+                if let Ok(SweepStep {
+                    unlisted: n @ 1.., ..
+                }) = step
+                {
+                    tracing::debug!(unlisted = n, "swept expired executions from the indexes");
+                }
+                // An error, too, starts a new pass: the store starts over after one.
+                let new_pass = step.as_ref().map_or(true, |s| s.pass_over);
+                let pause = match step {
+                    // Rest until the next pass is due (the store starts it with the next step).
+                    Ok(SweepStep {
+                        pass_over: true, ..
+                    }) => (pass_started + SWEEP_PASS_EVERY)
+                        .saturating_duration_since(tokio::time::Instant::now())
+                        .max(SWEEP_EVERY),
+                    Ok(SweepStep { unlisted: 0, .. }) => SWEEP_EVERY,
+                    Ok(_) => SWEEP_BACKLOG_EVERY,
                     Err(e) => {
                         tracing::warn!(error = %e, "sweeping the indexes failed");
                         SWEEP_EVERY * 5
                     }
+                };
+                if new_pass {
+                    pass_started = tokio::time::Instant::now() + pause;
                 }
+                pause
             };
             tokio::select! {
                 _ = shutdown.cancelled() => return,

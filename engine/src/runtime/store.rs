@@ -375,14 +375,25 @@ pub trait Store: Send + Sync + 'static {
     // Housekeeping.
     /// One bounded step (about `budget` index entries looked at) of the sweep that drops the
     /// list-index entries of executions that have expired, in `partitions`; resumes where the
-    /// previous step stopped and starts over after a full pass. Returns how many executions it
-    /// unlisted. A store that unlists an execution when it expires does nothing. Without it,
-    /// the indexes of a state machine nobody lists would grow for ever.
+    /// previous step stopped, and the step after the one that ended a full pass starts
+    /// another. Reports how many executions it unlisted and whether the pass is over (so the
+    /// caller can rest between passes). A store that unlists an execution when it expires has
+    /// nothing to do: every step is a whole pass. Without it, the indexes of a state machine
+    /// nobody lists would grow for ever.
     fn sweep_indexes(
         &self,
         partitions: &std::collections::BTreeSet<u32>,
         budget: usize,
-    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    ) -> impl Future<Output = Result<SweepStep, StoreError>> + Send;
+}
+
+/// What one step of [`Store::sweep_indexes`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepStep {
+    /// Executions it unlisted.
+    pub unlisted: usize,
+    /// It finished a pass over every index of the partitions: the next step starts another.
+    pub pass_over: bool,
 }
 
 /// The partition of an execution: a stable hash of its ARN.

@@ -23,7 +23,7 @@
 
 use super::store::{
     ActivityRecord, Commit, ExecutionRecord, Fence, OutboxEntry, OutboxMessage, Page,
-    StateMachineRecord, Store, StoreError, TimerEntry,
+    StateMachineRecord, Store, StoreError, SweepStep, TimerEntry,
 };
 use crate::history::HistoryEvent;
 use crate::interp::{ExecutionStatus, JournalEntry};
@@ -686,8 +686,11 @@ impl Store for MemoryStore {
         &self,
         _partitions: &std::collections::BTreeSet<u32>,
         _budget: usize,
-    ) -> Result<usize, StoreError> {
-        Ok(0)
+    ) -> Result<SweepStep, StoreError> {
+        Ok(SweepStep {
+            unlisted: 0,
+            pass_over: true,
+        })
     }
 
     async fn release_lease(&self, fence: Fence, owner: &str) -> Result<(), StoreError> {

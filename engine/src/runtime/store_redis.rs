@@ -66,7 +66,7 @@
 
 use super::store::{
     partition_of, ActivityRecord, Commit, ExecutionRecord, Fence, OutboxEntry, Page,
-    StateMachineRecord, Store, StoreError, TimerEntry,
+    StateMachineRecord, Store, StoreError, SweepStep, TimerEntry,
 };
 use super::store_memory::{check_commit, execution_order_key, timer_member};
 use crate::history::HistoryEvent;
@@ -951,8 +951,9 @@ impl RedisStore {
         sweep: &mut Sweep,
         partitions: &std::collections::BTreeSet<u32>,
         budget: usize,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<SweepStep, StoreError> {
         let (mut seen, mut unlisted, mut scans) = (0, 0, 0);
+        let mut pass_over = false;
         while seen < budget {
             if let Some((partition, machine, cursor)) = sweep.current.take() {
                 if !partitions.contains(&partition) {
@@ -1003,11 +1004,15 @@ impl RedisStore {
             } else {
                 scans += 1;
                 if !self.discover_indexes(sweep, partitions).await? {
-                    break; // A full pass is over; the next call starts another.
+                    pass_over = true; // The next call starts another pass.
+                    break;
                 }
             }
         }
-        Ok(unlisted)
+        Ok(SweepStep {
+            unlisted,
+            pass_over,
+        })
     }
 
     /// One `SCAN` step of the index sweep: queues the list indexes it finds in `partitions`.
@@ -1911,7 +1916,7 @@ impl Store for RedisStore {
         &self,
         partitions: &std::collections::BTreeSet<u32>,
         budget: usize,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<SweepStep, StoreError> {
         let mut sweep = self.sweep.lock().await;
         let step = self.sweep_step(&mut sweep, partitions, budget.max(1)).await;
         if step.is_err() {
