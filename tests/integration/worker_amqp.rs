@@ -16,7 +16,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use stepline_engine::runtime::broker::InputMessage;
 use stepline_worker::protocol::{CancelMessage, Reply, TaskMessage, PROTOCOL_VERSION};
@@ -238,7 +238,12 @@ impl Fixture {
             .expect("the worker stops within the wait")
             .expect("worker task")
             .expect("worker ran");
-        // With the worker's connection closed, an unacked task would be back on the queue.
+        self.cleanup().await;
+    }
+
+    /// Checks every task was acked (with the worker's connection closed, an unacked one
+    /// would be back on the queue) and deletes the task queue.
+    async fn cleanup(self) {
         assert_eq!(self.ready().await, 0, "tasks left on {}", self.queue);
         self.channel
             .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
@@ -332,10 +337,15 @@ async fn worker_serves_a_task_from_real_rabbitmq_and_honours_cancellation() {
 async fn an_activity_limit_leaves_its_other_tasks_on_the_queue() {
     static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
     static MOST: AtomicUsize = AtomicUsize::new(0);
+    /// Handlers finish only once the test lets them, so the queue is read while the first
+    /// task certainly still runs.
+    static RELEASED: AtomicBool = AtomicBool::new(false);
     async fn slow(_ctx: TaskContext, input: Value) -> Result<Value, TaskError> {
         let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
         MOST.fetch_max(now, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        while !RELEASED.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
         Ok(input)
     }
@@ -365,9 +375,16 @@ async fn an_activity_limit_leaves_its_other_tasks_on_the_queue() {
         2,
         "tasks still on the queue while one runs"
     );
+    RELEASED.store(true, Ordering::SeqCst);
     let mut done = Vec::new();
     while done.len() < 3 {
-        if let Reply::Succeeded { task_token, .. } = next_reply(&mut f.replies).await {
+        // A handler started after the release ends within the combine window: its
+        // `Started` and result come as one `Finished`.
+        let reply = match next_reply(&mut f.replies).await {
+            Reply::Finished { result, .. } => *result,
+            other => other,
+        };
+        if let Reply::Succeeded { task_token, .. } = reply {
             done.push(task_token);
         }
     }
@@ -378,4 +395,54 @@ async fn an_activity_limit_leaves_its_other_tasks_on_the_queue() {
     );
     assert_eq!(MOST.load(Ordering::SeqCst), 1);
     f.finish(shutdown, running).await;
+}
+
+/// The worker-wide budget holds on the broker too, across activities: with concurrency 1, a
+/// task of one activity running keeps the other activity's task on its queue. (On RabbitMQ a
+/// per-consumer `basic.qos` clears a channel-wide one set before it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_budget_holds_across_activities_on_the_broker() {
+    static RELEASED: AtomicBool = AtomicBool::new(false);
+    async fn held(_ctx: TaskContext, input: Value) -> Result<Value, TaskError> {
+        while !RELEASED.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(input)
+    }
+
+    let mut a = Fixture::new("it-budget-a").await;
+    let mut b = Fixture::new("it-budget-b").await;
+    a.publish_task("budget-a", json!("a")).await;
+    b.publish_task("budget-b", json!("b")).await;
+    let worker = Worker::builder()
+        .activity(a.arn.clone(), held)
+        .activity(b.arn.clone(), held)
+        .concurrency(1)
+        .handle_signals(false)
+        .build(AmqpTransport::new(amqp_url()));
+    let shutdown = worker.shutdown_handle();
+    let running = tokio::spawn(worker.run());
+
+    // One of the two starts; the other stays ready on its queue.
+    let (first, a_first) = tokio::select! {
+        reply = next_reply(&mut a.replies) => (reply, true),
+        reply = next_reply(&mut b.replies) => (reply, false),
+    };
+    assert!(matches!(first, Reply::Started { .. }), "{first:?}");
+    let second = if a_first { &mut b } else { &mut a };
+    assert_eq!(
+        second.ready().await,
+        1,
+        "the other activity's task waits on its queue"
+    );
+    RELEASED.store(true, Ordering::SeqCst);
+    let later = next_reply(&mut second.replies).await;
+    assert!(
+        matches!(&later, Reply::Finished { result, .. } if matches!(**result, Reply::Succeeded { .. })),
+        "{later:?}"
+    );
+    let (a_ready, b_ready) = (a.ready().await, b.ready().await);
+    assert_eq!((a_ready, b_ready), (0, 0));
+    a.finish(shutdown, running).await;
+    b.cleanup().await;
 }

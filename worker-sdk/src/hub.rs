@@ -71,21 +71,32 @@ impl InProcessHub {
 
     /// Worker side: take the next task of any of `queues`, if one is waiting.
     pub fn try_take_task(&self, queues: &[String]) -> Option<TaskMessage> {
+        self.try_take_indexed(queues).map(|(_, t)| t)
+    }
+
+    /// Worker side: wait for the next task of any of `queues`.
+    pub async fn take_task(&self, queues: &[String]) -> TaskMessage {
+        self.take_indexed(queues).await.1
+    }
+
+    /// [`Self::try_take_task`], with the index in `queues` of the queue it came from.
+    fn try_take_indexed(&self, queues: &[String]) -> Option<(usize, TaskMessage)> {
         let mut q = self.queues();
-        for name in queues {
+        for (index, name) in queues.iter().enumerate() {
             if let Some(t) = q.tasks.get_mut(name).and_then(VecDeque::pop_front) {
-                return Some(t);
+                return Some((index, t));
             }
         }
         None
     }
 
-    /// Worker side: wait for the next task of any of `queues`.
-    pub async fn take_task(&self, queues: &[String]) -> TaskMessage {
+    /// [`Self::take_task`], with the index in `queues` of the queue it came from. Cancel-safe:
+    /// a task is taken only in the poll that returns it.
+    pub(crate) async fn take_indexed(&self, queues: &[String]) -> (usize, TaskMessage) {
         loop {
             let notified = self.inner.task_ready.notified();
-            if let Some(t) = self.try_take_task(queues) {
-                return t;
+            if let Some(taken) = self.try_take_indexed(queues) {
+                return taken;
             }
             notified.await;
         }

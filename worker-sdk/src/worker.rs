@@ -192,7 +192,9 @@ impl WorkerBuilder {
     /// dependency that takes only so many calls at a time (a payment API, a licence server)
     /// served next to activities that may run more. The limit holds where tasks are handed
     /// out: on RabbitMQ as the activity consumer's own prefetch, so its tasks beyond the limit
-    /// stay queued for other workers instead of waiting inside this one.
+    /// stay queued for other workers instead of waiting inside this one. It counts tasks
+    /// taken and not yet settled: a handler dropped after [`WorkerBuilder::cancel_grace`] that
+    /// is stuck in blocking code may still be running when the next task starts.
     ///
     /// # Panics
     ///
@@ -1520,27 +1522,87 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_limited_activity_gets_its_slot_back_however_a_task_ends() {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (a, b) = (in_flight.clone(), most.clone());
         let mut w = start(
             Worker::builder()
                 .concurrency(4)
-                .activity("test", |_ctx: TaskContext, input: Value| async move {
-                    match input.as_str() {
-                        Some("panic") => panic!("the handler blew up"),
-                        Some("fail") => Err(TaskError::new("Test.Failed", "no")),
-                        _ => Ok(input),
+                .cancel_grace(Duration::from_secs(5))
+                .activity("test", move |_ctx: TaskContext, input: Value| {
+                    let (in_flight, most) = (a.clone(), b.clone());
+                    async move {
+                        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        // Counted out before the outcome (a panic or a drop skips the rest).
+                        let _out = scopeguard(in_flight);
+                        if input == "stubborn" {
+                            std::future::pending::<()>().await;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        match input.as_str() {
+                            Some("panic") => panic!("the handler blew up"),
+                            Some("fail") => Err(TaskError::new("Test.Failed", "no")),
+                            _ => Ok(input),
+                        }
                     }
                 })
                 .activity_concurrency("test", 1),
         );
-        for (n, input) in ["panic", "fail", "ok"].into_iter().enumerate() {
-            w.push(task(&format!("t{n}"), json!(input)));
+        // t1 holds the only slot and ignores its cancellation: dropped after the grace.
+        w.push(task("t1", json!("stubborn")));
+        assert_eq!(w.reply().await, started("t1"));
+        // t2 is cancelled before it starts: skipped when its turn comes.
+        w.push(task("t2", json!("ok")));
+        w.cancel("t2");
+        for (token, input) in [("t3", "panic"), ("t4", "fail"), ("t5", "ok")] {
+            w.push(task(token, json!(input)));
         }
-        let mut tokens = Vec::new();
-        for _ in 0..3 {
-            tokens.push(w.reply().await.task_token().to_string());
+        w.cancel("t1");
+        let mut replies = Vec::new();
+        for _ in 0..6 {
+            replies.push(w.reply().await);
         }
-        // One at a time, in order: each reply freed the only slot for the next task.
-        assert_eq!(tokens, ["t0", "t1", "t2"]);
+        // One at a time, in order: each way a task ended gave the slot back to the next.
+        let tokens: Vec<&str> = replies.iter().map(Reply::task_token).collect();
+        assert_eq!(tokens, ["t3", "t3", "t4", "t4", "t5", "t5"]);
+        assert!(matches!(&replies[1], Reply::Failed { error: Some(e), .. } if e == TASK_FAILED));
+        assert_eq!(replies[3], failed("t4", "Test.Failed", "no"));
+        assert_eq!(replies[5], succeeded("t5", json!("ok")));
+        assert_eq!(most.load(Ordering::SeqCst), 1);
+        w.stop().await.no_more_replies();
+    }
+
+    /// Decrements the counter when dropped.
+    fn scopeguard(counter: Arc<AtomicUsize>) -> impl Drop {
+        struct Out(Arc<AtomicUsize>);
+        impl Drop for Out {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        Out(counter)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_worker_limit_still_bounds_an_activity_with_a_higher_one() {
+        let most = Arc::new(AtomicUsize::new(0));
+        let mut w = start(
+            Worker::builder()
+                .concurrency(1)
+                .activity("test", counting(&most))
+                .activity_concurrency("test", 3),
+        );
+        for n in 0..3 {
+            w.push(task(&format!("t{n}"), json!(n)));
+        }
+        let mut finished = 0;
+        while finished < 3 {
+            if let Reply::Succeeded { .. } = w.reply().await {
+                finished += 1;
+            }
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 1);
         w.stop().await.no_more_replies();
     }
 

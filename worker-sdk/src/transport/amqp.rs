@@ -522,34 +522,34 @@ impl Supervisor {
                 )
                 .await?;
         }
-        // RabbitMQ: `global` makes the prefetch one budget for all consumers of the channel.
+        let mut tasks = SelectAll::new();
+        let mut consumer_tags = Vec::new();
+        // Prefetch: `global` makes one budget (the worker's concurrency) for all consumers of
+        // the channel; without it a prefetch binds each consumer started after it on its own
+        // (an activity's limit). On RabbitMQ a per-consumer `basic.qos` clears the channel's
+        // budget, and a consumer gets deliveries as soon as it starts: so the activities with
+        // a limit start first, each after its own prefetch, then the budget is set, and only
+        // then start the others (no limit of their own, bounded by the budget alone).
+        let limited = |q: &ConsumedQueue| q.limit.is_some();
+        for (index, q) in self.queues.iter().enumerate().filter(|(_, q)| limited(q)) {
+            let own = q.limit.map_or(self.prefetch, |l| l.min(self.prefetch));
+            consume
+                .basic_qos(own, BasicQosOptions { global: false })
+                .await?;
+            self.start_consumer(&consume, index, &q.queue, &mut tasks, &mut consumer_tags)
+                .await?;
+        }
+        if self.queues.iter().any(limited) {
+            consume
+                .basic_qos(0, BasicQosOptions { global: false })
+                .await?;
+        }
         consume
             .basic_qos(self.prefetch, BasicQosOptions { global: true })
             .await?;
-        let mut tasks = SelectAll::new();
-        let mut consumer_tags = Vec::new();
-        for (index, ConsumedQueue { queue, limit, .. }) in self.queues.iter().enumerate() {
-            // Without `global`, a prefetch binds each consumer started after it on its own
-            // (0: no limit but the channel's), so every consumer gets its activity's.
-            consume
-                .basic_qos(limit.unwrap_or(0), BasicQosOptions { global: false })
+        for (index, q) in self.queues.iter().enumerate().filter(|(_, q)| !limited(q)) {
+            self.start_consumer(&consume, index, &q.queue, &mut tasks, &mut consumer_tags)
                 .await?;
-            let consumer = consume
-                .basic_consume(
-                    ShortString::from(queue.as_str()),
-                    ShortString::from(""),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-            consumer_tags.push(consumer.tag());
-            // Each consumer's end shows up as `(index, None)`, so losing one is noticed.
-            let stream: TaskStream = Box::pin(
-                consumer
-                    .map(move |item| (index, Some(item)))
-                    .chain(stream::once(async move { (index, None) })),
-            );
-            tasks.push(stream);
         }
 
         let cancel_exchange = ShortString::from(self.config.name(CANCEL_EXCHANGE));
@@ -681,6 +681,34 @@ impl Supervisor {
                 },
             }
         }
+    }
+
+    /// Starts consuming `queue` (the activity at `index` of `self.queues`) on `channel`.
+    async fn start_consumer(
+        &self,
+        channel: &Channel,
+        index: usize,
+        queue: &str,
+        tasks: &mut SelectAll<TaskStream>,
+        consumer_tags: &mut Vec<ShortString>,
+    ) -> lapin::Result<()> {
+        let consumer = channel
+            .basic_consume(
+                ShortString::from(queue),
+                ShortString::from(""),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        consumer_tags.push(consumer.tag());
+        // Each consumer's end shows up as `(index, None)`, so losing one is noticed.
+        let stream: TaskStream = Box::pin(
+            consumer
+                .map(move |item| (index, Some(item)))
+                .chain(stream::once(async move { (index, None) })),
+        );
+        tasks.push(stream);
+        Ok(())
     }
 
     fn queue(&self, index: usize) -> &str {

@@ -72,34 +72,28 @@ impl Tasks {
         loop {
             // Slots are taken only here, so a queue open now is still open when its task
             // arrives; one freed meanwhile is noticed through `freed`.
-            let open: Vec<String> = self
+            let open: Vec<&Queue> = self
                 .queues
                 .iter()
                 .filter(|q| q.limit.as_ref().is_none_or(|l| l.available_permits() > 0))
-                .map(|q| q.name.clone())
                 .collect();
+            let names: Vec<String> = open.iter().map(|q| q.name.clone()).collect();
             let freed = self.freed.notified();
-            let task = if open.is_empty() {
+            let (index, task) = if open.is_empty() {
                 freed.await;
                 continue;
             } else {
                 tokio::select! {
-                    // `take_task` takes a task only in the poll that returns it.
-                    task = self.hub.take_task(&open) => task,
+                    taken = self.hub.take_indexed(&names) => taken,
                     () = freed => continue,
                 }
             };
-            let queue = task_queue(&task.resource);
-            let activity_slot = self
-                .queues
-                .iter()
-                .find(|q| q.name == queue)
-                .and_then(|q| q.limit.clone())
-                .and_then(|l| l.try_acquire_owned().ok())
-                .map(|permit| ActivitySlot {
-                    _permit: permit,
-                    freed: self.freed.clone(),
-                });
+            let activity_slot = open[index].limit.clone().map(|limit| ActivitySlot {
+                _permit: limit
+                    .try_acquire_owned()
+                    .expect("a queue seen open keeps its free slot: only `next` takes them"),
+                freed: self.freed.clone(),
+            });
             return Delivery {
                 payload: Payload::Task(Box::new(task)),
                 activity: None,
