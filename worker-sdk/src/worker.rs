@@ -1606,6 +1606,31 @@ mod tests {
         w.stop().await.no_more_replies();
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_activity_does_not_starve_the_others() {
+        const OTHER: &str = "arn:aws:states:us-east-1:111111111111:activity:other";
+        let echo = |_ctx: TaskContext, input: Value| async move { Ok::<_, TaskError>(input) };
+        let mut w = start(
+            Worker::builder()
+                .concurrency(1)
+                .activity("test", echo)
+                .activity(OTHER, echo),
+        );
+        // `other` is looked at first (the queues are in ARN order) and is always busy.
+        for n in 0..3 {
+            let mut busy = task(&format!("o{n}"), json!(n));
+            busy.resource = OTHER.into();
+            w.push(busy);
+        }
+        w.push(task("t0", json!(0)));
+        let mut order = Vec::new();
+        for _ in 0..4 {
+            order.push(w.reply().await.task_token().to_string());
+        }
+        assert_eq!(order, ["o0", "t0", "o1", "o2"], "served in turn");
+        w.stop().await.no_more_replies();
+    }
+
     #[test]
     #[should_panic(expected = "which no handler serves")]
     fn a_limit_for_an_activity_nobody_serves_is_refused() {

@@ -4,7 +4,9 @@
 //! not started stay in the hub; a task handed back is pushed onto its queue again. An activity
 //! with a limit of its own is taken from only while fewer of its tasks than that are
 //! unsettled (each delivery carries an [`ActivitySlot`]); the others are taken meanwhile.
-//! There is no connection to lose and nothing to dead-letter.
+//! The queues are looked at in turn, starting after the one served last, so a busy activity
+//! does not starve the others (as RabbitMQ serves a channel's consumers round-robin). There is
+//! no connection to lose and nothing to dead-letter.
 
 use super::{
     CancelSource, Delivery, Payload, ReplySink, Settle, Started, Subscription, TaskSource,
@@ -37,6 +39,7 @@ pub(crate) fn start(hub: InProcessHub, subscription: Subscription<'_>) -> Starte
             hub,
             queues,
             freed: Arc::new(Notify::new()),
+            next_first: 0,
         }),
     }
 }
@@ -46,6 +49,8 @@ pub(crate) struct Tasks {
     queues: Vec<Queue>,
     /// Signalled when an [`ActivitySlot`] is freed: a limited queue may be open again.
     freed: Arc<Notify>,
+    /// The queue looked at first next time: the one after the queue served last.
+    next_first: usize,
 }
 
 struct Queue {
@@ -72,12 +77,13 @@ impl Tasks {
         loop {
             // Slots are taken only here, so a queue open now is still open when its task
             // arrives; one freed meanwhile is noticed through `freed`.
-            let open: Vec<&Queue> = self
-                .queues
-                .iter()
-                .filter(|q| q.limit.as_ref().is_none_or(|l| l.available_permits() > 0))
+            let n = self.queues.len();
+            let open: Vec<(usize, &Queue)> = (0..n)
+                .map(|k| (self.next_first + k) % n)
+                .map(|i| (i, &self.queues[i]))
+                .filter(|(_, q)| q.limit.as_ref().is_none_or(|l| l.available_permits() > 0))
                 .collect();
-            let names: Vec<String> = open.iter().map(|q| q.name.clone()).collect();
+            let names: Vec<String> = open.iter().map(|(_, q)| q.name.clone()).collect();
             let freed = self.freed.notified();
             let (index, task) = if open.is_empty() {
                 freed.await;
@@ -88,7 +94,9 @@ impl Tasks {
                     () = freed => continue,
                 }
             };
-            let activity_slot = open[index].limit.clone().map(|limit| ActivitySlot {
+            let (served, queue) = open[index];
+            self.next_first = (served + 1) % n;
+            let activity_slot = queue.limit.clone().map(|limit| ActivitySlot {
                 _permit: limit
                     .try_acquire_owned()
                     .expect("a queue seen open keeps its free slot: only `next` takes them"),
