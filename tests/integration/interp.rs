@@ -330,6 +330,55 @@ fn task_timeout_is_not_caught_by_task_failed() {
 }
 
 #[test]
+fn a_heartbeat_timeout_is_matched_by_its_own_name_and_reported_as_states_timeout() {
+    let definition = |catch: Value| {
+        json!({"StartAt": "Work", "States": {
+            "Work": activity_task(json!({"TimeoutSeconds": 100, "HeartbeatSeconds": 10,
+                "Catch": catch, "End": true})),
+            "Caught": {"Type": "Pass", "End": true}}})
+    };
+    // Caught by `States.HeartbeatTimeout`: the error output still says `States.Timeout`.
+    let mut h = Harness::new(
+        definition(json!([{"ErrorEquals": ["States.HeartbeatTimeout"],
+            "ResultPath": "$.err", "Next": "Caught"}])),
+        json!({}),
+    );
+    h.apply(T0, Input::Start);
+    h.fire_at(T0 + 10_000);
+    assert_eq!(h.exec.status, ExecutionStatus::Succeeded);
+    assert_eq!(
+        output(&h.exec)["err"],
+        json!({"Error": "States.Timeout", "Cause": ""})
+    );
+    // Uncaught: the execution fails with `States.Timeout`, without a cause.
+    let mut h = Harness::new(
+        definition(json!([{"ErrorEquals": ["States.TaskFailed"], "Next": "Caught"}])),
+        json!({}),
+    );
+    h.apply(T0, Input::Start);
+    let s = h.fire_at(T0 + 10_000);
+    assert_eq!(types(&s.events), ["ActivityTimedOut", "ExecutionFailed"]);
+    assert_eq!(h.exec.error.as_deref(), Some("States.Timeout"));
+    assert_eq!(h.exec.cause, None);
+}
+
+#[test]
+fn a_task_timeout_is_not_a_heartbeat_timeout() {
+    let mut h = Harness::new(
+        json!({"StartAt": "Work", "States": {
+            "Work": activity_task(json!({"TimeoutSeconds": 5,
+                "Catch": [{"ErrorEquals": ["States.HeartbeatTimeout"], "Next": "Caught"}],
+                "End": true})),
+            "Caught": {"Type": "Pass", "End": true}}}),
+        json!({}),
+    );
+    h.apply(T0, Input::Start);
+    let s = h.fire_at(T0 + 5_000);
+    assert_eq!(types(&s.events), ["ActivityTimedOut", "ExecutionFailed"]);
+    assert_eq!(h.exec.error.as_deref(), Some("States.Timeout"));
+}
+
+#[test]
 fn heartbeat_timeout_after_task_started_without_heartbeats() {
     let mut h = Harness::new(
         json!({"StartAt": "Work", "States": {
@@ -377,15 +426,14 @@ fn heartbeat_timeout_after_task_started_without_heartbeats() {
             "ExecutionSucceeded"
         ]
     );
-    assert_eq!(
-        timed_out_error(&s).as_deref(),
-        Some("States.HeartbeatTimeout")
-    );
+    // AWS reports a heartbeat timeout as `States.Timeout`, in the history and in the error
+    // output (with an empty `Cause`); only the state's own Retry/Catch can tell it apart.
+    assert_eq!(timed_out_error(&s).as_deref(), Some("States.Timeout"));
     assert_eq!(cancelled_tasks(&s), [d.task]);
     let out = output(&h.exec);
     assert_eq!(
-        out["err"]["Error"],
-        json!("States.HeartbeatTimeout"),
+        out["err"],
+        json!({"Error": "States.Timeout", "Cause": ""}),
         "{out}"
     );
     assert!(

@@ -857,7 +857,8 @@ async fn task_timeout_cancels_the_handler_and_is_caught<S: Store, B: Broker>(sta
     assert_eq!(rec.status, ExecutionStatus::Succeeded, "{:?}", types(&h));
     assert_eq!(
         rec.output,
-        Some(json!({"timeout": {"Error": "States.Timeout"}}))
+        // AWS's error output for a timeout: an empty `Cause`.
+        Some(json!({"timeout": {"Error": "States.Timeout", "Cause": ""}}))
     );
     assert_eq!(count(&h, "ActivityTimedOut"), 1);
     tokio::time::timeout(WAIT, cancelled_rx.recv())

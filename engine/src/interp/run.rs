@@ -48,15 +48,37 @@ impl Fault {
         self.error.as_deref().unwrap_or("")
     }
 
+    /// The error output a Catch (or a tolerated Map item) sees. A timeout is reported as AWS
+    /// reports it: `States.Timeout` (a heartbeat timeout too) with an empty `Cause`.
     fn output(&self) -> Value {
+        let reported = self.reported();
         let mut m = Map::new();
-        if let Some(e) = &self.error {
+        if let Some(e) = &reported.error {
             m.insert("Error".into(), Value::String(e.clone()));
         }
-        if let Some(c) = &self.cause {
-            m.insert("Cause".into(), Value::String(c.clone()));
+        match &reported.cause {
+            Some(c) => {
+                m.insert("Cause".into(), Value::String(c.clone()));
+            }
+            None if reported.error.as_deref() == Some(names::TIMEOUT) => {
+                m.insert("Cause".into(), Value::String(String::new()));
+            }
+            None => {}
         }
         Value::Object(m)
+    }
+
+    /// The fault as it leaves the state that raised it. `States.HeartbeatTimeout` exists only
+    /// for that state's Retry and Catch to match; AWS reports the error as `States.Timeout`
+    /// (history events, the execution's error, an enclosing Parallel or Map).
+    fn reported(&self) -> Fault {
+        match self.error.as_deref() {
+            Some(names::HEARTBEAT_TIMEOUT) => Fault {
+                error: Some(names::TIMEOUT.into()),
+                cause: self.cause.clone(),
+            },
+            _ => self.clone(),
+        }
     }
 }
 
@@ -1158,16 +1180,18 @@ impl<'a> Run<'a> {
                 } else {
                     names::TIMEOUT
                 };
+                // The history says `States.Timeout` either way (as AWS's does); the state's
+                // Retry and Catch still tell a heartbeat timeout apart.
                 let kind = if activity {
                     EventKind::ActivityTimedOut {
-                        error: Some(error.into()),
+                        error: Some(names::TIMEOUT.into()),
                         cause: None,
                     }
                 } else {
                     EventKind::TaskTimedOut {
                         resource_type: resource_type(&resource),
                         resource: resource_name(&resource),
-                        error: Some(error.into()),
+                        error: Some(names::TIMEOUT.into()),
                         cause: None,
                     }
                 };
@@ -2846,7 +2870,7 @@ impl<'a> Run<'a> {
 
     /// The frame ends in failure (no retry/catch applies).
     fn frame_failed(&mut self, fid: u64, fault: Fault) -> R<Flow> {
-        self.finish_frame(fid, Err(fault))
+        self.finish_frame(fid, Err(fault.reported()))
     }
 
     fn finish_frame(&mut self, fid: u64, result: Result<Arc<Value>, Fault>) -> R<Flow> {
