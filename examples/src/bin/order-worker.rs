@@ -4,8 +4,13 @@
 //!
 //! `STEPLINE_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run -p stepline-examples --bin order-worker`
 //!
+//! With `STEPLINE_NAMESPACE` set, it uses that namespace's queues, as `stepline server` does
+//! with the same setting. The activities must exist on the server (`stepline activities
+//! create charge-card`, …): a Task on an activity nobody created fails, as on AWS.
+//!
 //! Charges above 1,000 are declined (`Payment.CardDeclined`), so the definition's Catch and
-//! refund path can be exercised with a large `total`.
+//! refund path can be exercised with a large `total`. At most 4 charges run at once (a
+//! per-activity limit), within the worker's 16 tasks in flight.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -47,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(filter).init();
     let url = std::env::var("STEPLINE_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let namespace = std::env::var("STEPLINE_NAMESPACE").unwrap_or_default();
     Worker::builder()
         .name("order-worker")
         .activity("charge-card", charge)
@@ -54,7 +60,10 @@ async fn main() -> anyhow::Result<()> {
         .activity("ship", ship)
         .activity("notify", notify)
         .concurrency(16)
-        .build(AmqpTransport::new(url))
+        // The payment gateway takes 4 calls at a time; further charges wait on RabbitMQ
+        // (for this or another worker) while shipping and notifications use the other slots.
+        .activity_concurrency("charge-card", 4)
+        .build(AmqpTransport::new(url).namespace(&namespace))
         .run()
         .await?;
     Ok(())
