@@ -574,6 +574,7 @@ fn check_mock(
         (None, Some(e)) => Err(Fault {
             error: e.error.clone(),
             cause: e.cause.clone(),
+            timed_out: false,
         }),
     };
     // Choice and Wait states have nothing to mock: the mock is ignored.

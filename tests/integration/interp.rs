@@ -379,6 +379,66 @@ fn a_task_timeout_is_not_a_heartbeat_timeout() {
 }
 
 #[test]
+fn outside_its_state_a_heartbeat_timeout_is_states_timeout() {
+    let mut h = Harness::new(
+        json!({"StartAt": "Both", "States": {
+            "Both": {"Type": "Parallel", "Branches": [{"StartAt": "Work", "States": {
+                "Work": activity_task(json!({"TimeoutSeconds": 100, "HeartbeatSeconds": 10,
+                    "Retry": [{"ErrorEquals": ["States.HeartbeatTimeout"], "IntervalSeconds": 1,
+                        "MaxAttempts": 1}],
+                    "End": true}))}}],
+                "Catch": [
+                    {"ErrorEquals": ["States.HeartbeatTimeout"], "Next": "Wrong"},
+                    {"ErrorEquals": ["States.Timeout"], "ResultPath": "$.err", "Next": "Caught"}],
+                "End": true},
+            "Wrong": {"Type": "Fail", "Error": "Wrong"},
+            "Caught": {"Type": "Pass", "End": true}}}),
+        json!({}),
+    );
+    h.apply(T0, Input::Start);
+    // The task's own Retry knows the heartbeat timeout by name: one retry, a second dispatch.
+    let s = h.fire_at(T0 + 10_000);
+    assert_eq!(types(&s.events), ["ActivityTimedOut"]);
+    let s = h.fire_at(T0 + 11_000);
+    assert_eq!(dispatches(&s).len(), 1, "retried");
+    h.fire_at(T0 + 21_000);
+    // The Parallel sees `States.Timeout`: its HeartbeatTimeout catcher does not match.
+    assert_eq!(h.exec.status, ExecutionStatus::Succeeded);
+    assert_eq!(
+        output(&h.exec)["err"],
+        json!({"Error": "States.Timeout", "Cause": ""})
+    );
+}
+
+#[test]
+fn errors_named_by_a_worker_pass_as_they_are() {
+    for (error, cause, expected) in [
+        ("States.Timeout", Some("slow"), json!({"Error": "States.Timeout", "Cause": "slow"})),
+        ("States.Timeout", None, json!({"Error": "States.Timeout"})),
+        ("States.HeartbeatTimeout", None, json!({"Error": "States.HeartbeatTimeout"})),
+    ] {
+        let mut h = Harness::new(
+            json!({"StartAt": "Work", "States": {
+                "Work": activity_task(json!({
+                    "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.err", "Next": "Caught"}],
+                    "End": true})),
+                "Caught": {"Type": "Pass", "End": true}}}),
+            json!({}),
+        );
+        let d = only_dispatch(&h.apply(T0, Input::Start));
+        h.apply(
+            T0 + 1_000,
+            Input::TaskFailed {
+                task: d.task,
+                error: Some(error.into()),
+                cause: cause.map(str::to_string),
+            },
+        );
+        assert_eq!(output(&h.exec)["err"], expected, "{error} {cause:?}");
+    }
+}
+
+#[test]
 fn heartbeat_timeout_after_task_started_without_heartbeats() {
     let mut h = Harness::new(
         json!({"StartAt": "Work", "States": {

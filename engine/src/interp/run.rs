@@ -41,6 +41,10 @@ fn invariant(msg: impl Into<String>) -> InterpError {
 pub(crate) struct Fault {
     pub error: Option<String>,
     pub cause: Option<String>,
+    /// Raised by the engine's own TimeoutSeconds/HeartbeatSeconds timer (not an error a
+    /// worker, a Fail state or a mock named so): reported the way AWS reports those.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
 }
 
 impl Fault {
@@ -48,8 +52,9 @@ impl Fault {
         self.error.as_deref().unwrap_or("")
     }
 
-    /// The error output a Catch (or a tolerated Map item) sees. A timeout is reported as AWS
-    /// reports it: `States.Timeout` (a heartbeat timeout too) with an empty `Cause`.
+    /// The error output a Catch (or a tolerated Map item) sees. A timeout the engine raised is
+    /// reported as AWS reports it: `States.Timeout` (a heartbeat timeout too) with an empty
+    /// `Cause`.
     fn output(&self) -> Value {
         let reported = self.reported();
         let mut m = Map::new();
@@ -60,7 +65,7 @@ impl Fault {
             Some(c) => {
                 m.insert("Cause".into(), Value::String(c.clone()));
             }
-            None if reported.error.as_deref() == Some(names::TIMEOUT) => {
+            None if reported.timed_out => {
                 m.insert("Cause".into(), Value::String(String::new()));
             }
             None => {}
@@ -68,14 +73,15 @@ impl Fault {
         Value::Object(m)
     }
 
-    /// The fault as it leaves the state that raised it. `States.HeartbeatTimeout` exists only
-    /// for that state's Retry and Catch to match; AWS reports the error as `States.Timeout`
-    /// (history events, the execution's error, an enclosing Parallel or Map).
+    /// The fault as it leaves the state that raised it. For an engine heartbeat timeout,
+    /// `States.HeartbeatTimeout` exists only for that state's Retry and Catch to match; AWS
+    /// reports the error as `States.Timeout` (history events, the execution's error, an
+    /// enclosing Parallel or Map). Errors named by workers, Fail states or mocks pass as they are.
     fn reported(&self) -> Fault {
         match self.error.as_deref() {
-            Some(names::HEARTBEAT_TIMEOUT) => Fault {
+            Some(names::HEARTBEAT_TIMEOUT) if self.timed_out => Fault {
                 error: Some(names::TIMEOUT.into()),
-                cause: self.cause.clone(),
+                ..self.clone()
             },
             _ => self.clone(),
         }
@@ -87,6 +93,7 @@ impl From<Failure> for Fault {
         Fault {
             error: Some(f.error),
             cause: Some(f.cause),
+            timed_out: false,
         }
     }
 }
@@ -556,6 +563,7 @@ impl<'a> Run<'a> {
         Fault {
             error: Some(f.error),
             cause: Some(prefixed),
+            timed_out: false,
         }
     }
 
@@ -722,6 +730,7 @@ impl<'a> Run<'a> {
                 let fault = Fault {
                     error: Some(error.clone().unwrap_or_else(|| names::TASK_FAILED.into())),
                     cause: cause.clone(),
+                    timed_out: false,
                 };
                 let flow = self.state_failed(fid, fault)?;
                 self.drive(fid, flow)
@@ -736,6 +745,7 @@ impl<'a> Run<'a> {
                 let fault = Fault {
                     error: error.clone(),
                     cause: cause.clone(),
+                    timed_out: false,
                 };
                 self.end_execution(ExecutionStatus::Aborted, None, Some(fault))
             }
@@ -755,6 +765,7 @@ impl<'a> Run<'a> {
                         "The execution input exceeds the maximum number of bytes service limit."
                             .into(),
                     ),
+                    timed_out: false,
                 }),
             );
         }
@@ -1149,6 +1160,7 @@ impl<'a> Run<'a> {
                 Some(Fault {
                     error: None,
                     cause: None,
+                    timed_out: false,
                 }),
             ),
             Timer::Wait { frame } => {
@@ -1203,6 +1215,7 @@ impl<'a> Run<'a> {
                     Fault {
                         error: Some(error.into()),
                         cause: None,
+                        timed_out: true,
                     },
                 )?;
                 self.drive(frame, flow)
@@ -1237,6 +1250,7 @@ impl<'a> Run<'a> {
                         cause: Some(format!(
                             "The execution reached the maximum number of history events ({HISTORY_LIMIT})."
                         )),
+                        timed_out: false,
                     }),
                 );
             }
@@ -1332,7 +1346,14 @@ impl<'a> Run<'a> {
                 let cause = ev(self, &spec.cause, &spec.cause_path, "Cause")?;
                 match (error, cause) {
                     (Ok(error), Ok(cause)) => {
-                        return self.frame_failed(fid, Fault { error, cause });
+                        return self.frame_failed(
+                            fid,
+                            Fault {
+                                error,
+                                cause,
+                                timed_out: false,
+                            },
+                        );
                     }
                     (Err(f), _) | (_, Err(f)) => Ok(Err(f)),
                 }
@@ -1496,6 +1517,7 @@ impl<'a> Run<'a> {
                     "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
                     state.name
                 )),
+                timed_out: false,
             };
             return self.frame_failed(fid, fault);
         }
@@ -2135,6 +2157,7 @@ impl<'a> Run<'a> {
                         "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
                         state.name
                     )),
+                    timed_out: false,
                 },
             );
         }
@@ -2988,6 +3011,7 @@ impl<'a> Run<'a> {
                                         "The specified tolerated failure threshold was exceeded"
                                             .into(),
                                     ),
+                                    timed_out: false,
                                 }
                             } else {
                                 f
