@@ -413,9 +413,17 @@ fn outside_its_state_a_heartbeat_timeout_is_states_timeout() {
 #[test]
 fn errors_named_by_a_worker_pass_as_they_are() {
     for (error, cause, expected) in [
-        ("States.Timeout", Some("slow"), json!({"Error": "States.Timeout", "Cause": "slow"})),
+        (
+            "States.Timeout",
+            Some("slow"),
+            json!({"Error": "States.Timeout", "Cause": "slow"}),
+        ),
         ("States.Timeout", None, json!({"Error": "States.Timeout"})),
-        ("States.HeartbeatTimeout", None, json!({"Error": "States.HeartbeatTimeout"})),
+        (
+            "States.HeartbeatTimeout",
+            None,
+            json!({"Error": "States.HeartbeatTimeout"}),
+        ),
     ] {
         let mut h = Harness::new(
             json!({"StartAt": "Work", "States": {

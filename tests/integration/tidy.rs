@@ -171,7 +171,8 @@ fn no_placeholders_or_ignored_tests() {
 
 /// No docker engine runs here, so the compose file is checked by reading: every command it
 /// runs must be a binary the Dockerfile builds (`stepline` with a real subcommand, or an
-/// example `*-worker`), and every Dockerfile it names must exist.
+/// example `*-worker`), every Dockerfile it names must exist, and every example file a setup
+/// script reads must be there.
 #[test]
 fn compose_file_runs_binaries_that_exist() {
     let compose =
@@ -194,7 +195,41 @@ fn compose_file_runs_binaries_that_exist() {
         "validate",
         "conformance",
         "bench",
+        "create",
+        "update",
+        "start",
+        "activities",
     ];
+    // Shell scripts (the one-shot setup) too: every `stepline <sub>` they run, and every
+    // file they read from the mounted `./examples`.
+    for line in compose
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+    {
+        for (i, _) in line.match_indices("stepline ") {
+            let sub = line[i + "stepline ".len()..]
+                .split_whitespace()
+                .next()
+                .unwrap_or("");
+            if sub.chars().all(|c| c.is_ascii_lowercase()) && !sub.is_empty() {
+                assert!(
+                    subcommands.contains(&sub),
+                    "compose runs `stepline {sub}`, which does not exist"
+                );
+            }
+        }
+        for (i, _) in line.match_indices("/examples/") {
+            let file: String = line[i + "/examples/".len()..]
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != '"')
+                .collect();
+            assert!(
+                root().join("examples").join(&file).exists(),
+                "compose reads /examples/{file}, which is not in examples/"
+            );
+        }
+    }
     let mut commands = 0;
     for line in compose.lines().map(str::trim) {
         if let Some(rest) = line.strip_prefix("dockerfile:") {
