@@ -571,11 +571,7 @@ fn check_mock(
             }
             Ok(v)
         }
-        (None, Some(e)) => Err(Fault {
-            error: e.error.clone(),
-            cause: e.cause.clone(),
-            timed_out: false,
-        }),
+        (None, Some(e)) => Err(Fault::new(e.error.clone(), e.cause.clone())),
     };
     // Choice and Wait states have nothing to mock: the mock is ignored.
     Ok(needs_mock.then_some(answer))

@@ -71,31 +71,46 @@ impl InProcessHub {
 
     /// Worker side: take the next task of any of `queues`, if one is waiting.
     pub fn try_take_task(&self, queues: &[String]) -> Option<TaskMessage> {
-        self.try_take_indexed(queues).map(|(_, t)| t)
+        self.try_take_where(queues, 0, |_| true).map(|(_, t)| t)
     }
 
     /// Worker side: wait for the next task of any of `queues`.
     pub async fn take_task(&self, queues: &[String]) -> TaskMessage {
-        self.take_indexed(queues).await.1
+        self.take_where(queues, 0, |_| true).await.1
     }
 
-    /// [`Self::try_take_task`], with the index in `queues` of the queue it came from.
-    fn try_take_indexed(&self, queues: &[String]) -> Option<(usize, TaskMessage)> {
+    /// The next task of the queues `open` admits, looked at from `queues[first]` on round the
+    /// list, with the index of its queue.
+    fn try_take_where(
+        &self,
+        queues: &[String],
+        first: usize,
+        open: impl Fn(usize) -> bool,
+    ) -> Option<(usize, TaskMessage)> {
         let mut q = self.queues();
-        for (index, name) in queues.iter().enumerate() {
-            if let Some(t) = q.tasks.get_mut(name).and_then(VecDeque::pop_front) {
-                return Some((index, t));
-            }
-        }
-        None
+        let n = queues.len();
+        (0..n)
+            .map(|k| (first + k) % n)
+            .filter(|&i| open(i))
+            .find_map(|i| {
+                q.tasks
+                    .get_mut(&queues[i])
+                    .and_then(VecDeque::pop_front)
+                    .map(|t| (i, t))
+            })
     }
 
-    /// [`Self::take_task`], with the index in `queues` of the queue it came from. Cancel-safe:
-    /// a task is taken only in the poll that returns it.
-    pub(crate) async fn take_indexed(&self, queues: &[String]) -> (usize, TaskMessage) {
+    /// Waits for [`Self::try_take_where`] to find a task (`open` is asked again after every
+    /// push). Cancel-safe: a task is taken only in the poll that returns it.
+    pub(crate) async fn take_where(
+        &self,
+        queues: &[String],
+        first: usize,
+        open: impl Fn(usize) -> bool,
+    ) -> (usize, TaskMessage) {
         loop {
             let notified = self.inner.task_ready.notified();
-            if let Some(taken) = self.try_take_indexed(queues) {
+            if let Some(taken) = self.try_take_where(queues, first, &open) {
                 return taken;
             }
             notified.await;

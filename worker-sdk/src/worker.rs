@@ -131,7 +131,7 @@ where
 pub struct WorkerBuilder {
     activities: Vec<(String, Handler)>,
     /// Per-activity limits, by the name given (resolved to ARNs in `build`).
-    limits: Vec<(String, usize)>,
+    limits: Vec<(String, u16)>,
     region: String,
     account: String,
     name: Option<String>,
@@ -204,10 +204,8 @@ impl WorkerBuilder {
         activity: impl Into<String>,
         max_in_flight: usize,
     ) -> Self {
-        self.limits.push((
-            activity.into(),
-            max_in_flight.clamp(1, usize::from(u16::MAX)),
-        ));
+        let limit = u16::try_from(max_in_flight.max(1)).unwrap_or(u16::MAX);
+        self.limits.push((activity.into(), limit));
         self
     }
 
@@ -258,7 +256,7 @@ impl WorkerBuilder {
                 "activity_concurrency for {arn}, which no handler serves"
             );
             // The last call wins, like any other builder setting.
-            limits.insert(arn, u16::try_from(limit).unwrap_or(u16::MAX));
+            limits.insert(arn, limit);
         }
         Worker {
             activities,

@@ -1002,7 +1002,7 @@ pub fn execution_json(record: &ExecutionRecord, sm: Option<&StateMachineRecord>)
         _ if express => Some("Express executions cannot be redriven".to_string()),
         _ => snapshot(record).and_then(|e| e.redrivable().err()),
     };
-    if let Some(ms) = snapshot(record).and_then(|e| e.redrive_ms) {
+    if let Some(ms) = record.snapshot.redrives().last_ms {
         v["redriveDate"] = seconds(ms);
     }
     match reason {

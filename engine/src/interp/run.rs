@@ -48,6 +48,14 @@ pub(crate) struct Fault {
 }
 
 impl Fault {
+    pub(crate) fn new(error: Option<String>, cause: Option<String>) -> Fault {
+        Fault {
+            error,
+            cause,
+            timed_out: false,
+        }
+    }
+
     fn error_name(&self) -> &str {
         self.error.as_deref().unwrap_or("")
     }
@@ -56,16 +64,15 @@ impl Fault {
     /// reported as AWS reports it: `States.Timeout` (a heartbeat timeout too) with an empty
     /// `Cause`.
     fn output(&self) -> Value {
-        let reported = self.reported();
         let mut m = Map::new();
-        if let Some(e) = &reported.error {
-            m.insert("Error".into(), Value::String(e.clone()));
+        if let Some(e) = self.reported_error() {
+            m.insert("Error".into(), Value::String(e.to_string()));
         }
-        match &reported.cause {
+        match &self.cause {
             Some(c) => {
                 m.insert("Cause".into(), Value::String(c.clone()));
             }
-            None if reported.timed_out => {
+            None if self.timed_out => {
                 m.insert("Cause".into(), Value::String(String::new()));
             }
             None => {}
@@ -73,28 +80,27 @@ impl Fault {
         Value::Object(m)
     }
 
-    /// The fault as it leaves the state that raised it. For an engine heartbeat timeout,
+    /// The error name as it leaves the state that raised it. For an engine heartbeat timeout,
     /// `States.HeartbeatTimeout` exists only for that state's Retry and Catch to match; AWS
     /// reports the error as `States.Timeout` (history events, the execution's error, an
     /// enclosing Parallel or Map). Errors named by workers, Fail states or mocks pass as they are.
-    fn reported(&self) -> Fault {
+    fn reported_error(&self) -> Option<&str> {
         match self.error.as_deref() {
-            Some(names::HEARTBEAT_TIMEOUT) if self.timed_out => Fault {
-                error: Some(names::TIMEOUT.into()),
-                ..self.clone()
-            },
-            _ => self.clone(),
+            Some(names::HEARTBEAT_TIMEOUT) if self.timed_out => Some(names::TIMEOUT),
+            other => other,
         }
+    }
+
+    /// The fault with its [`Self::reported_error`].
+    fn into_reported(self) -> Fault {
+        let error = self.reported_error().map(str::to_string);
+        Fault { error, ..self }
     }
 }
 
 impl From<Failure> for Fault {
     fn from(f: Failure) -> Fault {
-        Fault {
-            error: Some(f.error),
-            cause: Some(f.cause),
-            timed_out: false,
-        }
+        Fault::new(Some(f.error), Some(f.cause))
     }
 }
 
@@ -560,11 +566,7 @@ impl<'a> Run<'a> {
         } else {
             f.cause
         };
-        Fault {
-            error: Some(f.error),
-            cause: Some(prefixed),
-            timed_out: false,
-        }
+        Fault::new(Some(f.error), Some(prefixed))
     }
 
     /// Evaluates `f` in a [`Scope`] over `doc` for frame `fid`.
@@ -688,8 +690,7 @@ impl<'a> Run<'a> {
                 let Some(fid) = self.take_task(*task)? else {
                     return Ok(());
                 };
-                self.task_ended(fid, TaskOutcome::Succeeded)?;
-                let (activity, resource) = self.task_meta(fid)?;
+                let (activity, resource) = self.task_ended(fid, TaskOutcome::Succeeded)?;
                 let kind = if activity {
                     EventKind::ActivitySucceeded {
                         output: output.clone(),
@@ -710,8 +711,7 @@ impl<'a> Run<'a> {
                 let Some(fid) = self.take_task(*task)? else {
                     return Ok(());
                 };
-                self.task_ended(fid, TaskOutcome::Failed)?;
-                let (activity, resource) = self.task_meta(fid)?;
+                let (activity, resource) = self.task_ended(fid, TaskOutcome::Failed)?;
                 let kind = if activity {
                     EventKind::ActivityFailed {
                         error: error.clone(),
@@ -727,11 +727,10 @@ impl<'a> Run<'a> {
                 };
                 self.emit(Some(fid), kind);
                 self.frame_mut(fid)?.phase = Phase::Idle;
-                let fault = Fault {
-                    error: Some(error.clone().unwrap_or_else(|| names::TASK_FAILED.into())),
-                    cause: cause.clone(),
-                    timed_out: false,
-                };
+                let fault = Fault::new(
+                    Some(error.clone().unwrap_or_else(|| names::TASK_FAILED.into())),
+                    cause.clone(),
+                );
                 let flow = self.state_failed(fid, fault)?;
                 self.drive(fid, flow)
             }
@@ -742,11 +741,7 @@ impl<'a> Run<'a> {
                 self.timer_fired(*timer, t)
             }
             Input::Stop { error, cause } => {
-                let fault = Fault {
-                    error: error.clone(),
-                    cause: cause.clone(),
-                    timed_out: false,
-                };
+                let fault = Fault::new(error.clone(), cause.clone());
                 self.end_execution(ExecutionStatus::Aborted, None, Some(fault))
             }
         }
@@ -759,14 +754,13 @@ impl<'a> Run<'a> {
             return self.end_execution(
                 ExecutionStatus::Failed,
                 None,
-                Some(Fault {
-                    error: Some(names::DATA_LIMIT_EXCEEDED.into()),
-                    cause: Some(
+                Some(Fault::new(
+                    Some(names::DATA_LIMIT_EXCEEDED.into()),
+                    Some(
                         "The execution input exceeds the maximum number of bytes service limit."
                             .into(),
                     ),
-                    timed_out: false,
-                }),
+                )),
             );
         }
         if let Some(t) = self.def.timeout_seconds {
@@ -1124,32 +1118,29 @@ impl<'a> Run<'a> {
         Ok(Some(fid))
     }
 
-    /// Notes that the task of frame `fid` (still in its task phase) ended.
-    fn task_ended(&mut self, fid: u64, outcome: TaskOutcome) -> R<()> {
+    /// Notes that the task of frame `fid` (still in its task phase) ended; returns whether it
+    /// is an activity, and its resource.
+    fn task_ended(&mut self, fid: u64, outcome: TaskOutcome) -> R<(bool, String)> {
         let now = self.now();
-        let ended = match &self.frame(fid)?.phase {
+        let (activity, ended) = match &self.frame(fid)?.phase {
             Phase::Task {
                 resource,
+                activity,
                 scheduled_ms,
                 ..
-            } => TaskEnded {
-                resource: resource.clone(),
-                outcome,
-                after_ms: scheduled_ms.map(|at| now.saturating_sub(at)),
-            },
+            } => (
+                *activity,
+                TaskEnded {
+                    resource: resource.clone(),
+                    outcome,
+                    after_ms: scheduled_ms.map(|at| now.saturating_sub(at)),
+                },
+            ),
             _ => return Err(invariant("task frame without task phase")),
         };
+        let resource = ended.resource.clone();
         self.ended_tasks.push(ended);
-        Ok(())
-    }
-
-    fn task_meta(&self, fid: u64) -> R<(bool, String)> {
-        match &self.frame(fid)?.phase {
-            Phase::Task {
-                activity, resource, ..
-            } => Ok((*activity, resource.clone())),
-            _ => Err(invariant("task frame without task phase")),
-        }
+        Ok((activity, resource))
     }
 
     fn timer_fired(&mut self, _id: u64, t: Timer) -> R<()> {
@@ -1157,11 +1148,7 @@ impl<'a> Run<'a> {
             Timer::ExecutionTimeout => self.end_execution(
                 ExecutionStatus::TimedOut,
                 None,
-                Some(Fault {
-                    error: None,
-                    cause: None,
-                    timed_out: false,
-                }),
+                Some(Fault::new(None, None)),
             ),
             Timer::Wait { frame } => {
                 let effective = match &self.frame(frame)?.phase {
@@ -1185,8 +1172,7 @@ impl<'a> Run<'a> {
                 if self.take_task(task)?.is_none() {
                     return Ok(());
                 }
-                self.task_ended(frame, TaskOutcome::TimedOut)?;
-                let (activity, resource) = self.task_meta(frame)?;
+                let (activity, resource) = self.task_ended(frame, TaskOutcome::TimedOut)?;
                 let error = if heartbeat {
                     names::HEARTBEAT_TIMEOUT
                 } else {
@@ -1245,13 +1231,12 @@ impl<'a> Run<'a> {
                 return self.end_execution(
                     ExecutionStatus::Failed,
                     None,
-                    Some(Fault {
-                        error: Some(names::RUNTIME.into()),
-                        cause: Some(format!(
+                    Some(Fault::new(
+                        Some(names::RUNTIME.into()),
+                        Some(format!(
                             "The execution reached the maximum number of history events ({HISTORY_LIMIT})."
                         )),
-                        timed_out: false,
-                    }),
+                    )),
                 );
             }
             match self.enter_state(fid)? {
@@ -1346,14 +1331,7 @@ impl<'a> Run<'a> {
                 let cause = ev(self, &spec.cause, &spec.cause_path, "Cause")?;
                 match (error, cause) {
                     (Ok(error), Ok(cause)) => {
-                        return self.frame_failed(
-                            fid,
-                            Fault {
-                                error,
-                                cause,
-                                timed_out: false,
-                            },
-                        );
+                        return self.frame_failed(fid, Fault::new(error, cause));
                     }
                     (Err(f), _) | (_, Err(f)) => Ok(Err(f)),
                 }
@@ -1511,14 +1489,13 @@ impl<'a> Run<'a> {
         next: Option<usize>,
     ) -> R<Flow> {
         if over_limit(&output) {
-            let fault = Fault {
-                error: Some(names::DATA_LIMIT_EXCEEDED.into()),
-                cause: Some(format!(
+            let fault = Fault::new(
+                Some(names::DATA_LIMIT_EXCEEDED.into()),
+                Some(format!(
                     "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
                     state.name
                 )),
-                timed_out: false,
-            };
+            );
             return self.frame_failed(fid, fault);
         }
         let next = match next {
@@ -2151,14 +2128,13 @@ impl<'a> Run<'a> {
         if over_limit(&result) {
             return self.frame_failed(
                 fid,
-                Fault {
-                    error: Some(names::DATA_LIMIT_EXCEEDED.into()),
-                    cause: Some(format!(
+                Fault::new(
+                    Some(names::DATA_LIMIT_EXCEEDED.into()),
+                    Some(format!(
                         "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
                         state.name
                     )),
-                    timed_out: false,
-                },
+                ),
             );
         }
         if state.query_language == QueryLanguage::JSONata {
@@ -2893,7 +2869,7 @@ impl<'a> Run<'a> {
 
     /// The frame ends in failure (no retry/catch applies).
     fn frame_failed(&mut self, fid: u64, fault: Fault) -> R<Flow> {
-        self.finish_frame(fid, Err(fault.reported()))
+        self.finish_frame(fid, Err(fault.into_reported()))
     }
 
     fn finish_frame(&mut self, fid: u64, result: Result<Arc<Value>, Fault>) -> R<Flow> {
@@ -3005,14 +2981,13 @@ impl<'a> Run<'a> {
                         };
                         if exceeded && m.failure.is_none() {
                             m.failure = Some(if tolerance_set {
-                                Fault {
-                                    error: Some(names::EXCEED_TOLERATED_FAILURE_THRESHOLD.into()),
-                                    cause: Some(
+                                Fault::new(
+                                    Some(names::EXCEED_TOLERATED_FAILURE_THRESHOLD.into()),
+                                    Some(
                                         "The specified tolerated failure threshold was exceeded"
                                             .into(),
                                     ),
-                                    timed_out: false,
-                                }
+                                )
                             } else {
                                 f
                             });

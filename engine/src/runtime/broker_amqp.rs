@@ -197,7 +197,6 @@ fn unavailable(what: &str, e: lapin::Error) -> BrokerError {
     BrokerError::Unavailable(format!("{what}: {e}"))
 }
 
-/// A channel that is open or will be once the connection recovers.
 /// A new channel on `connection`.
 async fn open_channel(connection: &Connection) -> Result<Channel, BrokerError> {
     connection
@@ -206,6 +205,7 @@ async fn open_channel(connection: &Connection) -> Result<Channel, BrokerError> {
         .map_err(|e| unavailable("cannot open a channel", e))
 }
 
+/// A channel that is open or will be once the connection recovers.
 fn usable(channel: &Channel) -> bool {
     let s = channel.status();
     s.connected() || s.reconnecting() || s.initializing()
@@ -746,11 +746,12 @@ impl Broker for AmqpBroker {
         // here can skip declaring a queue that is being deleted).
         lock(&self.shared.declared).remove(&queue);
         let deleted = channel.queue_delete(queue.as_str().into(), options).await;
+        // A refusal closed the channel already; otherwise it goes now, whatever happened.
+        if channel.status().connected() {
+            let _ = channel.close(200, "OK".into()).await;
+        }
         match deleted {
-            Ok(_) => {
-                let _ = channel.close(200, "OK".into()).await;
-                Ok(true)
-            }
+            Ok(_) => Ok(true),
             Err(e) if amqp_error_is(&e, AMQPSoftError::PRECONDITIONFAILED) => Ok(false),
             Err(e) => Err(unavailable(&format!("cannot delete queue {queue}"), e)),
         }

@@ -428,7 +428,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
     /// [`SWEEP_EVERY`] (every [`SWEEP_BACKLOG_EVERY`] while steps find expired executions),
     /// and after a full pass a rest until [`SWEEP_PASS_EVERY`] has passed since it started.
     async fn sweep_indexes(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut pass_started = tokio::time::Instant::now();
+        let mut pass_due = tokio::time::Instant::now();
         loop {
             let owned = self.owned_partitions();
             let pause = if owned.is_empty() {
@@ -438,32 +438,27 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                     _ = shutdown.cancelled() => return,
                     step = self.store.sweep_indexes(&owned, SWEEP_BUDGET) => step,
                 };
-                if let Ok(SweepStep {
-                    unlisted: n @ 1.., ..
-                }) = step
-                {
-                    tracing::debug!(unlisted = n, "swept expired executions from the indexes");
-                }
-                // An error, too, starts a new pass: the store starts over after one.
-                let new_pass = step.as_ref().map_or(true, |s| s.pass_over);
-                let pause = match step {
-                    // Rest until the next pass is due (the store starts it with the next step).
+                match step {
+                    // The next step starts another pass: rest until it is due.
                     Ok(SweepStep {
                         pass_over: true, ..
-                    }) => (pass_started + SWEEP_PASS_EVERY)
-                        .saturating_duration_since(tokio::time::Instant::now())
-                        .max(SWEEP_EVERY),
+                    }) => {
+                        let now = tokio::time::Instant::now();
+                        pass_due = (pass_due + SWEEP_PASS_EVERY).max(now + SWEEP_EVERY);
+                        pass_due - now
+                    }
                     Ok(SweepStep { unlisted: 0, .. }) => SWEEP_EVERY,
-                    Ok(_) => SWEEP_BACKLOG_EVERY,
+                    Ok(SweepStep { unlisted, .. }) => {
+                        tracing::debug!(unlisted, "swept expired executions from the indexes");
+                        SWEEP_BACKLOG_EVERY
+                    }
+                    // The store starts over after an error: so does the pass.
                     Err(e) => {
                         tracing::warn!(error = %e, "sweeping the indexes failed");
+                        pass_due = tokio::time::Instant::now() + SWEEP_EVERY * 5;
                         SWEEP_EVERY * 5
                     }
-                };
-                if new_pass {
-                    pass_started = tokio::time::Instant::now() + pause;
                 }
-                pause
             };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -1009,11 +1004,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                 return Err(e);
             }
         };
-        let sm_name = state_machine_arn
-            .rsplit(':')
-            .next()
-            .unwrap_or("")
-            .to_string();
+        let sm_name = super::arn_name(&state_machine_arn).to_string();
         let identity = RunIdentity {
             account: self.config.account.clone(),
             region: self.config.region.clone(),

@@ -87,11 +87,7 @@ impl StepMetrics {
         }
         if m.started || m.redriven || m.finished.is_some() {
             // Only steps that start or end an execution need its name (most steps do neither).
-            m.state_machine = state_machine_arn
-                .rsplit(':')
-                .next()
-                .unwrap_or(state_machine_arn)
-                .to_string();
+            m.state_machine = super::arn_name(state_machine_arn).to_string();
         }
         m
     }
@@ -222,7 +218,7 @@ const OUTCOMES: [TaskOutcome; 4] = [
 ];
 
 /// The numbers of one state machine or one resource (see [`Subject`]).
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Series {
     begun: u64,
     again: u64,
@@ -241,7 +237,7 @@ impl Series {
 }
 
 /// Keyed by name, so a known key is found without allocating.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Inner {
     state_machines: BTreeMap<String, Series>,
     resources: BTreeMap<String, Series>,
@@ -353,7 +349,9 @@ impl Metrics {
     /// Every family in the Prometheus text format (families without samples yet still get
     /// their HELP and TYPE lines, so the names are discoverable).
     pub fn render(&self) -> String {
-        let inner = self.lock();
+        // A copy of the numbers, so commits recording their steps wait for the copy only,
+        // not for the formatting.
+        let inner = self.lock().clone();
         let mut out = String::new();
         render_subject(&mut out, &EXECUTIONS, &inner.state_machines);
         render_subject(&mut out, &TASKS, &inner.resources);

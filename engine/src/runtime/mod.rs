@@ -18,3 +18,8 @@ pub mod service;
 pub mod store;
 pub mod store_memory;
 pub mod store_redis;
+
+/// The name in an ARN: what follows its last `:` (a state machine's or activity's name).
+pub fn arn_name(arn: &str) -> &str {
+    arn.rsplit(':').next().unwrap_or(arn)
+}

@@ -441,8 +441,9 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
             Err(e) => return Err(e.into()),
         }
         // Its metrics go with it (executions still running bring them back as they finish).
-        let name = arn.rsplit(':').next().unwrap_or(arn);
-        self.coordinator.metrics().forget_state_machine(name);
+        self.coordinator
+            .metrics()
+            .forget_state_machine(super::arn_name(arn));
         Ok(())
     }
 

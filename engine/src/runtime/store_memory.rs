@@ -765,6 +765,11 @@ pub(crate) fn execution_order_key(start_ms: i64, execution_arn: &str) -> String 
     format!("{:016x}|{execution_arn}", !ordered)
 }
 
+/// The execution ARN an [`execution_order_key`] names (`None`: not such a key).
+pub(crate) fn order_key_arn(key: &str) -> Option<&str> {
+    key.split_once('|').map(|(_, arn)| arn)
+}
+
 /// A timer's identity within its partition: `<execution arn>|<timer id>`.
 pub(crate) fn timer_member(execution_arn: &str, timer: u64) -> String {
     format!("{execution_arn}|{timer}")

@@ -68,7 +68,7 @@ use super::store::{
     partition_of, ActivityRecord, Commit, ExecutionRecord, Fence, OutboxEntry, Page,
     StateMachineRecord, Store, StoreError, SweepStep, TimerEntry,
 };
-use super::store_memory::{check_commit, execution_order_key, timer_member};
+use super::store_memory::{check_commit, execution_order_key, order_key_arn, timer_member};
 use crate::history::HistoryEvent;
 use crate::interp::{ExecutionStatus, JournalEntry};
 use futures_util::future::try_join_all;
@@ -341,6 +341,21 @@ impl Keys {
             "{}{{p{partition}}}:machine:{status}:{state_machine_arn}",
             self.prefix
         )
+    }
+
+    /// The `SCAN` pattern of every partition's all-executions index…
+    fn machine_indexes_pattern(&self) -> String {
+        format!("{}{{p*}}:machine:all:*", glob_escape(&self.prefix))
+    }
+
+    /// …and the partition and state machine of one (the inverse of [`Self::machine_index`]
+    /// without a status).
+    fn parse_machine_index<'k>(&self, key: &'k str) -> Option<(u32, &'k str)> {
+        let (partition, machine) = key
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix("{p")?
+            .split_once("}:machine:all:")?;
+        Some((partition.parse().ok()?, machine))
     }
 }
 
@@ -980,7 +995,8 @@ impl RedisStore {
                 }
                 let mut pipe = redis::pipe();
                 for member in &members {
-                    let arn = member.split_once('|').map_or(member.as_str(), |(_, a)| a);
+                    // A corrupt entry names no execution key that exists: it is unlisted.
+                    let arn = order_key_arn(member).unwrap_or(member);
                     pipe.cmd("EXISTS")
                         .arg(self.keys.execution(partition, "exec", arn));
                 }
@@ -1031,17 +1047,10 @@ impl RedisStore {
             sweep.nodes.clear();
             return Ok(false);
         };
-        let prefix = &self.keys.prefix;
-        let pattern = format!("{}{{p*}}:machine:all:*", glob_escape(prefix));
+        let pattern = self.keys.machine_indexes_pattern();
         let (next, keys) = self.scan_step(&node, sweep.cursor, &pattern).await?;
         for key in keys {
-            // `<prefix>{p<n>}:machine:all:<state machine ARN>`
-            let found = key
-                .strip_prefix(prefix.as_str())
-                .and_then(|k| k.strip_prefix("{p"))
-                .and_then(|k| k.split_once("}:machine:all:"))
-                .and_then(|(p, machine)| Some((p.parse::<u32>().ok()?, machine)));
-            if let Some((partition, machine)) = found {
+            if let Some((partition, machine)) = self.keys.parse_machine_index(&key) {
                 if partitions.contains(&partition) {
                     sweep.pending.push_back((partition, machine.to_string()));
                 }
@@ -1322,7 +1331,7 @@ impl RedisStore {
             let mut pipe = redis::pipe();
             for &i in positions {
                 let member = &entries[i].0;
-                let arn = member.split_once('|').map(|(_, a)| a).ok_or_else(|| {
+                let arn = order_key_arn(member).ok_or_else(|| {
                     StoreError::Backend(format!(
                         "corrupt execution index entry {member:?} of {state_machine_arn}"
                     ))

@@ -530,16 +530,20 @@ impl Supervisor {
         // budget, and a consumer gets deliveries as soon as it starts: so the activities with
         // a limit start first, each after its own prefetch, then the budget is set, and only
         // then start the others (no limit of their own, bounded by the budget alone).
-        let limited = |q: &ConsumedQueue| q.limit.is_some();
-        for (index, q) in self.queues.iter().enumerate().filter(|(_, q)| limited(q)) {
-            let own = q.limit.map_or(self.prefetch, |l| l.min(self.prefetch));
+        let (limited, unlimited): (Vec<_>, Vec<_>) = self
+            .queues
+            .iter()
+            .enumerate()
+            .partition(|(_, q)| q.limit.is_some());
+        for &(index, q) in &limited {
+            let own = q.limit.unwrap_or(0).min(self.prefetch);
             consume
                 .basic_qos(own, BasicQosOptions { global: false })
                 .await?;
             self.start_consumer(&consume, index, &q.queue, &mut tasks, &mut consumer_tags)
                 .await?;
         }
-        if self.queues.iter().any(limited) {
+        if !limited.is_empty() {
             consume
                 .basic_qos(0, BasicQosOptions { global: false })
                 .await?;
@@ -547,7 +551,7 @@ impl Supervisor {
         consume
             .basic_qos(self.prefetch, BasicQosOptions { global: true })
             .await?;
-        for (index, q) in self.queues.iter().enumerate().filter(|(_, q)| !limited(q)) {
+        for &(index, q) in &unlimited {
             self.start_consumer(&consume, index, &q.queue, &mut tasks, &mut consumer_tags)
                 .await?;
         }

@@ -19,15 +19,19 @@ use tokio::sync::{broadcast, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) fn start(hub: InProcessHub, subscription: Subscription<'_>) -> Started {
-    let queues = subscription
+    let names = subscription
         .activities
         .iter()
-        .map(|arn| Queue {
-            name: task_queue(arn),
-            limit: subscription
+        .map(|a| task_queue(a))
+        .collect();
+    let limits = subscription
+        .activities
+        .iter()
+        .map(|arn| {
+            subscription
                 .limits
                 .get(arn)
-                .map(|n| Arc::new(Semaphore::new(usize::from(*n)))),
+                .map(|n| Arc::new(Semaphore::new(usize::from(*n))))
         })
         .collect();
     Started {
@@ -37,7 +41,8 @@ pub(crate) fn start(hub: InProcessHub, subscription: Subscription<'_>) -> Starte
         replies: ReplySink::InProcess(hub.clone()),
         tasks: TaskSource::InProcess(Tasks {
             hub,
-            queues,
+            names,
+            limits,
             freed: Arc::new(Notify::new()),
             next_first: 0,
         }),
@@ -46,29 +51,33 @@ pub(crate) fn start(hub: InProcessHub, subscription: Subscription<'_>) -> Starte
 
 pub(crate) struct Tasks {
     hub: InProcessHub,
-    queues: Vec<Queue>,
-    /// Signalled when an [`ActivitySlot`] is freed: a limited queue may be open again.
+    /// The activities' queues…
+    names: Vec<String>,
+    /// …and each one's own limit, if it has one.
+    limits: Vec<Option<Arc<Semaphore>>>,
+    /// Signalled when a limited queue opens again (an [`ActivitySlot`] freed its only slot).
     freed: Arc<Notify>,
     /// The queue looked at first next time: the one after the queue served last.
     next_first: usize,
 }
 
-struct Queue {
-    name: String,
-    /// The activity's own limit, if it has one.
-    limit: Option<Arc<Semaphore>>,
-}
-
 /// One of a limited activity's slots, held by its delivery until it is settled.
 pub(crate) struct ActivitySlot {
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
+    limit: Arc<Semaphore>,
     freed: Arc<Notify>,
 }
 
 impl Drop for ActivitySlot {
     fn drop(&mut self) {
-        // `notify_one` keeps the wake-up for a `next` that is not waiting yet.
-        self.freed.notify_one();
+        // Only a queue that was full opens again (checked before giving the slot back, so of
+        // slots freed at once at least the first one wakes); `notify_one` keeps the wake-up for
+        // a `next` that is not waiting yet.
+        let was_full = self.limit.available_permits() == 0;
+        drop(self.permit.take());
+        if was_full {
+            self.freed.notify_one();
+        }
     }
 }
 
@@ -76,30 +85,28 @@ impl Tasks {
     pub(crate) async fn next(&mut self) -> Delivery {
         loop {
             // Slots are taken only here, so a queue open now is still open when its task
-            // arrives; one freed meanwhile is noticed through `freed`.
-            let n = self.queues.len();
-            let open: Vec<(usize, &Queue)> = (0..n)
-                .map(|k| (self.next_first + k) % n)
-                .map(|i| (i, &self.queues[i]))
-                .filter(|(_, q)| q.limit.as_ref().is_none_or(|l| l.available_permits() > 0))
-                .collect();
-            let names: Vec<String> = open.iter().map(|(_, q)| q.name.clone()).collect();
+            // arrives; one that opens meanwhile is noticed through `freed`.
+            let limits = &self.limits;
+            let open = |i: usize| limits[i].as_ref().is_none_or(|l| l.available_permits() > 0);
             let freed = self.freed.notified();
-            let (index, task) = if open.is_empty() {
+            let (index, task) = if !(0..limits.len()).any(open) {
                 freed.await;
                 continue;
             } else {
                 tokio::select! {
-                    taken = self.hub.take_indexed(&names) => taken,
+                    taken = self.hub.take_where(&self.names, self.next_first, open) => taken,
                     () = freed => continue,
                 }
             };
-            let (served, queue) = open[index];
-            self.next_first = (served + 1) % n;
-            let activity_slot = queue.limit.clone().map(|limit| ActivitySlot {
-                _permit: limit
-                    .try_acquire_owned()
-                    .expect("a queue seen open keeps its free slot: only `next` takes them"),
+            self.next_first = (index + 1) % self.names.len();
+            let activity_slot = self.limits[index].clone().map(|limit| ActivitySlot {
+                permit: Some(
+                    limit
+                        .clone()
+                        .try_acquire_owned()
+                        .expect("a queue seen open keeps its free slot: only `next` takes them"),
+                ),
+                limit,
                 freed: self.freed.clone(),
             });
             return Delivery {
