@@ -4,8 +4,8 @@
 //! 1. **Broker ceiling** (lapin directly, no Stepline code in the path): a task queue and a
 //!    reply queue declared exactly as the runtime declares its queues (durable, with the
 //!    topology's `x-dead-letter-exchange`), persistent messages, publisher confirms, consumer
-//!    prefetch ([`BenchConfig::prefetch`] on both consumers, channel-wide on the worker side as
-//!    the worker SDK does), an "engine" connection and a "worker" connection. One *round trip*
+//!    prefetch ([`BenchConfig::prefetch`] on both consumers, each consumer's own, as the
+//!    runtime and the worker SDK set it), an "engine" connection and a "worker" connection. One *round trip*
 //!    is: publish a task (confirmed) → the worker consumes it, publishes a reply (confirmed) and
 //!    acks the task → the engine consumes the reply and acks it. Measured twice: the throughput
 //!    with [`BenchConfig::ceiling_window`] round trips in flight, and the p50 latency of
@@ -688,14 +688,14 @@ impl RawBroker {
                 .map_err(amqp("cannot declare a queue"))?;
         }
 
-        // Worker side: channel-wide prefetch on the task consumer, a confirming publisher.
+        // Worker side: the task consumer's own prefetch, a confirming publisher.
         let consume = self
             .worker
             .create_channel()
             .await
             .map_err(amqp("cannot open a channel"))?;
         consume
-            .basic_qos(prefetch, BasicQosOptions { global: true })
+            .basic_qos(prefetch, BasicQosOptions { global: false })
             .await
             .map_err(amqp("cannot set the prefetch"))?;
         let replies = self

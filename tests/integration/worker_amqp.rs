@@ -6,7 +6,9 @@
 //! engine's partition consumer decodes (`InputMessage::Worker`); a `CancelMessage` on the
 //! cancellation fanout reaches a running handler's token; the task is acked only after its
 //! reply; an activity's own concurrency limit keeps its other tasks on the queue (the
-//! consumer's prefetch). Fails loudly, never skips, when RabbitMQ is unreachable.
+//! consumer's prefetch); the worker-wide limit holds across activities, a received task
+//! waiting in the worker until a slot frees and going back to its queue if the worker stops
+//! first. Fails loudly, never skips, when RabbitMQ is unreachable.
 
 use futures_util::StreamExt;
 use lapin::options::{
@@ -397,11 +399,93 @@ async fn an_activity_limit_leaves_its_other_tasks_on_the_queue() {
     f.finish(shutdown, running).await;
 }
 
-/// The worker-wide budget holds on the broker too, across activities: with concurrency 1, a
-/// task of one activity running keeps the other activity's task on its queue. (On RabbitMQ a
-/// per-consumer `basic.qos` clears a channel-wide one set before it.)
+/// Starts a worker with concurrency 1 serving both fixtures' activities with `handler`, waits
+/// until one of the two published tasks has started and the other one has been delivered to
+/// the worker too (off its queue: each activity's consumer has its own prefetch, there is no
+/// channel-wide one), and returns which fixture's task started first.
+async fn one_started_one_held<F, Fut>(
+    a: &mut Fixture,
+    b: &mut Fixture,
+    handler: F,
+) -> (bool, CancellationToken, JoinHandle<Result<(), WorkerError>>)
+where
+    F: Fn(TaskContext, Value) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Value, TaskError>> + Send + 'static,
+{
+    let worker = Worker::builder()
+        .activity(a.arn.clone(), handler.clone())
+        .activity(b.arn.clone(), handler)
+        .concurrency(1)
+        .handle_signals(false)
+        .build(AmqpTransport::new(amqp_url()));
+    let shutdown = worker.shutdown_handle();
+    let running = tokio::spawn(worker.run());
+    let (first, a_first) = tokio::select! {
+        reply = next_reply(&mut a.replies) => (reply, true),
+        reply = next_reply(&mut b.replies) => (reply, false),
+    };
+    assert!(matches!(first, Reply::Started { .. }), "{first:?}");
+    let other = if a_first { &*b } else { &*a };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while other.ready().await != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the other activity's task was never delivered to the worker"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (a_first, shutdown, running)
+}
+
+/// The worker-wide budget holds across activities on the broker: with concurrency 1, the other
+/// activity's task, delivered while one runs, waits in the worker and starts only once the
+/// slot is free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_budget_holds_across_activities_on_the_broker() {
+    static RELEASED: AtomicBool = AtomicBool::new(false);
+    static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+    static MOST: AtomicUsize = AtomicUsize::new(0);
+    async fn held(_ctx: TaskContext, input: Value) -> Result<Value, TaskError> {
+        let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
+        MOST.fetch_max(now, Ordering::SeqCst);
+        while !RELEASED.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        Ok(input)
+    }
+
+    let mut a = Fixture::new("it-budget-a").await;
+    let mut b = Fixture::new("it-budget-b").await;
+    a.publish_task("budget-a", json!("a")).await;
+    b.publish_task("budget-b", json!("b")).await;
+    let (a_first, shutdown, running) = one_started_one_held(&mut a, &mut b, held).await;
+    let second = if a_first { &mut b } else { &mut a };
+
+    // Delivered, and still not started: a second handler would have begun within this time.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(MOST.load(Ordering::SeqCst), 1, "two tasks ran at once");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), second.replies.next())
+            .await
+            .is_err(),
+        "the held task must not report anything before it starts"
+    );
+    RELEASED.store(true, Ordering::SeqCst);
+    let later = next_reply(&mut second.replies).await;
+    assert!(
+        matches!(&later, Reply::Finished { result, .. } if matches!(**result, Reply::Succeeded { .. })),
+        "{later:?}"
+    );
+    assert_eq!(MOST.load(Ordering::SeqCst), 1);
+    a.finish(shutdown, running).await;
+    b.cleanup().await;
+}
+
+/// A task the worker received and never started goes back to its queue when the worker stops,
+/// while the running one finishes within the shutdown grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_received_unstarted_task_goes_back_to_its_queue_on_shutdown() {
     static RELEASED: AtomicBool = AtomicBool::new(false);
     async fn held(_ctx: TaskContext, input: Value) -> Result<Value, TaskError> {
         while !RELEASED.load(Ordering::SeqCst) {
@@ -410,39 +494,36 @@ async fn the_worker_budget_holds_across_activities_on_the_broker() {
         Ok(input)
     }
 
-    let mut a = Fixture::new("it-budget-a").await;
-    let mut b = Fixture::new("it-budget-b").await;
-    a.publish_task("budget-a", json!("a")).await;
-    b.publish_task("budget-b", json!("b")).await;
-    let worker = Worker::builder()
-        .activity(a.arn.clone(), held)
-        .activity(b.arn.clone(), held)
-        .concurrency(1)
-        .handle_signals(false)
-        .build(AmqpTransport::new(amqp_url()));
-    let shutdown = worker.shutdown_handle();
-    let running = tokio::spawn(worker.run());
+    let mut a = Fixture::new("it-handback-a").await;
+    let mut b = Fixture::new("it-handback-b").await;
+    a.publish_task("handback-a", json!("a")).await;
+    b.publish_task("handback-b", json!("b")).await;
+    let (a_first, shutdown, running) = one_started_one_held(&mut a, &mut b, held).await;
+    let (first, second) = if a_first { (&mut a, &b) } else { (&mut b, &a) };
 
-    // One of the two starts; the other stays ready on its queue.
-    let (first, a_first) = tokio::select! {
-        reply = next_reply(&mut a.replies) => (reply, true),
-        reply = next_reply(&mut b.replies) => (reply, false),
-    };
-    assert!(matches!(first, Reply::Started { .. }), "{first:?}");
-    let second = if a_first { &mut b } else { &mut a };
-    assert_eq!(
-        second.ready().await,
-        1,
-        "the other activity's task waits on its queue"
-    );
+    shutdown.cancel();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while second.ready().await != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the unstarted task was not handed back"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     RELEASED.store(true, Ordering::SeqCst);
-    let later = next_reply(&mut second.replies).await;
-    assert!(
-        matches!(&later, Reply::Finished { result, .. } if matches!(**result, Reply::Succeeded { .. })),
-        "{later:?}"
-    );
-    let (a_ready, b_ready) = (a.ready().await, b.ready().await);
-    assert_eq!((a_ready, b_ready), (0, 0));
-    a.finish(shutdown, running).await;
+    let done = next_reply(&mut first.replies).await;
+    assert!(matches!(done, Reply::Succeeded { .. }), "{done:?}");
+    tokio::time::timeout(WAIT, running)
+        .await
+        .expect("the worker stops within the wait")
+        .expect("worker task")
+        .expect("worker ran");
+    assert_eq!(second.ready().await, 1, "still queued for another worker");
+    second
+        .channel
+        .queue_purge(second.queue.as_str().into(), Default::default())
+        .await
+        .expect("purge");
+    a.cleanup().await;
     b.cleanup().await;
 }

@@ -38,7 +38,11 @@
 //! settles the delivery only once that final reply is confirmed.
 //!
 //! Concurrency is bounded by a semaphore, and a task is taken from the transport only when a
-//! slot is free (the AMQP prefetch equals the concurrency). An activity can have a tighter
+//! slot is free. On RabbitMQ each activity's consumer prefetches up to the concurrency (no
+//! channel-wide prefetch: RabbitMQ 4.3 refuses it by default, quorum queues never took it), so
+//! a worker serving several activities may hold tasks it has received and not started while
+//! its slots are busy; they start in arrival order as slots free, and go back to their queue
+//! if the worker stops or loses its connection first. An activity can have a tighter
 //! limit of its own ([`WorkerBuilder::activity_concurrency`]), enforced where tasks are handed
 //! out: on RabbitMQ a per-consumer prefetch, so its tasks beyond the limit stay in the queue for
 //! other workers, and in process by taking its tasks only while it is under the limit.
@@ -181,6 +185,12 @@ impl WorkerBuilder {
     }
 
     /// Maximum tasks in flight at once, across all activities (default 8, at least 1).
+    ///
+    /// On RabbitMQ it is also each activity consumer's prefetch: a worker serving several
+    /// busy activities may hold up to that many received tasks per activity while it runs
+    /// `max_in_flight` of them (RabbitMQ 4.3 no longer offers a prefetch shared by several
+    /// consumers). When that matters, for long tasks, give each busy activity a worker of its
+    /// own or an [`WorkerBuilder::activity_concurrency`] limit.
     pub fn concurrency(mut self, max_in_flight: usize) -> Self {
         self.concurrency = max_in_flight.clamp(1, usize::from(u16::MAX));
         self

@@ -7,9 +7,11 @@
 //! way the partition queue carries them (`{"kind":"worker","reply":…}`); cancellations arrive
 //! from the fanout exchange [`CANCEL_EXCHANGE`] through an exclusive, auto-delete queue.
 //!
-//! One connection per worker with three channels: one consuming tasks (`basic_qos` with the
-//! worker's concurrency as a channel-wide prefetch, and an activity's own limit as its
-//! consumer's prefetch), one in confirm mode for replies, one for cancellations. A delivery is acked only after its final reply is confirmed.
+//! One connection per worker with three channels: one consuming tasks (each activity's consumer
+//! with its own prefetch: the activity's limit, else the worker's concurrency; no channel-wide
+//! `global` prefetch, which RabbitMQ 4.3 refuses by default and quorum queues never took), one
+//! in confirm mode for replies, one for cancellations. A delivery is acked only after its final
+//! reply is confirmed.
 //!
 //! Reconnects are ours, not lapin's auto-recovery: after a connection loss the broker has
 //! already requeued every unacked task and their ackers are dead, so the running handlers of
@@ -524,34 +526,23 @@ impl Supervisor {
         }
         let mut tasks = SelectAll::new();
         let mut consumer_tags = Vec::new();
-        // Prefetch: `global` makes one budget (the worker's concurrency) for all consumers of
-        // the channel; without it a prefetch binds each consumer started after it on its own
-        // (an activity's limit). On RabbitMQ a per-consumer `basic.qos` clears the channel's
-        // budget, and a consumer gets deliveries as soon as it starts: so the activities with
-        // a limit start first, each after its own prefetch, then the budget is set, and only
-        // then start the others (no limit of their own, bounded by the budget alone).
-        let (limited, unlimited): (Vec<_>, Vec<_>) = self
-            .queues
-            .iter()
-            .enumerate()
-            .partition(|(_, q)| q.limit.is_some());
-        for &(index, q) in &limited {
-            let own = q.limit.unwrap_or(0).min(self.prefetch);
-            consume
-                .basic_qos(own, BasicQosOptions { global: false })
-                .await?;
-            self.start_consumer(&consume, index, &q.queue, &mut tasks, &mut consumer_tags)
-                .await?;
-        }
-        if !limited.is_empty() {
-            consume
-                .basic_qos(0, BasicQosOptions { global: false })
-                .await?;
-        }
-        consume
-            .basic_qos(self.prefetch, BasicQosOptions { global: true })
-            .await?;
-        for &(index, q) in &unlimited {
+        // Prefetch per consumer, never channel-wide: RabbitMQ 4.3 refuses a `global`
+        // `basic.qos` unless the operator permits the deprecated feature, and quorum queues
+        // never supported it. A per-consumer `basic.qos` binds the consumers started after it,
+        // so each activity's consumer starts right after its own: the activity's limit, else
+        // the worker's concurrency. The worker-wide budget is the runtime's semaphore (it takes
+        // a delivery only with a free slot); a worker serving several activities may so hold
+        // up to a prefetch per activity, received and not started, until a slot frees or it
+        // hands them back.
+        let mut current = None;
+        for (index, q) in self.queues.iter().enumerate() {
+            let prefetch = q.limit.map_or(self.prefetch, |l| l.min(self.prefetch));
+            if current != Some(prefetch) {
+                consume
+                    .basic_qos(prefetch, BasicQosOptions { global: false })
+                    .await?;
+                current = Some(prefetch);
+            }
             self.start_consumer(&consume, index, &q.queue, &mut tasks, &mut consumer_tags)
                 .await?;
         }
