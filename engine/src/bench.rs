@@ -47,7 +47,7 @@
 use crate::asl::StateMachineType;
 use crate::interp::ExecutionStatus;
 use crate::runtime::broker::BrokerError;
-use crate::runtime::broker_amqp::{AmqpBroker, AmqpConfig};
+use crate::runtime::broker_amqp::{AmqpBroker, AmqpConfig, QueueType};
 use crate::runtime::clock::{Clock, SystemClock};
 use crate::runtime::coordinator::CoordinatorConfig;
 use crate::runtime::service::{Service, ServiceError};
@@ -100,6 +100,8 @@ pub struct BenchConfig {
     pub worker_concurrency: usize,
     /// Partitions of the benchmark's coordinator (the server's default is 16).
     pub partitions: u32,
+    /// Type of every queue, raw and the runtime's (as `stepline server --queue-type`).
+    pub queue_type: QueueType,
     /// Executions in flight during the tasks/s run: each of these slots starts an execution,
     /// waits for it to finish and starts the next, as each of the ceiling's round-trip loops
     /// does; the ceiling's window by default, so both are measured under the same load.
@@ -125,6 +127,7 @@ impl BenchConfig {
             pass_states: 10,
             worker_concurrency: 64,
             partitions: 16,
+            queue_type: QueueType::Classic,
             tasks_window: 256,
             start_window: 256,
             phase_timeout: Duration::from_secs(300),
@@ -201,6 +204,8 @@ pub struct BenchDetails {
     pub latency_legs: Legs,
     pub partitions: u32,
     pub worker_concurrency: usize,
+    /// `classic` or `quorum`: the type of every queue measured.
+    pub queue_type: String,
 }
 
 /// Where a one-Task execution's time went, as mean milliseconds between its history's
@@ -333,12 +338,13 @@ impl BenchReport {
         let _ = writeln!(
             out,
             "       tasks/s = {} executions in {:.0} ms (first start -> last wait returns), {} \
-             partitions, worker concurrency {}; backlog: {} in {:.0} ms (first start -> last \
-             record stop_ms)",
+             partitions, worker concurrency {}, {} queues; backlog: {} in {:.0} ms (first start \
+             -> last record stop_ms)",
             d.executions,
             d.tasks_elapsed_ms,
             d.partitions,
             d.worker_concurrency,
+            d.queue_type,
             d.executions,
             d.backlog_elapsed_ms
         );
@@ -443,6 +449,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
             tasks_legs: runtime.tasks_legs,
             latency_legs: runtime.latency_legs,
             partitions: config.partitions,
+            queue_type: config.queue_type.to_string(),
             worker_concurrency: config.worker_concurrency,
         },
     })
@@ -551,6 +558,7 @@ struct RawBroker {
     task_queue: String,
     reply_queue: String,
     dead_letter_exchange: String,
+    queue_type: QueueType,
     task_body: Vec<u8>,
     /// Round trips waiting for their reply, by correlation id.
     pending: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>,
@@ -646,6 +654,7 @@ impl RawBroker {
             task_queue: format!("{namespace}.{}", task_queue("bench")),
             reply_queue: format!("{namespace}.{}", partition_queue(0)),
             dead_letter_exchange,
+            queue_type: config.queue_type,
             task_body: sample_bodies().0,
             pending: Arc::new(Mutex::new(HashMap::new())),
             worker_errors: Arc::new(AtomicU64::new(0)),
@@ -669,6 +678,9 @@ impl RawBroker {
             QUEUE_DEAD_LETTER_ARGUMENT.0.into(),
             AMQPValue::LongString(self.dead_letter_exchange.clone().into()),
         );
+        if let Some((key, value)) = self.queue_type.argument() {
+            arguments.insert(key.into(), AMQPValue::LongString(value.into()));
+        }
         self.publisher
             .exchange_declare(
                 self.dead_letter_exchange.as_str().into(),
@@ -925,6 +937,7 @@ async fn runtime_phases(
     let broker = match AmqpBroker::connect(
         AmqpConfig::new(config.amqp_url.clone())
             .with_namespace(id)
+            .with_queue_type(config.queue_type)
             .with_connect_attempts(3),
     )
     .await
@@ -1002,6 +1015,7 @@ async fn measure_runtime(
         .build(
             AmqpTransport::new(config.amqp_url.clone())
                 .namespace(id)
+                .queue_type(config.queue_type)
                 .max_reconnect_attempts(5),
         );
     let stop = echo.shutdown_handle();

@@ -104,6 +104,11 @@ enum Command {
             default_value = "redis://127.0.0.1:6379"
         )]
         redis_url: String,
+        /// Type of the durable RabbitMQ queues this server declares: `classic`, or `quorum`
+        /// (replicated by a RabbitMQ cluster; workers must declare the same). A queue keeps
+        /// the type it was created with.
+        #[arg(long, env = "STEPLINE_QUEUE_TYPE", default_value = "classic")]
+        queue_type: stepline_worker::QueueType,
         #[command(flatten)]
         common: RuntimeArgs,
     },
@@ -133,6 +138,11 @@ enum Command {
         /// Executions of the throughput runs (tasks/s and Pass transitions/s).
         #[arg(long, default_value_t = 2000)]
         executions: usize,
+        /// Type of the durable RabbitMQ queues this benchmark (raw queues and runtime alike) declares: `classic`, or `quorum`
+        /// (replicated by a RabbitMQ cluster; workers must declare the same). A queue keeps
+        /// the type it was created with.
+        #[arg(long, env = "STEPLINE_QUEUE_TYPE", default_value = "classic")]
+        queue_type: stepline_worker::QueueType,
         /// Partitions of the measured coordinator (as `stepline server --partitions`).
         #[arg(long, default_value_t = 16)]
         partitions: u32,
@@ -422,13 +432,17 @@ fn real_main() -> Result<ExitCode> {
         Command::Server {
             amqp_url,
             redis_url,
+            queue_type,
             common,
         } => {
             init_tracing();
             let config = common.config(false)?;
             runtime()?.block_on(async move {
                 let shutdown = shutdown_on_signal();
-                stepline_engine::server::run_server(config, &amqp_url, &redis_url, shutdown).await
+                stepline_engine::server::run_server(
+                    config, &amqp_url, queue_type, &redis_url, shutdown,
+                )
+                .await
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -449,6 +463,7 @@ fn real_main() -> Result<ExitCode> {
             amqp_url,
             redis_url,
             executions,
+            queue_type,
             partitions,
             worker_concurrency,
             json,
@@ -459,6 +474,7 @@ fn real_main() -> Result<ExitCode> {
                 executions: executions.max(1),
                 partitions: partitions.max(1),
                 worker_concurrency: worker_concurrency.max(1),
+                queue_type,
                 ..stepline_engine::bench::BenchConfig::new(amqp_url, redis_url)
             };
             let report = runtime()?.block_on(stepline_engine::bench::run(&config))?;

@@ -200,6 +200,7 @@ async fn serve<S: Store, B: Broker>(
 pub async fn run_server(
     config: ServerConfig,
     amqp_url: &str,
+    queue_type: crate::runtime::broker_amqp::QueueType,
     redis_url: &str,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
@@ -212,10 +213,12 @@ pub async fn run_server(
     let store = RedisStore::connect(redis_url, &prefix, config.retention)
         .await?
         .with_partitions(config.coordinator.partitions);
-    let mut amqp = AmqpConfig::new(amqp_url).with_callback_routing(
-        config.coordinator.token_key.clone(),
-        config.coordinator.partitions,
-    );
+    let mut amqp = AmqpConfig::new(amqp_url)
+        .with_queue_type(queue_type)
+        .with_callback_routing(
+            config.coordinator.token_key.clone(),
+            config.coordinator.partitions,
+        );
     if let Some(ns) = &config.namespace {
         amqp = amqp.with_namespace(ns.clone());
     }

@@ -23,7 +23,9 @@ use std::time::Duration;
 use stepline_engine::runtime::broker::InputMessage;
 use stepline_worker::protocol::{CancelMessage, Reply, TaskMessage, PROTOCOL_VERSION};
 use stepline_worker::topology::{task_queue, CANCEL_EXCHANGE, QUEUE_DEAD_LETTER_ARGUMENT};
-use stepline_worker::{activity_arn, AmqpTransport, TaskContext, TaskError, Worker, WorkerError};
+use stepline_worker::{
+    activity_arn, AmqpTransport, QueueType, TaskContext, TaskError, Worker, WorkerError,
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -124,6 +126,12 @@ struct Fixture {
 
 impl Fixture {
     async fn new(name: &str) -> Fixture {
+        Fixture::of_type(name, QueueType::Classic).await
+    }
+
+    /// A fixture whose task queue is declared as an engine with `--queue-type <queue_type>`
+    /// declares it.
+    async fn of_type(name: &str, queue_type: QueueType) -> Fixture {
         let connection = connect(&amqp_url()).await;
         let channel = connection.create_channel().await.expect("channel");
         channel
@@ -145,6 +153,9 @@ impl Fixture {
             QUEUE_DEAD_LETTER_ARGUMENT.0.into(),
             AMQPValue::LongString(QUEUE_DEAD_LETTER_ARGUMENT.1.into()),
         );
+        if let Some((key, value)) = queue_type.argument() {
+            arguments.insert(key.into(), AMQPValue::LongString(value.into()));
+        }
         channel
             .queue_declare(
                 queue.as_str().into(),
@@ -525,5 +536,48 @@ async fn a_received_unstarted_task_goes_back_to_its_queue_on_shutdown() {
         .await
         .expect("purge");
     a.cleanup().await;
+    b.cleanup().await;
+}
+
+/// On quorum queues (`--queue-type quorum` on the engine, `queue_type` on the worker) a worker
+/// serves several activities at once — quorum queues take no channel-wide prefetch — while a
+/// worker left on classic queues cannot start against them and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_serves_quorum_queues_declared_the_same_way() {
+    let mut a = Fixture::of_type("it-quorum-a", QueueType::Quorum).await;
+    let mut b = Fixture::of_type("it-quorum-b", QueueType::Quorum).await;
+    a.publish_task("quorum-a", json!({"n": 1})).await;
+    b.publish_task("quorum-b", json!({"n": 2})).await;
+
+    let mismatched = Worker::builder()
+        .activity(a.arn.clone(), double)
+        .handle_signals(false)
+        .build(AmqpTransport::new(amqp_url()).max_reconnect_attempts(1));
+    let refused = tokio::time::timeout(WAIT, mismatched.run())
+        .await
+        .expect("a worker that cannot declare its queue gives up");
+    let message = refused
+        .expect_err("classic declaration of a quorum queue")
+        .to_string();
+    assert!(message.contains("x-queue-type"), "{message}");
+
+    let worker = Worker::builder()
+        .activity(a.arn.clone(), double)
+        .activity(b.arn.clone(), double)
+        .concurrency(2)
+        .handle_signals(false)
+        .build(AmqpTransport::new(amqp_url()).queue_type(QueueType::Quorum));
+    let shutdown = worker.shutdown_handle();
+    let running = tokio::spawn(worker.run());
+    for (fixture, doubled) in [(&mut a, 2), (&mut b, 4)] {
+        match next_reply(&mut fixture.replies).await {
+            Reply::Finished { result, .. } => match *result {
+                Reply::Succeeded { output, .. } => assert_eq!(output["doubled"], doubled),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+    a.finish(shutdown, running).await;
     b.cleanup().await;
 }

@@ -38,6 +38,7 @@ pub use client::{ClientError, TaskTokenClient};
 pub use hub::InProcessHub;
 pub use protocol::{Reply, TaskError, TaskMessage, PROTOCOL_VERSION};
 pub use tokio_util::sync::CancellationToken;
+pub use topology::QueueType;
 #[cfg(feature = "amqp")]
 pub use transport::amqp::AmqpTransport;
 pub use transport::{Transport, TransportError};

@@ -24,10 +24,64 @@ pub fn partition_queue(partition: u32) -> String {
 }
 
 /// Arguments every durable Stepline queue (task and partition queues) is declared with:
-/// `x-dead-letter-exchange = stepline.dlx`. A consumer that rejects a message without requeue
-/// sends it there.
+/// `x-dead-letter-exchange = stepline.dlx` (plus [`QueueType::argument`]). A consumer that
+/// rejects a message without requeue sends it there.
 pub const QUEUE_DEAD_LETTER_ARGUMENT: (&str, &str) =
     ("x-dead-letter-exchange", DEAD_LETTER_EXCHANGE);
+
+/// The RabbitMQ queue type of every durable Stepline queue (task, partition, callback and
+/// dead-letter queues). The engine and its workers must agree: RabbitMQ refuses to redeclare a
+/// queue with another `x-queue-type` (`PRECONDITION_FAILED - inequivalent arg`), so a queue
+/// keeps the type it was first declared with until it is deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QueueType {
+    /// Classic queues, declared without an `x-queue-type` argument (the default: what a
+    /// Stepline broker has always declared, so existing queues stay valid).
+    #[default]
+    Classic,
+    /// Quorum queues (`x-queue-type: quorum`): replicated across a RabbitMQ cluster's nodes
+    /// with Raft, so a node lost with its disk loses no task or reply. Since RabbitMQ 4.0
+    /// removed classic queue mirroring, the type to run on a cluster.
+    Quorum,
+}
+
+impl QueueType {
+    /// The `x-queue-type` argument this type is declared with, if any.
+    pub fn argument(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            QueueType::Classic => None,
+            QueueType::Quorum => Some(("x-queue-type", "quorum")),
+        }
+    }
+
+    /// `classic` or `quorum`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+        }
+    }
+}
+
+impl std::fmt::Display for QueueType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for QueueType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "classic" => Ok(QueueType::Classic),
+            "quorum" => Ok(QueueType::Quorum),
+            other => Err(format!(
+                "unknown queue type `{other}`: expected `classic` or `quorum`"
+            )),
+        }
+    }
+}
 
 /// Durable queue for `.waitForTaskToken` callbacks sent from outside a task's worker (the SDK's
 /// `TaskTokenClient` over AMQP): it cannot know the partition of a token, so it publishes here
@@ -37,3 +91,25 @@ pub const CALLBACK_QUEUE: &str = "stepline.callbacks";
 /// [`CANCEL_EXCHANGE`] is a fanout exchange declared durable (not auto-delete, no arguments):
 /// RabbitMQ refuses a redeclaration with a different durability.
 pub const CANCEL_EXCHANGE_DURABLE: bool = true;
+
+#[cfg(test)]
+mod tests {
+    use super::QueueType;
+
+    #[test]
+    fn queue_types_parse_from_their_names_and_nothing_else() {
+        assert_eq!("classic".parse(), Ok(QueueType::Classic));
+        assert_eq!(" Quorum ".parse(), Ok(QueueType::Quorum));
+        assert!("stream"
+            .parse::<QueueType>()
+            .unwrap_err()
+            .contains("`stream`"));
+        assert_eq!(QueueType::default(), QueueType::Classic);
+        assert_eq!(QueueType::Classic.argument(), None);
+        assert_eq!(
+            QueueType::Quorum.argument(),
+            Some(("x-queue-type", "quorum"))
+        );
+        assert_eq!(QueueType::Quorum.to_string(), "quorum");
+    }
+}

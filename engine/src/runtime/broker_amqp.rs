@@ -41,7 +41,7 @@ use lapin::options::{
     BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
     ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
-use lapin::protocol::AMQPSoftError;
+use lapin::protocol::{AMQPHardError, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
@@ -54,6 +54,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use stepline_worker::protocol::{CancelMessage, TaskMessage, PROTOCOL_VERSION};
+pub use stepline_worker::topology::QueueType;
 use stepline_worker::topology::{
     CALLBACK_QUEUE, CANCEL_EXCHANGE, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE,
     PARTITION_QUEUE_PREFIX, QUEUE_DEAD_LETTER_ARGUMENT,
@@ -80,6 +81,9 @@ pub struct AmqpConfig {
     pub namespace: String,
     /// Unacked deliveries one input consumer may hold.
     pub prefetch: u16,
+    /// The type of the durable queues this broker declares (task, partition, callback and
+    /// dead-letter queues); workers must declare the same (`AmqpTransport::queue_type`).
+    pub queue_type: QueueType,
     /// Attempts to establish the first connection (exponential backoff, 200 ms to 5 s).
     pub connect_attempts: usize,
     /// TCP connection attempts per reconnection cycle after the connection is lost (lapin's
@@ -114,6 +118,7 @@ impl AmqpConfig {
             url: url.into(),
             namespace: String::new(),
             prefetch: 64,
+            queue_type: QueueType::Classic,
             connect_attempts: 8,
             reconnect_attempts: 10,
             connection_name: "stepline-engine".into(),
@@ -128,6 +133,11 @@ impl AmqpConfig {
 
     pub fn with_prefetch(mut self, prefetch: u16) -> Self {
         self.prefetch = prefetch;
+        self
+    }
+
+    pub fn with_queue_type(mut self, queue_type: QueueType) -> Self {
+        self.queue_type = queue_type;
         self
     }
 
@@ -166,6 +176,7 @@ impl fmt::Debug for AmqpConfig {
             .field("url", &redact(&self.url))
             .field("namespace", &self.namespace)
             .field("prefetch", &self.prefetch)
+            .field("queue_type", &self.queue_type)
             .field("connect_attempts", &self.connect_attempts)
             .field("reconnect_attempts", &self.reconnect_attempts)
             .field("connection_name", &self.connection_name)
@@ -232,11 +243,20 @@ impl Shared {
     }
 
     fn queue_arguments(&self) -> FieldTable {
-        let mut args = FieldTable::default();
+        let mut args = self.queue_type_arguments();
         args.insert(
             QUEUE_DEAD_LETTER_ARGUMENT.0.into(),
             AMQPValue::LongString(self.name(DEAD_LETTER_EXCHANGE).into()),
         );
+        args
+    }
+
+    /// `x-queue-type`, when the configured type needs one.
+    fn queue_type_arguments(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        if let Some((key, value)) = self.config.queue_type.argument() {
+            args.insert(key.into(), AMQPValue::LongString(value.into()));
+        }
         args
     }
 
@@ -309,7 +329,7 @@ impl Shared {
                     durable: true,
                     ..QueueDeclareOptions::default()
                 },
-                FieldTable::default(),
+                self.queue_type_arguments(),
             )
             .await
             .map_err(|e| declare_error(&dead, e))?;
@@ -734,32 +754,104 @@ impl Broker for AmqpBroker {
 
     async fn delete_idle_queue(&self, queue: &str) -> Result<bool, BrokerError> {
         let queue = self.name(queue);
-        // RabbitMQ refuses (PRECONDITION_FAILED) a queue in use or not empty by closing the
-        // channel: use one of its own.
-        let channel = open_channel(&self.shared.connection).await?;
-        let options = QueueDeleteOptions {
-            if_unused: true,
-            if_empty: true,
-            ..QueueDeleteOptions::default()
-        };
         // Declared again on its next use, whatever happens (forgotten first, so no use of it
         // here can skip declaring a queue that is being deleted).
         lock(&self.shared.declared).remove(&queue);
-        let deleted = channel.queue_delete(queue.as_str().into(), options).await;
-        // A refusal closed the channel already; otherwise it goes now, whatever happened.
-        if channel.status().connected() {
-            let _ = channel.close(200, "OK".into()).await;
-        }
-        match deleted {
-            Ok(_) => Ok(true),
-            Err(e) if amqp_error_is(&e, AMQPSoftError::PRECONDITIONFAILED) => Ok(false),
-            Err(e) => Err(unavailable(&format!("cannot delete queue {queue}"), e)),
-        }
+        // A connection of its own: RabbitMQ refuses to delete a classic queue in use or not
+        // empty by closing the channel, and answers a conditional delete of a quorum queue
+        // with a connection error (540 NOT_IMPLEMENTED) — neither may touch the engine's.
+        let deleted = match self.shared.config.queue_type {
+            QueueType::Classic => match self.aside(&queue, delete_if_idle).await {
+                // A quorum queue after all (a vhost whose default queue type is quorum).
+                Err(e) if amqp_hard_error_is(&e, AMQPHardError::NOTIMPLEMENTED) => {
+                    self.aside(&queue, delete_checked_idle).await
+                }
+                other => other,
+            },
+            QueueType::Quorum => self.aside(&queue, delete_checked_idle).await,
+        };
+        deleted.map_err(|e| unavailable(&format!("cannot delete queue {queue}"), e))
     }
 
     fn dead_lettered(&self) -> u64 {
         self.shared.dead_lettered.load(Ordering::Relaxed)
     }
+}
+
+impl AmqpBroker {
+    /// Runs `op` on `queue` over a short-lived connection of its own, closed afterwards.
+    async fn aside<F>(&self, queue: &str, op: F) -> Result<bool, lapin::Error>
+    where
+        F: AsyncFnOnce(&Connection, &str) -> Result<bool, lapin::Error>,
+    {
+        let config = &self.shared.config;
+        let properties = ConnectionProperties::default()
+            .with_connection_name(format!("{}-delete-queue", config.connection_name).into());
+        let connection = Connection::connect(&config.url, properties).await?;
+        let outcome = op(&connection, queue).await;
+        if connection.status().connected() {
+            let _ = connection.close(200, "OK".into()).await;
+        }
+        outcome
+    }
+}
+
+/// Deletes `queue` if no consumer uses it and no message waits in it, in one step (a classic
+/// queue: `if-unused` and `if-empty`); `false` when RabbitMQ kept it.
+async fn delete_if_idle(connection: &Connection, queue: &str) -> Result<bool, lapin::Error> {
+    let channel = connection.create_channel().await?;
+    let options = QueueDeleteOptions {
+        if_unused: true,
+        if_empty: true,
+        ..QueueDeleteOptions::default()
+    };
+    match channel.queue_delete(queue.into(), options).await {
+        Ok(_) => Ok(true),
+        Err(e) if amqp_error_is(&e, AMQPSoftError::PRECONDITIONFAILED) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes `queue` if a passive declaration finds it without consumers and messages (quorum
+/// queues take no `if-unused`/`if-empty`). Not atomic: a task published between the look and
+/// the delete goes with the queue — `DeleteActivity` has already removed the activity, so only
+/// a task scheduled in that instant by a coordinator that had not yet seen it gone, which then
+/// ends by its state's timeout. A missing queue counts as deleted.
+async fn delete_checked_idle(connection: &Connection, queue: &str) -> Result<bool, lapin::Error> {
+    let channel = connection.create_channel().await?;
+    let looked = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
+    let idle = match looked {
+        Ok(q) => q.message_count() == 0 && q.consumer_count() == 0,
+        Err(e) if amqp_error_is(&e, AMQPSoftError::NOTFOUND) => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    if !idle {
+        return Ok(false);
+    }
+    channel
+        .queue_delete(queue.into(), QueueDeleteOptions::default())
+        .await?;
+    Ok(true)
+}
+
+/// Whether RabbitMQ closed the connection with the error `hard` (`NOTIMPLEMENTED`: a
+/// conditional delete of a quorum queue).
+fn amqp_hard_error_is(e: &lapin::Error, hard: AMQPHardError) -> bool {
+    use lapin::protocol::AMQPErrorKind;
+    matches!(
+        e.kind(),
+        lapin::ErrorKind::ProtocolError(err) if *err.kind() == AMQPErrorKind::Hard(hard)
+    )
 }
 
 /// Whether RabbitMQ answered `e` with the channel error `soft` (`PRECONDITIONFAILED`: a

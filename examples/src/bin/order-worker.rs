@@ -4,8 +4,9 @@
 //!
 //! `STEPLINE_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run -p stepline-examples --bin order-worker`
 //!
-//! With `STEPLINE_NAMESPACE` set, it uses that namespace's queues, as `stepline server` does
-//! with the same setting. The activities must exist on the server (`stepline activities
+//! With `STEPLINE_NAMESPACE` set, it uses that namespace's queues, and with
+//! `STEPLINE_QUEUE_TYPE=quorum` it declares quorum queues, as `stepline server` does with the
+//! same settings. The activities must exist on the server (`stepline activities
 //! create charge-card`, …): a Task on an activity nobody created fails, as on AWS.
 //!
 //! Charges above 1,000 are declined (`Payment.CardDeclined`), so the definition's Catch and
@@ -14,7 +15,7 @@
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use stepline_worker::{AmqpTransport, TaskContext, TaskError, Worker};
+use stepline_worker::{AmqpTransport, QueueType, TaskContext, TaskError, Worker};
 
 #[derive(Deserialize)]
 struct Charge {
@@ -53,6 +54,10 @@ async fn main() -> anyhow::Result<()> {
     let url = std::env::var("STEPLINE_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
     let namespace = std::env::var("STEPLINE_NAMESPACE").unwrap_or_default();
+    let queue_type: QueueType = match std::env::var("STEPLINE_QUEUE_TYPE") {
+        Ok(text) => text.parse().map_err(anyhow::Error::msg)?,
+        Err(_) => QueueType::Classic,
+    };
     Worker::builder()
         .name("order-worker")
         .activity("charge-card", charge)
@@ -63,7 +68,11 @@ async fn main() -> anyhow::Result<()> {
         // The payment gateway takes 4 calls at a time; further charges wait on RabbitMQ
         // (for this or another worker) while shipping and notifications use the other slots.
         .activity_concurrency("charge-card", 4)
-        .build(AmqpTransport::new(url).namespace(&namespace))
+        .build(
+            AmqpTransport::new(url)
+                .namespace(&namespace)
+                .queue_type(queue_type),
+        )
         .run()
         .await?;
     Ok(())

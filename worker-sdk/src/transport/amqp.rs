@@ -25,7 +25,7 @@ use super::{
 };
 use crate::protocol::{CancelMessage, Reply, TaskMessage, PROTOCOL_VERSION};
 use crate::topology::{
-    task_queue, CALLBACK_QUEUE, CANCEL_EXCHANGE, CANCEL_EXCHANGE_DURABLE,
+    task_queue, QueueType, CALLBACK_QUEUE, CANCEL_EXCHANGE, CANCEL_EXCHANGE_DURABLE,
     QUEUE_DEAD_LETTER_ARGUMENT,
 };
 use backon::{ExponentialBuilder, Retryable};
@@ -62,6 +62,7 @@ pub struct AmqpTransport {
     max_attempts: Option<usize>,
     /// `"<namespace>."` or empty.
     prefix: String,
+    queue_type: QueueType,
 }
 
 impl AmqpTransport {
@@ -75,6 +76,7 @@ impl AmqpTransport {
             max_delay: Duration::from_secs(30),
             max_attempts: None,
             prefix: String::new(),
+            queue_type: QueueType::Classic,
         }
     }
 
@@ -95,6 +97,14 @@ impl AmqpTransport {
         format!("{}{name}", self.prefix)
     }
 
+    /// The type of the queues this worker declares when they do not exist yet (default
+    /// [`QueueType::Classic`]): the engine's `--queue-type`, which it must match — RabbitMQ
+    /// refuses to redeclare a queue with another type, and the worker then cannot start.
+    pub fn queue_type(mut self, queue_type: QueueType) -> Self {
+        self.queue_type = queue_type;
+        self
+    }
+
     /// The arguments every durable Stepline queue is declared with (see [`crate::topology`]).
     fn durable_queue_arguments(&self) -> FieldTable {
         let mut args = FieldTable::default();
@@ -103,6 +113,9 @@ impl AmqpTransport {
             key.into(),
             AMQPValue::LongString(LongString::from(self.name(dead_letter_exchange))),
         );
+        if let Some((key, value)) = self.queue_type.argument() {
+            args.insert(key.into(), AMQPValue::LongString(LongString::from(value)));
+        }
         args
     }
 
