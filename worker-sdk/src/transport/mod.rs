@@ -78,7 +78,8 @@ pub(crate) struct Subscription<'a> {
     pub activities: &'a [String],
     /// Activities with a limit of their own: most of their tasks handed out and not settled.
     pub limits: &'a std::collections::HashMap<String, u16>,
-    /// Maximum tasks handed to this worker and not yet settled.
+    /// The worker's concurrency (its semaphore bounds the tasks in flight): on RabbitMQ each
+    /// activity consumer's prefetch unless the activity has a lower limit; unused in process.
     pub prefetch: u16,
     /// Shown to the broker (AMQP connection name).
     pub worker_name: &'a str,
