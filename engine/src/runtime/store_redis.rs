@@ -448,6 +448,37 @@ enum Link {
     Cluster(ClusterConnection),
 }
 
+/// `ScriptInvocation::invoke_async`, retried on `NOSCRIPT` (at most three calls). It loads the
+/// script after a `NOSCRIPT` and calls again, but a second loss of the script cache in between
+/// (another `SCRIPT FLUSH`, a failover to a node that never saw the script) would fail it.
+trait InvokeRetrying {
+    async fn invoke_retrying<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut Conn,
+    ) -> redis::RedisResult<T>;
+}
+
+impl InvokeRetrying for redis::ScriptInvocation<'_> {
+    async fn invoke_retrying<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut Conn,
+    ) -> redis::RedisResult<T> {
+        let mut calls = 1;
+        loop {
+            match self.invoke_async(conn).await {
+                Err(e)
+                    if calls < 3
+                        && e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    calls += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
 /// The connection every request of the store goes through (see [`KeySet`] for the log).
 #[derive(Clone)]
 struct Conn {
@@ -1233,7 +1264,7 @@ impl RedisStore {
             .arg(json)
             .arg(&sm.revision_id)
             .arg(mode)
-            .invoke_async(&mut conn)
+            .invoke_retrying(&mut conn)
             .await
             .map_err(|e| backend(format!("writing state machine {}", sm.arn), e))?;
         match reply.as_str() {
@@ -1371,7 +1402,7 @@ impl RedisStore {
             .key(self.keys.partition(partition, "outbox_index"))
             .arg(up_to)
             .arg(execution_arn)
-            .invoke_async::<usize>(&mut conn)
+            .invoke_retrying::<usize>(&mut conn)
             .await
             .map_err(|e| backend(format!("acking the outbox of {execution_arn}"), e))
     }
@@ -1444,7 +1475,7 @@ impl Store for RedisStore {
             .key(self.keys.revisions(arn))
             .arg(arn)
             .arg(self.retention_ms)
-            .invoke_async(&mut conn)
+            .invoke_retrying(&mut conn)
             .await
             .map_err(|e| backend(format!("deleting state machine {arn}"), e))?;
         match reply.as_str() {
@@ -1466,7 +1497,7 @@ impl Store for RedisStore {
             .key(self.keys.catalog("activities_index"))
             .arg(&a.arn)
             .arg(json)
-            .invoke_async(&mut conn)
+            .invoke_retrying(&mut conn)
             .await
             .map_err(|e| backend(format!("creating activity {}", a.arn), e))?;
         match reply.as_str() {
@@ -1499,7 +1530,7 @@ impl Store for RedisStore {
             .key(self.keys.catalog("activities"))
             .key(self.keys.catalog("activities_index"))
             .arg(arn)
-            .invoke_async(&mut conn)
+            .invoke_retrying(&mut conn)
             .await
             .map_err(|e| backend(format!("deleting activity {arn}"), e))?;
         match reply.as_str() {
@@ -1520,7 +1551,7 @@ impl Store for RedisStore {
             .key(self.keys.catalog("activities"))
             .arg(&a.arn)
             .arg(json)
-            .invoke_async(&mut conn)
+            .invoke_retrying(&mut conn)
             .await
             .map_err(|e| backend(format!("updating activity {}", a.arn), e))?;
         match reply.as_str() {
@@ -1864,7 +1895,7 @@ impl Store for RedisStore {
             .key(self.keys.partition(partition, "fence"))
             .arg(owner)
             .arg(ttl_ms)
-            .invoke_async(&mut conn)
+            .invoke_retrying(&mut conn)
             .await
             .map_err(|e| backend(format!("acquiring the lease of partition {partition}"), e))?;
         Ok(token.map(|token| Fence { partition, token }))
@@ -1888,7 +1919,7 @@ impl Store for RedisStore {
             .key(self.keys.partition(fence.partition, "lease"))
             .arg(format!("{}|{owner}", fence.token))
             .arg(ttl_ms)
-            .invoke_async(&mut conn)
+            .invoke_retrying(&mut conn)
             .await
             .map_err(|e| {
                 backend(
@@ -1916,7 +1947,7 @@ impl Store for RedisStore {
             .key(self.keys.catalog("members"))
             .arg(owner)
             .arg(ttl_ms)
-            .invoke_async::<u32>(&mut conn)
+            .invoke_retrying::<u32>(&mut conn)
             .await
             .map_err(|e| backend("recording coordinator membership", e))
     }
@@ -1941,7 +1972,7 @@ impl Store for RedisStore {
             .release_lease
             .key(self.keys.partition(fence.partition, "lease"))
             .arg(format!("{}|{owner}", fence.token))
-            .invoke_async::<i64>(&mut conn)
+            .invoke_retrying::<i64>(&mut conn)
             .await
             .map_err(|e| {
                 backend(
