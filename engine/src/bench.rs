@@ -59,7 +59,7 @@ use lapin::options::{
     ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueDeclareOptions,
     QueueDeleteOptions,
 };
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -70,9 +70,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use stepline_worker::protocol::{Reply, TaskMessage, PROTOCOL_VERSION};
-use stepline_worker::topology::{
-    partition_queue, task_queue, DEAD_LETTER_EXCHANGE, QUEUE_DEAD_LETTER_ARGUMENT,
-};
+use stepline_worker::topology::{partition_queue, task_queue, DEAD_LETTER_EXCHANGE};
+use stepline_worker::transport::amqp::durable_queue_arguments;
 use stepline_worker::{AmqpTransport, TaskContext, TaskError, Worker};
 use tokio::sync::oneshot;
 
@@ -558,7 +557,8 @@ struct RawBroker {
     task_queue: String,
     reply_queue: String,
     dead_letter_exchange: String,
-    queue_type: QueueType,
+    /// The arguments the task and reply queues are declared with (as the runtime's).
+    queue_arguments: FieldTable,
     task_body: Vec<u8>,
     /// Round trips waiting for their reply, by correlation id.
     pending: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>,
@@ -654,7 +654,7 @@ impl RawBroker {
             task_queue: format!("{namespace}.{}", task_queue("bench")),
             reply_queue: format!("{namespace}.{}", partition_queue(0)),
             dead_letter_exchange,
-            queue_type: config.queue_type,
+            queue_arguments: durable_queue_arguments(&format!("{namespace}."), config.queue_type),
             task_body: sample_bodies().0,
             pending: Arc::new(Mutex::new(HashMap::new())),
             worker_errors: Arc::new(AtomicU64::new(0)),
@@ -673,14 +673,6 @@ impl RawBroker {
             durable: true,
             ..QueueDeclareOptions::default()
         };
-        let mut arguments = FieldTable::default();
-        arguments.insert(
-            QUEUE_DEAD_LETTER_ARGUMENT.0.into(),
-            AMQPValue::LongString(self.dead_letter_exchange.clone().into()),
-        );
-        if let Some((key, value)) = self.queue_type.argument() {
-            arguments.insert(key.into(), AMQPValue::LongString(value.into()));
-        }
         self.publisher
             .exchange_declare(
                 self.dead_letter_exchange.as_str().into(),
@@ -695,7 +687,7 @@ impl RawBroker {
             .map_err(amqp("cannot declare the dead-letter exchange"))?;
         for queue in [&self.task_queue, &self.reply_queue] {
             self.publisher
-                .queue_declare(queue.as_str().into(), durable, arguments.clone())
+                .queue_declare(queue.as_str().into(), durable, self.queue_arguments.clone())
                 .await
                 .map_err(amqp("cannot declare a queue"))?;
         }

@@ -15,14 +15,16 @@ use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
     QueueDeleteOptions,
 };
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use stepline_engine::runtime::broker::InputMessage;
 use stepline_worker::protocol::{CancelMessage, Reply, TaskMessage, PROTOCOL_VERSION};
-use stepline_worker::topology::{task_queue, CANCEL_EXCHANGE, QUEUE_DEAD_LETTER_ARGUMENT};
+use stepline_worker::topology::{task_queue, CANCEL_EXCHANGE};
+use stepline_worker::transport::amqp::durable_queue_arguments;
 use stepline_worker::{
     activity_arn, AmqpTransport, QueueType, TaskContext, TaskError, Worker, WorkerError,
 };
@@ -112,6 +114,52 @@ async fn double(ctx: TaskContext, input: Input) -> Result<Value, TaskError> {
     Ok(json!({"doubled": input.n * 2, "attempt": ctx.attempt()}))
 }
 
+/// Handlers that run until the test opens the gate, counting how many run at once (so a
+/// queue can be read while the first task certainly still runs).
+#[derive(Default)]
+struct Gate {
+    open: AtomicBool,
+    running: AtomicUsize,
+    most: AtomicUsize,
+}
+
+type Handled =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, TaskError>> + Send>>;
+
+impl Gate {
+    fn new() -> Arc<Gate> {
+        Arc::new(Gate::default())
+    }
+
+    /// A handler that echoes its input once the gate is open.
+    fn handler(
+        self: &Arc<Self>,
+    ) -> impl Fn(TaskContext, Value) -> Handled + Clone + Send + Sync + 'static {
+        let gate = self.clone();
+        move |_ctx, input| {
+            let gate = gate.clone();
+            Box::pin(async move {
+                let now = gate.running.fetch_add(1, Ordering::SeqCst) + 1;
+                gate.most.fetch_max(now, Ordering::SeqCst);
+                while !gate.open.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                gate.running.fetch_sub(1, Ordering::SeqCst);
+                Ok(input)
+            })
+        }
+    }
+
+    fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+
+    /// Most handlers that ran at once.
+    fn most(&self) -> usize {
+        self.most.load(Ordering::SeqCst)
+    }
+}
+
 /// A task queue declared as the engine declares it, an exclusive reply queue consumed here,
 /// and a confirming channel to publish tasks on; named uniquely per test run.
 struct Fixture {
@@ -148,14 +196,7 @@ impl Fixture {
         );
         let arn = activity_arn("us-east-1", "111111111111", &unique);
         let queue = task_queue(&arn);
-        let mut arguments = FieldTable::default();
-        arguments.insert(
-            QUEUE_DEAD_LETTER_ARGUMENT.0.into(),
-            AMQPValue::LongString(QUEUE_DEAD_LETTER_ARGUMENT.1.into()),
-        );
-        if let Some((key, value)) = queue_type.argument() {
-            arguments.insert(key.into(), AMQPValue::LongString(value.into()));
-        }
+        let arguments = durable_queue_arguments("", queue_type);
         channel
             .queue_declare(
                 queue.as_str().into(),
@@ -348,28 +389,14 @@ async fn worker_serves_a_task_from_real_rabbitmq_and_honours_cancellation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_activity_limit_leaves_its_other_tasks_on_the_queue() {
-    static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
-    static MOST: AtomicUsize = AtomicUsize::new(0);
-    /// Handlers finish only once the test lets them, so the queue is read while the first
-    /// task certainly still runs.
-    static RELEASED: AtomicBool = AtomicBool::new(false);
-    async fn slow(_ctx: TaskContext, input: Value) -> Result<Value, TaskError> {
-        let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
-        MOST.fetch_max(now, Ordering::SeqCst);
-        while !RELEASED.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-        Ok(input)
-    }
-
+    let gate = Gate::new();
     let mut f = Fixture::new("it-limited").await;
     // Tokens of their own: the other test's cancellation of `tok-2` reaches every worker.
     for n in 0..3 {
         f.publish_task(&format!("limited-{n}"), json!(n)).await;
     }
     let worker = Worker::builder()
-        .activity(f.arn.clone(), slow)
+        .activity(f.arn.clone(), gate.handler())
         .activity_concurrency(f.arn.clone(), 1)
         .concurrency(8)
         .handle_signals(false)
@@ -388,7 +415,7 @@ async fn an_activity_limit_leaves_its_other_tasks_on_the_queue() {
         2,
         "tasks still on the queue while one runs"
     );
-    RELEASED.store(true, Ordering::SeqCst);
+    gate.open();
     let mut done = Vec::new();
     while done.len() < 3 {
         // A handler started after the release ends within the combine window: its
@@ -406,7 +433,7 @@ async fn an_activity_limit_leaves_its_other_tasks_on_the_queue() {
         ["limited-0", "limited-1", "limited-2"],
         "one at a time, in queue order"
     );
-    assert_eq!(MOST.load(Ordering::SeqCst), 1);
+    assert_eq!(gate.most(), 1);
     f.finish(shutdown, running).await;
 }
 
@@ -453,42 +480,30 @@ where
 /// slot is free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_budget_holds_across_activities_on_the_broker() {
-    static RELEASED: AtomicBool = AtomicBool::new(false);
-    static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
-    static MOST: AtomicUsize = AtomicUsize::new(0);
-    async fn held(_ctx: TaskContext, input: Value) -> Result<Value, TaskError> {
-        let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
-        MOST.fetch_max(now, Ordering::SeqCst);
-        while !RELEASED.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-        Ok(input)
-    }
-
+    let gate = Gate::new();
     let mut a = Fixture::new("it-budget-a").await;
     let mut b = Fixture::new("it-budget-b").await;
     a.publish_task("budget-a", json!("a")).await;
     b.publish_task("budget-b", json!("b")).await;
-    let (a_first, shutdown, running) = one_started_one_held(&mut a, &mut b, held).await;
+    let (a_first, shutdown, running) = one_started_one_held(&mut a, &mut b, gate.handler()).await;
     let second = if a_first { &mut b } else { &mut a };
 
     // Delivered, and still not started: a second handler would have begun within this time.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(MOST.load(Ordering::SeqCst), 1, "two tasks ran at once");
+    assert_eq!(gate.most(), 1, "two tasks ran at once");
     assert!(
         tokio::time::timeout(Duration::from_millis(50), second.replies.next())
             .await
             .is_err(),
         "the held task must not report anything before it starts"
     );
-    RELEASED.store(true, Ordering::SeqCst);
+    gate.open();
     let later = next_reply(&mut second.replies).await;
     assert!(
         matches!(&later, Reply::Finished { result, .. } if matches!(**result, Reply::Succeeded { .. })),
         "{later:?}"
     );
-    assert_eq!(MOST.load(Ordering::SeqCst), 1);
+    assert_eq!(gate.most(), 1);
     a.finish(shutdown, running).await;
     b.cleanup().await;
 }
@@ -497,19 +512,12 @@ async fn the_worker_budget_holds_across_activities_on_the_broker() {
 /// while the running one finishes within the shutdown grace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_received_unstarted_task_goes_back_to_its_queue_on_shutdown() {
-    static RELEASED: AtomicBool = AtomicBool::new(false);
-    async fn held(_ctx: TaskContext, input: Value) -> Result<Value, TaskError> {
-        while !RELEASED.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        Ok(input)
-    }
-
+    let gate = Gate::new();
     let mut a = Fixture::new("it-handback-a").await;
     let mut b = Fixture::new("it-handback-b").await;
     a.publish_task("handback-a", json!("a")).await;
     b.publish_task("handback-b", json!("b")).await;
-    let (a_first, shutdown, running) = one_started_one_held(&mut a, &mut b, held).await;
+    let (a_first, shutdown, running) = one_started_one_held(&mut a, &mut b, gate.handler()).await;
     let (first, second) = if a_first { (&mut a, &b) } else { (&mut b, &a) };
 
     shutdown.cancel();
@@ -521,7 +529,7 @@ async fn a_received_unstarted_task_goes_back_to_its_queue_on_shutdown() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    RELEASED.store(true, Ordering::SeqCst);
+    gate.open();
     let done = next_reply(&mut first.replies).await;
     assert!(matches!(done, Reply::Succeeded { .. }), "{done:?}");
     tokio::time::timeout(WAIT, running)

@@ -57,8 +57,9 @@ use stepline_worker::protocol::{CancelMessage, TaskMessage, PROTOCOL_VERSION};
 pub use stepline_worker::topology::QueueType;
 use stepline_worker::topology::{
     CALLBACK_QUEUE, CANCEL_EXCHANGE, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE,
-    PARTITION_QUEUE_PREFIX, QUEUE_DEAD_LETTER_ARGUMENT,
+    PARTITION_QUEUE_PREFIX,
 };
+use stepline_worker::transport::amqp::durable_queue_arguments;
 use tokio::sync::oneshot;
 
 /// The URL of a local RabbitMQ with the default account and vhost.
@@ -243,12 +244,7 @@ impl Shared {
     }
 
     fn queue_arguments(&self) -> FieldTable {
-        let mut args = self.queue_type_arguments();
-        args.insert(
-            QUEUE_DEAD_LETTER_ARGUMENT.0.into(),
-            AMQPValue::LongString(self.name(DEAD_LETTER_EXCHANGE).into()),
-        );
-        args
+        durable_queue_arguments(&self.prefix, self.config.queue_type)
     }
 
     /// `x-queue-type`, when the configured type needs one.

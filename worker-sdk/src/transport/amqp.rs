@@ -50,6 +50,24 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+/// The arguments of every durable Stepline queue (task, partition and callback queues) of the
+/// deployment whose names start with `prefix` (`"<namespace>."`, or empty): the dead-letter
+/// exchange ([`QUEUE_DEAD_LETTER_ARGUMENT`], prefixed) and the queue type's `x-queue-type`. The
+/// engine's broker declares with these too: RabbitMQ refuses a redeclaration whose arguments
+/// differ.
+pub fn durable_queue_arguments(prefix: &str, queue_type: QueueType) -> FieldTable {
+    let mut args = FieldTable::default();
+    let (key, dead_letter_exchange) = QUEUE_DEAD_LETTER_ARGUMENT;
+    args.insert(
+        key.into(),
+        AMQPValue::LongString(LongString::from(format!("{prefix}{dead_letter_exchange}"))),
+    );
+    if let Some((key, value)) = queue_type.argument() {
+        args.insert(key.into(), AMQPValue::LongString(LongString::from(value)));
+    }
+    args
+}
+
 /// How long a stopping worker waits for the broker to confirm its consumers are cancelled.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -105,18 +123,8 @@ impl AmqpTransport {
         self
     }
 
-    /// The arguments every durable Stepline queue is declared with (see [`crate::topology`]).
     fn durable_queue_arguments(&self) -> FieldTable {
-        let mut args = FieldTable::default();
-        let (key, dead_letter_exchange) = QUEUE_DEAD_LETTER_ARGUMENT;
-        args.insert(
-            key.into(),
-            AMQPValue::LongString(LongString::from(self.name(dead_letter_exchange))),
-        );
-        if let Some((key, value)) = self.queue_type.argument() {
-            args.insert(key.into(), AMQPValue::LongString(LongString::from(value)));
-        }
-        args
+        durable_queue_arguments(&self.prefix, self.queue_type)
     }
 
     /// Bounds of the exponential backoff between connection attempts.
