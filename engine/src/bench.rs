@@ -204,7 +204,7 @@ pub struct BenchDetails {
     pub partitions: u32,
     pub worker_concurrency: usize,
     /// `classic` or `quorum`: the type of every queue measured.
-    pub queue_type: String,
+    pub queue_type: &'static str,
 }
 
 /// Where a one-Task execution's time went, as mean milliseconds between its history's
@@ -448,7 +448,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
             tasks_legs: runtime.tasks_legs,
             latency_legs: runtime.latency_legs,
             partitions: config.partitions,
-            queue_type: config.queue_type.to_string(),
+            queue_type: config.queue_type.as_str(),
             worker_concurrency: config.worker_concurrency,
         },
     })

@@ -90,25 +90,8 @@ enum Command {
     },
     /// Run a coordinator over RabbitMQ and Redis, with health and metrics over HTTP.
     Server {
-        #[arg(
-            long,
-            env = "STEPLINE_AMQP_URL",
-            default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-        )]
-        amqp_url: String,
-        /// Redis: `redis://host:port/db` for one node, `redis+cluster://host:port[,host:port…]`
-        /// for a Redis Cluster.
-        #[arg(
-            long,
-            env = "STEPLINE_REDIS_URL",
-            default_value = "redis://127.0.0.1:6379"
-        )]
-        redis_url: String,
-        /// Type of the durable RabbitMQ queues this server declares: `classic`, or `quorum`
-        /// (replicated by a RabbitMQ cluster; workers must declare the same). A queue keeps
-        /// the type it was created with.
-        #[arg(long, env = "STEPLINE_QUEUE_TYPE", default_value = "classic")]
-        queue_type: stepline_worker::QueueType,
+        #[command(flatten)]
+        servers: ServersArgs,
         #[command(flatten)]
         common: RuntimeArgs,
     },
@@ -121,28 +104,11 @@ enum Command {
     /// on real servers, in throwaway namespaces deleted afterwards; print a table (exit 1 when
     /// a target is missed). Logs only warnings and progress unless RUST_LOG says otherwise.
     Bench {
-        #[arg(
-            long,
-            env = "STEPLINE_AMQP_URL",
-            default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-        )]
-        amqp_url: String,
-        /// Redis: `redis://host:port/db` for one node, `redis+cluster://host:port[,host:port…]`
-        /// for a Redis Cluster.
-        #[arg(
-            long,
-            env = "STEPLINE_REDIS_URL",
-            default_value = "redis://127.0.0.1:6379"
-        )]
-        redis_url: String,
+        #[command(flatten)]
+        servers: ServersArgs,
         /// Executions of the throughput runs (tasks/s and Pass transitions/s).
         #[arg(long, default_value_t = 2000)]
         executions: usize,
-        /// Type of the durable RabbitMQ queues this benchmark (raw queues and runtime alike) declares: `classic`, or `quorum`
-        /// (replicated by a RabbitMQ cluster; workers must declare the same). A queue keeps
-        /// the type it was created with.
-        #[arg(long, env = "STEPLINE_QUEUE_TYPE", default_value = "classic")]
-        queue_type: stepline_worker::QueueType,
         /// Partitions of the measured coordinator (as `stepline server --partitions`).
         #[arg(long, default_value_t = 16)]
         partitions: u32,
@@ -206,6 +172,30 @@ struct RuntimeArgs {
     /// (workers must use the same namespace).
     #[arg(long, env = "STEPLINE_NAMESPACE")]
     namespace: Option<String>,
+}
+
+/// The servers of `stepline server` and `stepline bench`.
+#[derive(clap::Args, Debug)]
+struct ServersArgs {
+    #[arg(
+        long,
+        env = "STEPLINE_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    amqp_url: String,
+    /// Redis: `redis://host:port/db` for one node, `redis+cluster://host:port[,host:port…]`
+    /// for a Redis Cluster.
+    #[arg(
+        long,
+        env = "STEPLINE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    redis_url: String,
+    /// Type of the durable RabbitMQ queues declared: `classic`, or `quorum` (replicated by a
+    /// RabbitMQ cluster; workers must declare the same). A queue keeps the type it was
+    /// created with.
+    #[arg(long, env = "STEPLINE_QUEUE_TYPE", default_value = "classic")]
+    queue_type: stepline_worker::QueueType,
 }
 
 impl RuntimeArgs {
@@ -429,18 +419,17 @@ fn real_main() -> Result<ExitCode> {
                 _ => ExitCode::from(1),
             })
         }
-        Command::Server {
-            amqp_url,
-            redis_url,
-            queue_type,
-            common,
-        } => {
+        Command::Server { servers, common } => {
             init_tracing();
             let config = common.config(false)?;
             runtime()?.block_on(async move {
                 let shutdown = shutdown_on_signal();
                 stepline_engine::server::run_server(
-                    config, &amqp_url, queue_type, &redis_url, shutdown,
+                    config,
+                    &servers.amqp_url,
+                    servers.queue_type,
+                    &servers.redis_url,
+                    shutdown,
                 )
                 .await
             })?;
@@ -460,10 +449,8 @@ fn real_main() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
-            amqp_url,
-            redis_url,
+            servers,
             executions,
-            queue_type,
             partitions,
             worker_concurrency,
             json,
@@ -474,8 +461,8 @@ fn real_main() -> Result<ExitCode> {
                 executions: executions.max(1),
                 partitions: partitions.max(1),
                 worker_concurrency: worker_concurrency.max(1),
-                queue_type,
-                ..stepline_engine::bench::BenchConfig::new(amqp_url, redis_url)
+                queue_type: servers.queue_type,
+                ..stepline_engine::bench::BenchConfig::new(servers.amqp_url, servers.redis_url)
             };
             let report = runtime()?.block_on(stepline_engine::bench::run(&config))?;
             print!("{}", report.table());

@@ -1456,8 +1456,12 @@ async fn expired_executions_are_swept_from_the_indexes(cx: Ctx<RedisStore>) {
     // The index still counts it: index entries cannot expire with the execution's keys.
     assert_eq!(s.count_executions(&machine, None).await, Ok(2));
     let mut pass_over = false;
+    let mut cursor = Default::default();
     for _ in 0..20 {
-        let step = s.sweep_indexes(&others, 100).await.expect("sweep");
+        let step = s
+            .sweep_indexes(&mut cursor, &others, 100)
+            .await
+            .expect("sweep");
         assert_eq!(step.unlisted, 0);
         if step.pass_over {
             pass_over = true;
@@ -1473,10 +1477,14 @@ async fn expired_executions_are_swept_from_the_indexes(cx: Ctx<RedisStore>) {
     // One full pass over every partition unlists exactly the expired execution; the next
     // pass finds nothing more.
     let all: BTreeSet<u32> = (0..PARTITIONS).collect();
-    let sweep_a_pass = || async {
+    let mut cursor = Default::default();
+    let mut sweep_a_pass = async || {
         let mut unlisted = 0;
         for _ in 0..20 {
-            let step = s.sweep_indexes(&all, 100).await.expect("sweep");
+            let step = s
+                .sweep_indexes(&mut cursor, &all, 100)
+                .await
+                .expect("sweep");
             unlisted += step.unlisted;
             if step.pass_over {
                 return unlisted;

@@ -571,13 +571,11 @@ impl Drop for Registration {
 
 /// Runs one delivery from receipt to settlement; holds its concurrency slot throughout.
 async fn drive(env: Arc<Env>, delivery: Delivery, _slot: OwnedSemaphorePermit) {
-    // The activity's own slot (in process) is held, like `_slot`, until the task is settled.
     let Delivery {
         payload,
         activity,
         settle,
         lost,
-        activity_slot: _activity_slot,
     } = delivery;
     let task = match payload {
         Payload::Task(task) => *task,

@@ -970,6 +970,7 @@ fn redrive_count(record: &ExecutionRecord) -> u32 {
 
 /// `DescribeExecution`'s response.
 pub fn execution_json(record: &ExecutionRecord, sm: Option<&StateMachineRecord>) -> Value {
+    let redrives = record.snapshot.redrives();
     let mut v = json!({
         "executionArn": record.execution_arn,
         "stateMachineArn": record.state_machine_arn,
@@ -978,7 +979,7 @@ pub fn execution_json(record: &ExecutionRecord, sm: Option<&StateMachineRecord>)
         "startDate": seconds(record.start_ms),
         "input": record.input.to_string(),
         "inputDetails": {"included": true},
-        "redriveCount": redrive_count(record),
+        "redriveCount": redrives.count,
     });
     if let Some(stop) = record.stop_ms {
         v["stopDate"] = seconds(stop);
@@ -1002,7 +1003,7 @@ pub fn execution_json(record: &ExecutionRecord, sm: Option<&StateMachineRecord>)
         _ if express => Some("Express executions cannot be redriven".to_string()),
         _ => snapshot(record).and_then(|e| e.redrivable().err()),
     };
-    if let Some(ms) = record.snapshot.redrives().last_ms {
+    if let Some(ms) = redrives.last_ms {
         v["redriveDate"] = seconds(ms);
     }
     match reason {

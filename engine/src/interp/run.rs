@@ -85,16 +85,24 @@ impl Fault {
     /// reports the error as `States.Timeout` (history events, the execution's error, an
     /// enclosing Parallel or Map). Errors named by workers, Fail states or mocks pass as they are.
     fn reported_error(&self) -> Option<&str> {
-        match self.error.as_deref() {
-            Some(names::HEARTBEAT_TIMEOUT) if self.timed_out => Some(names::TIMEOUT),
-            other => other,
+        if self.heartbeat_timed_out() {
+            Some(names::TIMEOUT)
+        } else {
+            self.error.as_deref()
         }
     }
 
     /// The fault with its [`Self::reported_error`].
-    fn into_reported(self) -> Fault {
-        let error = self.reported_error().map(str::to_string);
-        Fault { error, ..self }
+    fn into_reported(mut self) -> Fault {
+        if self.heartbeat_timed_out() {
+            self.error = Some(names::TIMEOUT.into());
+        }
+        self
+    }
+
+    /// An engine heartbeat timeout (reported outside its state as `States.Timeout`).
+    fn heartbeat_timed_out(&self) -> bool {
+        self.timed_out && self.error.as_deref() == Some(names::HEARTBEAT_TIMEOUT)
     }
 }
 
@@ -697,8 +705,8 @@ impl<'a> Run<'a> {
                     }
                 } else {
                     EventKind::TaskSucceeded {
-                        resource_type: resource_type(&resource),
-                        resource: resource_name(&resource),
+                        resource_type: resource_type(resource),
+                        resource: resource_name(resource),
                         output: output.clone(),
                     }
                 };
@@ -719,8 +727,8 @@ impl<'a> Run<'a> {
                     }
                 } else {
                     EventKind::TaskFailed {
-                        resource_type: resource_type(&resource),
-                        resource: resource_name(&resource),
+                        resource_type: resource_type(resource),
+                        resource: resource_name(resource),
                         error: error.clone(),
                         cause: cause.clone(),
                     }
@@ -1120,7 +1128,7 @@ impl<'a> Run<'a> {
 
     /// Notes that the task of frame `fid` (still in its task phase) ended; returns whether it
     /// is an activity, and its resource.
-    fn task_ended(&mut self, fid: u64, outcome: TaskOutcome) -> R<(bool, String)> {
+    fn task_ended(&mut self, fid: u64, outcome: TaskOutcome) -> R<(bool, &str)> {
         let now = self.now();
         let (activity, ended) = match &self.frame(fid)?.phase {
             Phase::Task {
@@ -1138,8 +1146,8 @@ impl<'a> Run<'a> {
             ),
             _ => return Err(invariant("task frame without task phase")),
         };
-        let resource = ended.resource.clone();
         self.ended_tasks.push(ended);
+        let resource = self.ended_tasks.last().map_or("", |t| t.resource.as_str());
         Ok((activity, resource))
     }
 
@@ -1172,38 +1180,37 @@ impl<'a> Run<'a> {
                 if self.take_task(task)?.is_none() {
                     return Ok(());
                 }
-                let (activity, resource) = self.task_ended(frame, TaskOutcome::TimedOut)?;
                 let error = if heartbeat {
                     names::HEARTBEAT_TIMEOUT
                 } else {
                     names::TIMEOUT
                 };
-                // The history says `States.Timeout` either way (as AWS's does); the state's
-                // Retry and Catch still tell a heartbeat timeout apart.
+                let fault = Fault {
+                    error: Some(error.into()),
+                    cause: None,
+                    timed_out: true,
+                };
+                // The history has the reported error (`States.Timeout` either way, as AWS's
+                // does); the state's Retry and Catch still tell a heartbeat timeout apart.
+                let reported = fault.reported_error().map(str::to_string);
+                let (activity, resource) = self.task_ended(frame, TaskOutcome::TimedOut)?;
                 let kind = if activity {
                     EventKind::ActivityTimedOut {
-                        error: Some(names::TIMEOUT.into()),
+                        error: reported,
                         cause: None,
                     }
                 } else {
                     EventKind::TaskTimedOut {
-                        resource_type: resource_type(&resource),
-                        resource: resource_name(&resource),
-                        error: Some(names::TIMEOUT.into()),
+                        resource_type: resource_type(resource),
+                        resource: resource_name(resource),
+                        error: reported,
                         cause: None,
                     }
                 };
                 self.emit(Some(frame), kind);
                 self.commands.push(Command::CancelTask { task });
                 self.frame_mut(frame)?.phase = Phase::Idle;
-                let flow = self.state_failed(
-                    frame,
-                    Fault {
-                        error: Some(error.into()),
-                        cause: None,
-                        timed_out: true,
-                    },
-                )?;
+                let flow = self.state_failed(frame, fault)?;
                 self.drive(frame, flow)
             }
         }

@@ -41,8 +41,9 @@ use lapin::options::{
     BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
     ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
+use lapin::protocol::AMQPErrorKind::{self, Hard, Soft};
 use lapin::protocol::{AMQPHardError, AMQPSoftError};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::FieldTable;
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
@@ -59,7 +60,7 @@ use stepline_worker::topology::{
     CALLBACK_QUEUE, CANCEL_EXCHANGE, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE,
     PARTITION_QUEUE_PREFIX,
 };
-use stepline_worker::transport::amqp::durable_queue_arguments;
+use stepline_worker::transport::amqp::{durable_queue_arguments, queue_type_arguments};
 use tokio::sync::oneshot;
 
 /// The URL of a local RabbitMQ with the default account and vhost.
@@ -247,15 +248,6 @@ impl Shared {
         durable_queue_arguments(&self.prefix, self.config.queue_type)
     }
 
-    /// `x-queue-type`, when the configured type needs one.
-    fn queue_type_arguments(&self) -> FieldTable {
-        let mut args = FieldTable::default();
-        if let Some((key, value)) = self.config.queue_type.argument() {
-            args.insert(key.into(), AMQPValue::LongString(value.into()));
-        }
-        args
-    }
-
     /// The channel in `slot`, reopened if it was closed (a channel-level error closes it).
     async fn channel(
         &self,
@@ -325,7 +317,7 @@ impl Shared {
                     durable: true,
                     ..QueueDeclareOptions::default()
                 },
-                self.queue_type_arguments(),
+                queue_type_arguments(self.config.queue_type),
             )
             .await
             .map_err(|e| declare_error(&dead, e))?;
@@ -716,7 +708,7 @@ impl Broker for AmqpBroker {
                 Err(e) if !retried => {
                     retried = true;
                     tracing::debug!(queue = %queue, error = %e, "basic.get failed; retrying once");
-                    if amqp_error_is(&e, AMQPSoftError::NOTFOUND) {
+                    if amqp_error_is(&e, Soft(AMQPSoftError::NOTFOUND)) {
                         lock(&self.shared.declared).remove(&queue);
                         self.shared.declare_queue(&queue).await?;
                     }
@@ -750,22 +742,22 @@ impl Broker for AmqpBroker {
 
     async fn delete_idle_queue(&self, queue: &str) -> Result<bool, BrokerError> {
         let queue = self.name(queue);
-        // Declared again on its next use, whatever happens (forgotten first, so no use of it
+        // Declared again on its next use unless it is kept (forgotten first, so no use of it
         // here can skip declaring a queue that is being deleted).
         lock(&self.shared.declared).remove(&queue);
-        // A connection of its own: RabbitMQ refuses to delete a classic queue in use or not
-        // empty by closing the channel, and answers a conditional delete of a quorum queue
-        // with a connection error (540 NOT_IMPLEMENTED) — neither may touch the engine's.
         let deleted = match self.shared.config.queue_type {
-            QueueType::Classic => match self.aside(&queue, delete_if_idle).await {
+            QueueType::Classic => match self.delete_if_idle(&queue).await {
                 // A quorum queue after all (a vhost whose default queue type is quorum).
-                Err(e) if amqp_hard_error_is(&e, AMQPHardError::NOTIMPLEMENTED) => {
-                    self.aside(&queue, delete_checked_idle).await
+                Err(e) if amqp_error_is(&e, Hard(AMQPHardError::NOTIMPLEMENTED)) => {
+                    self.delete_checked_idle(&queue).await
                 }
                 other => other,
             },
-            QueueType::Quorum => self.aside(&queue, delete_checked_idle).await,
+            QueueType::Quorum => self.delete_checked_idle(&queue).await,
         };
+        if let Ok(false) = deleted {
+            lock(&self.shared.declared).insert(queue.clone()); // Kept: still ours to clean up.
+        }
         deleted.map_err(|e| unavailable(&format!("cannot delete queue {queue}"), e))
     }
 
@@ -775,89 +767,76 @@ impl Broker for AmqpBroker {
 }
 
 impl AmqpBroker {
-    /// Runs `op` on `queue` over a short-lived connection of its own, closed afterwards.
-    async fn aside<F>(&self, queue: &str, op: F) -> Result<bool, lapin::Error>
-    where
-        F: AsyncFnOnce(&Connection, &str) -> Result<bool, lapin::Error>,
-    {
+    /// Deletes `queue` if no consumer uses it and no message waits in it, in one step (a
+    /// classic queue: `if-unused` and `if-empty`); `false` when RabbitMQ kept it. On a
+    /// short-lived connection of its own: a refusal closes the channel, and a quorum queue
+    /// answers these flags with a *connection* error (540 NOT_IMPLEMENTED) that must not reach
+    /// the engine's connection.
+    async fn delete_if_idle(&self, queue: &str) -> Result<bool, lapin::Error> {
         let config = &self.shared.config;
         let properties = ConnectionProperties::default()
             .with_connection_name(format!("{}-delete-queue", config.connection_name).into());
         let connection = Connection::connect(&config.url, properties).await?;
-        let outcome = op(&connection, queue).await;
+        let options = QueueDeleteOptions {
+            if_unused: true,
+            if_empty: true,
+            ..QueueDeleteOptions::default()
+        };
+        let deleted = match connection.create_channel().await {
+            Ok(channel) => channel.queue_delete(queue.into(), options).await,
+            Err(e) => Err(e),
+        };
         if connection.status().connected() {
             let _ = connection.close(200, "OK".into()).await;
         }
-        outcome
+        match deleted {
+            Ok(_) => Ok(true),
+            Err(e) if amqp_error_is(&e, Soft(AMQPSoftError::PRECONDITIONFAILED)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes `queue` if a passive declaration finds it without consumers and messages (quorum
+    /// queues take no `if-unused`/`if-empty`), on a channel of its own. Not atomic: a task
+    /// published between the look and the delete goes with the queue — `DeleteActivity` has
+    /// already removed the activity, so only a task scheduled in that instant by a coordinator
+    /// that had not yet seen it gone, which then ends by its state's timeout. A missing queue
+    /// counts as deleted.
+    async fn delete_checked_idle(&self, queue: &str) -> Result<bool, lapin::Error> {
+        let channel = self.shared.connection.create_channel().await?;
+        let looked = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        let deleted = match looked {
+            Ok(q) if q.message_count() == 0 && q.consumer_count() == 0 => channel
+                .queue_delete(queue.into(), QueueDeleteOptions::default())
+                .await
+                .map(|_| true),
+            Ok(_) => Ok(false),
+            Err(e) if amqp_error_is(&e, Soft(AMQPSoftError::NOTFOUND)) => Ok(true),
+            Err(e) => Err(e),
+        };
+        // A NOT_FOUND closed the channel already; otherwise it goes now.
+        if channel.status().connected() {
+            let _ = channel.close(200, "OK".into()).await;
+        }
+        deleted
     }
 }
 
-/// Deletes `queue` if no consumer uses it and no message waits in it, in one step (a classic
-/// queue: `if-unused` and `if-empty`); `false` when RabbitMQ kept it.
-async fn delete_if_idle(connection: &Connection, queue: &str) -> Result<bool, lapin::Error> {
-    let channel = connection.create_channel().await?;
-    let options = QueueDeleteOptions {
-        if_unused: true,
-        if_empty: true,
-        ..QueueDeleteOptions::default()
-    };
-    match channel.queue_delete(queue.into(), options).await {
-        Ok(_) => Ok(true),
-        Err(e) if amqp_error_is(&e, AMQPSoftError::PRECONDITIONFAILED) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// Deletes `queue` if a passive declaration finds it without consumers and messages (quorum
-/// queues take no `if-unused`/`if-empty`). Not atomic: a task published between the look and
-/// the delete goes with the queue — `DeleteActivity` has already removed the activity, so only
-/// a task scheduled in that instant by a coordinator that had not yet seen it gone, which then
-/// ends by its state's timeout. A missing queue counts as deleted.
-async fn delete_checked_idle(connection: &Connection, queue: &str) -> Result<bool, lapin::Error> {
-    let channel = connection.create_channel().await?;
-    let looked = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await;
-    let idle = match looked {
-        Ok(q) => q.message_count() == 0 && q.consumer_count() == 0,
-        Err(e) if amqp_error_is(&e, AMQPSoftError::NOTFOUND) => return Ok(true),
-        Err(e) => return Err(e),
-    };
-    if !idle {
-        return Ok(false);
-    }
-    channel
-        .queue_delete(queue.into(), QueueDeleteOptions::default())
-        .await?;
-    Ok(true)
-}
-
-/// Whether RabbitMQ closed the connection with the error `hard` (`NOTIMPLEMENTED`: a
-/// conditional delete of a quorum queue).
-fn amqp_hard_error_is(e: &lapin::Error, hard: AMQPHardError) -> bool {
-    use lapin::protocol::AMQPErrorKind;
-    matches!(
-        e.kind(),
-        lapin::ErrorKind::ProtocolError(err) if *err.kind() == AMQPErrorKind::Hard(hard)
-    )
-}
-
-/// Whether RabbitMQ answered `e` with the channel error `soft` (`PRECONDITIONFAILED`: a
-/// queue in use or not empty was not deleted; `NOTFOUND`: no such queue).
-fn amqp_error_is(e: &lapin::Error, soft: AMQPSoftError) -> bool {
-    use lapin::protocol::AMQPErrorKind;
-    matches!(
-        e.kind(),
-        lapin::ErrorKind::ProtocolError(err) if *err.kind() == AMQPErrorKind::Soft(soft)
-    )
+/// Whether RabbitMQ answered `e` with the error `kind`: a channel error (`PRECONDITIONFAILED`:
+/// a queue in use or not empty was not deleted; `NOTFOUND`: no such queue) or a connection
+/// error (`NOTIMPLEMENTED`: a conditional delete of a quorum queue).
+fn amqp_error_is(e: &lapin::Error, kind: AMQPErrorKind) -> bool {
+    matches!(e.kind(), lapin::ErrorKind::ProtocolError(err) if *err.kind() == kind)
 }
 
 /// Consumes one partition's input queue on its own channel. Dropping it closes the channel,

@@ -237,10 +237,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// …or while steps find some (a backlog: at most ten steps a second, so the sweep never
 /// crowds out commits)…
 const SWEEP_BACKLOG_EVERY: Duration = Duration::from_millis(100);
-/// …and how many index entries a step looks at. A pass over every index starts at most this
-/// often (an idle store is not scanned over and over; expired entries wait that much longer
-/// at worst, against a retention of days).
+/// A pass over every index starts at most this often (an idle store is not scanned over and
+/// over; expired entries wait that much longer at worst, against a retention of days).
 const SWEEP_PASS_EVERY: Duration = Duration::from_secs(60);
+/// How many index entries a step looks at.
 const SWEEP_BUDGET: usize = 1_000;
 
 /// Most outbox messages read, published and acked in one go.
@@ -429,6 +429,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
     /// and after a full pass a rest until [`SWEEP_PASS_EVERY`] has passed since it started.
     async fn sweep_indexes(self: Arc<Self>, shutdown: CancellationToken) {
         let mut pass_due = tokio::time::Instant::now();
+        let mut cursor = S::SweepCursor::default();
         loop {
             let owned = self.owned_partitions();
             let pause = if owned.is_empty() {
@@ -436,7 +437,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             } else {
                 let step = tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    step = self.store.sweep_indexes(&owned, SWEEP_BUDGET) => step,
+                    step = self.store.sweep_indexes(&mut cursor, &owned, SWEEP_BUDGET) => step,
                 };
                 match step {
                     // The next step starts another pass: rest until it is due.
@@ -1182,6 +1183,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             &record.state_machine_arn,
             // A redriven execution's run is timed from its redrive.
             exec.redrive_ms.unwrap_or(record.start_ms),
+            exec.stop_ms,
             &step.events,
             &step.commands,
             std::mem::take(&mut step.ended_tasks),

@@ -49,10 +49,13 @@ pub struct StepMetrics {
 
 impl StepMetrics {
     /// The metrics of a step of an execution of `state_machine_arn` that started (or was last
-    /// redriven) at `start_ms`, from its events, commands and ended tasks.
+    /// redriven) at `start_ms` and, if the step ended it, stopped at `stop_ms`: from its
+    /// events (a start, a redrive), commands (tasks dispatched, the execution finished) and
+    /// ended tasks.
     pub fn of(
         state_machine_arn: &str,
         start_ms: i64,
+        stop_ms: Option<i64>,
         events: &[HistoryEvent],
         commands: &[Command],
         ended: Vec<TaskEnded>,
@@ -62,27 +65,22 @@ impl StepMetrics {
             ..StepMetrics::default()
         };
         for e in events {
-            let status = match &e.kind {
-                EventKind::ExecutionStarted { .. } => {
-                    m.started = true;
-                    continue;
-                }
-                EventKind::ExecutionRedriven { .. } => {
-                    m.redriven = true;
-                    continue;
-                }
-                EventKind::ExecutionSucceeded { .. } => ExecutionStatus::Succeeded,
-                EventKind::ExecutionFailed { .. } => ExecutionStatus::Failed,
-                EventKind::ExecutionTimedOut { .. } => ExecutionStatus::TimedOut,
-                EventKind::ExecutionAborted { .. } => ExecutionStatus::Aborted,
-                _ => continue,
-            };
-            let ran = (e.timestamp_ms >= start_ms).then(|| e.timestamp_ms - start_ms);
-            m.finished = Some((status, ran));
+            match &e.kind {
+                EventKind::ExecutionStarted { .. } => m.started = true,
+                EventKind::ExecutionRedriven { .. } => m.redriven = true,
+                _ => {}
+            }
         }
         for c in commands {
-            if let Command::DispatchTask(d) = c {
-                m.scheduled.push((d.resource.clone(), d.attempt));
+            match c {
+                Command::DispatchTask(d) => m.scheduled.push((d.resource.clone(), d.attempt)),
+                Command::ExecutionFinished { status, .. } => {
+                    let ran = stop_ms
+                        .filter(|&stop| stop >= start_ms)
+                        .map(|stop| stop - start_ms);
+                    m.finished = Some((*status, ran));
+                }
+                _ => {}
             }
         }
         if m.started || m.redriven || m.finished.is_some() {
@@ -628,18 +626,25 @@ mod tests {
                 },
             ),
         ];
+        let finished = [Command::ExecutionFinished {
+            status: ExecutionStatus::Failed,
+            output: None,
+            error: None,
+            cause: None,
+        }];
         let s = StepMetrics::of(
             "arn:aws:states:us-east-1:1:stateMachine:orders",
             1_000,
+            Some(3_500),
             &events,
-            &[],
+            &finished,
             vec![ended("arn:x", TaskOutcome::Aborted, Some(10))],
         );
         assert_eq!(s.state_machine, "orders");
         assert!(s.started && !s.redriven);
         assert_eq!(s.finished, Some((ExecutionStatus::Failed, Some(2_500))));
         assert!(!s.is_empty());
-        assert!(StepMetrics::of("arn:sm", 0, &[], &[], Vec::new()).is_empty());
+        assert!(StepMetrics::of("arn:sm", 0, None, &[], &[], Vec::new()).is_empty());
 
         // A redrive is counted as such, not as a start.
         let redriven = [event(
@@ -647,7 +652,7 @@ mod tests {
             5_000,
             EventKind::ExecutionRedriven { redrive_count: 1 },
         )];
-        let s = StepMetrics::of("arn:sm:orders", 4_000, &redriven, &[], Vec::new());
+        let s = StepMetrics::of("arn:sm:orders", 4_000, None, &redriven, &[], Vec::new());
         assert!(s.redriven && !s.started && s.finished.is_none());
         assert_eq!(s.state_machine, "orders");
     }

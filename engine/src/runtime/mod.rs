@@ -21,5 +21,5 @@ pub mod store_redis;
 
 /// The name in an ARN: what follows its last `:` (a state machine's or activity's name).
 pub fn arn_name(arn: &str) -> &str {
-    arn.rsplit(':').next().unwrap_or(arn)
+    arn.rsplit_once(':').map_or(arn, |(_, name)| name)
 }

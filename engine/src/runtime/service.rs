@@ -476,7 +476,7 @@ impl<S: Store, B: Broker, C: Clock> Service<S, B, C> {
             Err(e) => return Err(e.into()),
         }
         self.coordinator.metrics().forget_resource(arn);
-        let queue = stepline_worker::topology::task_queue(arn);
+        let queue = super::broker::task_queue(arn);
         match self.coordinator.broker().delete_idle_queue(&queue).await {
             Ok(true) => {}
             Ok(false) => {

@@ -234,6 +234,9 @@ pub struct Page<T> {
 /// The storage port. Every method is atomic on its own; [`Store::commit`] is atomic across
 /// everything it writes.
 pub trait Store: Send + Sync + 'static {
+    /// Where a sweeper's [`Store::sweep_indexes`] stands between steps.
+    type SweepCursor: Default + Send + 'static;
+
     // State machines and activities.
     fn create_state_machine(
         &self,
@@ -375,13 +378,15 @@ pub trait Store: Send + Sync + 'static {
     // Housekeeping.
     /// One bounded step (about `budget` index entries looked at) of the sweep that drops the
     /// list-index entries of executions that have expired, in `partitions`; resumes where the
-    /// previous step stopped, and the step after the one that ended a full pass starts
-    /// another. Reports how many executions it unlisted and whether the pass is over (so the
-    /// caller can rest between passes). A store that unlists an execution when it expires has
-    /// nothing to do: every step is a whole pass. Without it, the indexes of a state machine
-    /// nobody lists would grow for ever.
+    /// previous step left `cursor` (the caller's: each sweeper has its own), and the step after
+    /// the one that ended a full pass starts another. Reports how many executions it unlisted
+    /// and whether the pass is over (so the caller can rest between passes). After an error
+    /// the cursor starts over. A store that unlists an execution when it expires has nothing
+    /// to do: every step is a whole pass. Without it, the indexes of a state machine nobody
+    /// lists would grow for ever.
     fn sweep_indexes(
         &self,
+        cursor: &mut Self::SweepCursor,
         partitions: &std::collections::BTreeSet<u32>,
         budget: usize,
     ) -> impl Future<Output = Result<SweepStep, StoreError>> + Send;

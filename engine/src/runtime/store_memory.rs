@@ -271,6 +271,8 @@ fn ttl_deadline(now: i64, ttl_ms: u64) -> Result<i64, StoreError> {
 }
 
 impl Store for MemoryStore {
+    type SweepCursor = ();
+
     async fn create_state_machine(&self, sm: StateMachineRecord) -> Result<(), StoreError> {
         let (mut inner, _) = self.lock()?;
         if inner.state_machines.contains_key(&sm.arn) {
@@ -684,6 +686,7 @@ impl Store for MemoryStore {
     /// Nothing to sweep: an execution leaves its index when it expires.
     async fn sweep_indexes(
         &self,
+        _cursor: &mut (),
         _partitions: &std::collections::BTreeSet<u32>,
         _budget: usize,
     ) -> Result<SweepStep, StoreError> {

@@ -448,9 +448,18 @@ enum Link {
     Cluster(ClusterConnection),
 }
 
-/// `ScriptInvocation::invoke_async`, retried on `NOSCRIPT` (at most three calls). It loads the
-/// script after a `NOSCRIPT` and calls again, but a second loss of the script cache in between
-/// (another `SCRIPT FLUSH`, a failover to a node that never saw the script) would fail it.
+/// Calls of one script, counting the first, while the server answers `NOSCRIPT` (it lost its
+/// script cache: restarted, `SCRIPT FLUSH`ed, failed over to a node that never saw the script).
+/// More than two: a second loss between a load and the call after it must not fail the call.
+const SCRIPT_CALLS: usize = 3;
+
+fn is_no_script(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+}
+
+/// `ScriptInvocation::invoke_async` (which loads a missing script and calls once more), called
+/// again while the answer is `NOSCRIPT`, [`SCRIPT_CALLS`] calls in all. A trait for the method
+/// syntax at the end of each invocation's builder chain.
 trait InvokeRetrying {
     async fn invoke_retrying<T: redis::FromRedisValue>(
         &self,
@@ -466,13 +475,7 @@ impl InvokeRetrying for redis::ScriptInvocation<'_> {
         let mut calls = 1;
         loop {
             match self.invoke_async(conn).await {
-                Err(e)
-                    if calls < 3
-                        && e.kind()
-                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                {
-                    calls += 1;
-                }
+                Err(e) if calls < SCRIPT_CALLS && is_no_script(&e) => calls += 1,
                 other => return other,
             }
         }
@@ -535,7 +538,6 @@ pub struct RedisStore {
     scripts: Arc<Scripts>,
     retention_ms: u64,
     partitions: u32,
-    sweep: Arc<tokio::sync::Mutex<Sweep>>,
 }
 
 /// Most `SCAN` steps (of 1,000 keys each) one sweep step takes.
@@ -544,7 +546,7 @@ const SWEEP_SCANS_PER_STEP: usize = 8;
 /// Where the index sweep ([`Store::sweep_indexes`]) stands: list indexes are found with
 /// `SCAN` (node by node on a cluster), then read in order, a slice per step.
 #[derive(Default)]
-struct Sweep {
+pub struct SweepCursor {
     /// The nodes of this pass (`None`: the single node) and the one being scanned, with its
     /// cursor; empty between passes.
     nodes: Vec<Option<(String, u16)>>,
@@ -552,8 +554,8 @@ struct Sweep {
     cursor: u64,
     /// Indexes found and not read yet: partition and state machine.
     pending: std::collections::VecDeque<(u32, String)>,
-    /// The index being read and the `ZRANGEBYLEX` bound to go on from.
-    current: Option<(u32, String, String)>,
+    /// The index being read and its last member read (`None`: none yet).
+    current: Option<(u32, String, Option<String>)>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -640,6 +642,19 @@ fn lex_after(token: Option<&str>) -> String {
         Some(t) => format!("({t}"),
         None => "-".to_string(),
     }
+}
+
+/// The first `want` members of the list index `index` from the `ZRANGEBYLEX` bound `from`
+/// (see [`lex_after`]).
+fn zrange_after(index: String, from: &str, want: usize) -> redis::Cmd {
+    let mut cmd = redis::cmd("ZRANGEBYLEX");
+    cmd.arg(index)
+        .arg(from)
+        .arg("+")
+        .arg("LIMIT")
+        .arg(0)
+        .arg(want);
+    cmd
 }
 
 /// Escapes glob metacharacters for SCAN MATCH.
@@ -799,7 +814,8 @@ impl RedisStore {
     /// Sends commit scripts: one command, or a pipeline (a group commit: all of one partition,
     /// so of one hash slot; the server runs the scripts in order, each atomically). Those that
     /// found the script missing (a restarted or flushed server) are sent again, in order, once
-    /// it is loaded. One reply per command; an error when the request as a whole failed.
+    /// it is loaded — [`SCRIPT_CALLS`] calls in all. One reply per command; an error when the
+    /// request as a whole failed.
     async fn send_commits(
         &self,
         cmds: Vec<redis::Cmd>,
@@ -815,20 +831,23 @@ impl RedisStore {
             [cmd] => vec![cmd.query_async(&mut conn).await],
             _ => pipe.query_async(&mut conn).await?,
         };
-        let no_script = |r: &redis::RedisResult<Vec<String>>| matches!(r, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript));
-        if replies.iter().any(no_script) {
-            // A failed load leaves the NOSCRIPT errors as the replies.
+        let no_script = |r: &redis::RedisResult<Vec<String>>| r.as_ref().is_err_and(is_no_script);
+        for _ in 1..SCRIPT_CALLS {
+            if !replies.iter().any(no_script) {
+                break;
+            }
             let loaded = self
                 .scripts
                 .commit
                 .prepare_invoke()
                 .load_async(&mut conn)
                 .await;
-            if loaded.is_ok() {
-                for (cmd, reply) in pipe.cmd_iter().zip(&mut replies) {
-                    if no_script(reply) {
-                        *reply = cmd.query_async(&mut conn).await;
-                    }
+            if loaded.is_err() {
+                break; // The NOSCRIPT errors stay the replies.
+            }
+            for (cmd, reply) in pipe.cmd_iter().zip(&mut replies) {
+                if no_script(reply) {
+                    *reply = cmd.query_async(&mut conn).await;
                 }
             }
         }
@@ -927,7 +946,6 @@ impl RedisStore {
             scripts: Arc::new(Scripts::new()),
             retention_ms,
             partitions: super::coordinator::CoordinatorConfig::default().partitions,
-            sweep: Arc::default(),
         })
     }
 
@@ -994,32 +1012,25 @@ impl RedisStore {
     /// One step of [`Store::sweep_indexes`] (see there) on the sweep's state.
     async fn sweep_step(
         &self,
-        sweep: &mut Sweep,
+        sweep: &mut SweepCursor,
         partitions: &std::collections::BTreeSet<u32>,
         budget: usize,
     ) -> Result<SweepStep, StoreError> {
         let (mut seen, mut unlisted, mut scans) = (0, 0, 0);
         let mut pass_over = false;
         while seen < budget {
-            if let Some((partition, machine, cursor)) = sweep.current.take() {
+            if let Some((partition, machine, last)) = sweep.current.take() {
                 if !partitions.contains(&partition) {
                     continue; // Given up meanwhile: its owner sweeps it.
                 }
                 let want = budget - seen;
-                let members: Vec<String> = redis::cmd("ZRANGEBYLEX")
-                    .arg(self.keys.machine_index(partition, &machine, None))
-                    .arg(&cursor)
-                    .arg("+")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(want)
+                let index = self.keys.machine_index(partition, &machine, None);
+                let members: Vec<String> = zrange_after(index, &lex_after(last.as_deref()), want)
                     .query_async(&mut self.conn.clone())
                     .await
                     .map_err(|e| backend(format!("reading the index of {machine}"), e))?;
                 // A short read reached the end of this index.
-                let next = (members.len() == want)
-                    .then(|| members.last().map(|last| format!("({last}")))
-                    .flatten();
+                let next = members.last().filter(|_| members.len() == want).cloned();
                 seen += members.len().max(1);
                 if members.is_empty() {
                     continue; // This index is done (or gone).
@@ -1043,9 +1054,9 @@ impl RedisStore {
                     .collect();
                 unlisted += gone.len();
                 self.prune_executions(partition, &machine, &gone).await?;
-                sweep.current = next.map(|next| (partition, machine, next));
+                sweep.current = next.map(|last| (partition, machine, Some(last)));
             } else if let Some((partition, machine)) = sweep.pending.pop_front() {
-                sweep.current = Some((partition, machine, "-".to_string()));
+                sweep.current = Some((partition, machine, None));
             } else if scans == SWEEP_SCANS_PER_STEP {
                 break; // Bounded work per step, even over a keyspace of other keys.
             } else {
@@ -1066,7 +1077,7 @@ impl RedisStore {
     /// `false` once every node has been scanned (the pass is over and the next starts afresh).
     async fn discover_indexes(
         &self,
-        sweep: &mut Sweep,
+        sweep: &mut SweepCursor,
         partitions: &std::collections::BTreeSet<u32>,
     ) -> Result<bool, StoreError> {
         if sweep.nodes.is_empty() {
@@ -1324,13 +1335,7 @@ impl RedisStore {
             let mut conn = self.conn.clone();
             let index = self.keys.machine_index(p, state_machine_arn, status);
             async move {
-                redis::cmd("ZRANGEBYLEX")
-                    .arg(index)
-                    .arg(cursor)
-                    .arg("+")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(want)
+                zrange_after(index, cursor, want)
                     .query_async::<Vec<String>>(&mut conn)
                     .await
                     .map(|members| members.into_iter().map(move |m| (m, p)))
@@ -1429,6 +1434,8 @@ impl RedisStore {
 }
 
 impl Store for RedisStore {
+    type SweepCursor = SweepCursor;
+
     async fn create_state_machine(&self, sm: StateMachineRecord) -> Result<(), StoreError> {
         self.put_state_machine(sm, "create").await
     }
@@ -1954,14 +1961,14 @@ impl Store for RedisStore {
 
     async fn sweep_indexes(
         &self,
+        cursor: &mut SweepCursor,
         partitions: &std::collections::BTreeSet<u32>,
         budget: usize,
     ) -> Result<SweepStep, StoreError> {
-        let mut sweep = self.sweep.lock().await;
-        let step = self.sweep_step(&mut sweep, partitions, budget.max(1)).await;
+        let step = self.sweep_step(cursor, partitions, budget.max(1)).await;
         if step.is_err() {
             // Start over next time: the nodes may have changed (a failover), a cursor gone.
-            *sweep = Sweep::default();
+            *cursor = SweepCursor::default();
         }
         step
     }

@@ -56,12 +56,19 @@ use tracing::{debug, info, warn};
 /// engine's broker declares with these too: RabbitMQ refuses a redeclaration whose arguments
 /// differ.
 pub fn durable_queue_arguments(prefix: &str, queue_type: QueueType) -> FieldTable {
-    let mut args = FieldTable::default();
+    let mut args = queue_type_arguments(queue_type);
     let (key, dead_letter_exchange) = QUEUE_DEAD_LETTER_ARGUMENT;
     args.insert(
         key.into(),
         AMQPValue::LongString(LongString::from(format!("{prefix}{dead_letter_exchange}"))),
     );
+    args
+}
+
+/// Only the queue type's `x-queue-type` (the dead-letter queue's arguments: it has no
+/// dead-letter exchange of its own).
+pub fn queue_type_arguments(queue_type: QueueType) -> FieldTable {
+    let mut args = FieldTable::default();
     if let Some((key, value)) = queue_type.argument() {
         args.insert(key.into(), AMQPValue::LongString(LongString::from(value)));
     }
@@ -743,7 +750,6 @@ impl Supervisor {
             activity,
             settle: Settle::Amqp(delivery.acker),
             lost: lost.clone(),
-            activity_slot: None,
         }));
     }
 

@@ -64,7 +64,6 @@ pub(crate) struct Tasks {
 /// One of a limited activity's slots, held by its delivery until it is settled.
 pub(crate) struct ActivitySlot {
     permit: Option<OwnedSemaphorePermit>,
-    limit: Arc<Semaphore>,
     freed: Arc<Notify>,
 }
 
@@ -73,8 +72,11 @@ impl Drop for ActivitySlot {
         // Only a queue that was full opens again (checked before giving the slot back, so of
         // slots freed at once at least the first one wakes); `notify_one` keeps the wake-up for
         // a `next` that is not waiting yet.
-        let was_full = self.limit.available_permits() == 0;
-        drop(self.permit.take());
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        let was_full = permit.semaphore().available_permits() == 0;
+        drop(permit);
         if was_full {
             self.freed.notify_one();
         }
@@ -102,19 +104,16 @@ impl Tasks {
             let activity_slot = self.limits[index].clone().map(|limit| ActivitySlot {
                 permit: Some(
                     limit
-                        .clone()
                         .try_acquire_owned()
                         .expect("a queue seen open keeps its free slot: only `next` takes them"),
                 ),
-                limit,
                 freed: self.freed.clone(),
             });
             return Delivery {
                 payload: Payload::Task(Box::new(task)),
                 activity: None,
-                settle: Settle::InProcess(self.hub.clone()),
+                settle: Settle::InProcess(self.hub.clone(), activity_slot),
                 lost: CancellationToken::new(),
-                activity_slot,
             };
         }
     }

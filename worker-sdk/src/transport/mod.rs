@@ -114,10 +114,6 @@ pub(crate) struct Delivery {
     /// Cancelled when the delivery is lost with its connection: the broker has already put the
     /// task back, so its handler must stop and nothing may be sent for it.
     pub lost: CancellationToken,
-    /// The activity's own slot when the transport enforces its limit in this process (in
-    /// process; RabbitMQ does it with the consumer's prefetch): freed when dropped, so it is
-    /// held until the delivery is settled.
-    pub activity_slot: Option<in_process::ActivitySlot>,
 }
 
 #[cfg_attr(not(feature = "amqp"), allow(dead_code))]
@@ -129,7 +125,9 @@ pub(crate) enum Payload {
 
 /// How a delivery is settled; each consumes the handle, so it happens once.
 pub(crate) enum Settle {
-    InProcess(InProcessHub),
+    /// With the activity's own slot when it has a limit (enforced here in process; RabbitMQ
+    /// does it with the consumer's prefetch): freed as the delivery is settled.
+    InProcess(InProcessHub, Option<in_process::ActivitySlot>),
     #[cfg(feature = "amqp")]
     Amqp(lapin::Acker),
 }
@@ -138,7 +136,7 @@ impl Settle {
     /// Done: the final reply is confirmed (or the task needs no reply).
     pub async fn ack(self) -> Result<(), TransportError> {
         match self {
-            Settle::InProcess(_) => Ok(()),
+            Settle::InProcess(..) => Ok(()),
             #[cfg(feature = "amqp")]
             Settle::Amqp(acker) => amqp::ack(acker).await,
         }
@@ -147,7 +145,7 @@ impl Settle {
     /// Given up unfinished: put the task back for another worker.
     pub async fn hand_back(self, task: TaskMessage) -> Result<(), TransportError> {
         match self {
-            Settle::InProcess(hub) => {
+            Settle::InProcess(hub, _slot) => {
                 in_process::hand_back(&hub, task);
                 Ok(())
             }
@@ -160,7 +158,7 @@ impl Settle {
     /// short of a bug.
     pub async fn reject(self) -> Result<(), TransportError> {
         match self {
-            Settle::InProcess(_) => Ok(()),
+            Settle::InProcess(..) => Ok(()),
             #[cfg(feature = "amqp")]
             Settle::Amqp(acker) => amqp::dead_letter(acker).await,
         }
