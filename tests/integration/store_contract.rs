@@ -1434,22 +1434,7 @@ async fn expired_executions_are_swept_from_the_indexes(cx: Ctx<RedisStore>) {
     let mut c = following(fence, &done);
     finish(&mut c, ExecutionStatus::Succeeded);
     s.commit(c).await.expect("finish");
-    let mut expired = false;
-    for _ in 0..60 {
-        cx.time.pass(100).await;
-        if s.get_execution(&done.execution_arn)
-            .await
-            .expect("get")
-            .is_none()
-        {
-            expired = true;
-            break;
-        }
-    }
-    assert!(
-        expired,
-        "the finished execution outlived its 1 s retention by 5 s"
-    );
+    wait_until_gone(&cx, &done.execution_arn).await;
 
     // A sweep of other partitions leaves this one alone.
     let others: BTreeSet<u32> = (0..PARTITIONS).filter(|p| *p != 3).collect();
@@ -1508,6 +1493,159 @@ async fn expired_executions_are_swept_from_the_indexes(cx: Ctx<RedisStore>) {
         list_all(s, &machine, None, 10).await,
         vec![live.execution_arn.clone()]
     );
+
+    // The sweep finds the indexes through the partitions' machine sets, not by scanning the
+    // keyspace: after the first pass adopted what an older layout left (nothing here), no
+    // more `SCAN`s, however many passes.
+    let scans = || {
+        s.recorded_key_sets()
+            .iter()
+            .filter(|k| k.request == "SCAN")
+            .count()
+    };
+    let (mut raw, set) = raw_redis(s, "{p3}:machines").await;
+    let members = || {
+        let (mut raw, set) = (raw.clone(), set.clone());
+        async move {
+            let m: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(set)
+                .query_async(&mut raw)
+                .await
+                .expect("SMEMBERS");
+            m
+        }
+    };
+    assert_eq!(members().await, vec![machine.clone()]);
+    let scans_before = scans();
+    let mut c = following(fence, &live);
+    finish(&mut c, ExecutionStatus::Failed);
+    s.commit(c).await.expect("finish");
+    wait_until_gone(&cx, &live.execution_arn).await;
+    assert_eq!(sweep_a_pass().await, 1, "the last execution is unlisted");
+    assert_eq!(members().await, vec![machine.clone()]);
+    assert_eq!(sweep_a_pass().await, 0);
+    assert_eq!(
+        members().await,
+        Vec::<String>::new(),
+        "a machine whose index is gone leaves the partition's set"
+    );
+    assert_eq!(
+        scans(),
+        scans_before,
+        "passes after the adoption SCAN nothing"
+    );
+
+    // A new execution lists the machine again.
+    let again = execution("swept", "again", 3, T0 + 2);
+    s.commit(creating(fence, &again)).await.expect("create");
+    assert_eq!(members().await, vec![machine.clone()]);
+    let _: () = redis::cmd("DEL")
+        .arg(&set)
+        .query_async(&mut raw)
+        .await
+        .expect("DEL");
+}
+
+/// A raw connection to the store's Redis, and the full name of its key `key` (after the
+/// store's prefix).
+async fn raw_redis(s: &RedisStore, key: &str) -> (redis::aio::MultiplexedConnection, String) {
+    let client = redis::Client::open(redis_url()).expect("redis url");
+    let raw = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("a raw connection");
+    (raw, format!("{}{key}", s.key_prefix()))
+}
+
+/// Waits (at most 6 s) until the execution has expired.
+async fn wait_until_gone(cx: &Ctx<RedisStore>, arn: &str) {
+    for _ in 0..60 {
+        cx.time.pass(100).await;
+        if cx.store.get_execution(arn).await.expect("get").is_none() {
+            return;
+        }
+    }
+    panic!("{arn} outlived its 1 s retention by 5 s");
+}
+
+/// Redis: list indexes written before the partitions' machine sets existed (an older
+/// layout: no set entry, no layout marker) are adopted by the first sweep, which marks the
+/// store adopted; its expired entries are swept like any other, and later sweepers do not
+/// scan again.
+async fn indexes_of_an_older_layout_are_adopted(cx: Ctx<RedisStore>) {
+    let s = &cx.store;
+    let fence = lease(s, 3, "a").await;
+    let machine = sm_arn("legacy");
+    s.create_state_machine(state_machine("legacy", "r1"))
+        .await
+        .expect("machine");
+    let live = execution("legacy", "live", 3, T0);
+    let done = execution("legacy", "done", 3, T0 + 1);
+    for rec in [&live, &done] {
+        s.commit(creating(fence, rec)).await.expect("create");
+    }
+    let mut c = following(fence, &done);
+    finish(&mut c, ExecutionStatus::Succeeded);
+    s.commit(c).await.expect("finish");
+    // What an older build left: the indexes, and no set listing them.
+    let (mut raw, set) = raw_redis(s, "{p3}:machines").await;
+    let _: () = redis::cmd("DEL")
+        .arg(&set)
+        .query_async(&mut raw)
+        .await
+        .expect("DEL");
+    wait_until_gone(&cx, &done.execution_arn).await;
+
+    let all: BTreeSet<u32> = (0..PARTITIONS).collect();
+    // Each pass by a new sweeper (a cursor of its own).
+    let pass = || {
+        let all = &all;
+        async move {
+            let mut cursor = Default::default();
+            let mut unlisted = 0;
+            for _ in 0..40 {
+                let step = s.sweep_indexes(&mut cursor, all, 100).await.expect("sweep");
+                unlisted += step.unlisted;
+                if step.pass_over {
+                    return unlisted;
+                }
+            }
+            panic!("a pass over this small namespace ends within 40 steps");
+        }
+    };
+    let unlisted = pass().await;
+    assert_eq!(
+        unlisted, 1,
+        "the expired execution of the old index is unlisted"
+    );
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(&set)
+        .query_async(&mut raw)
+        .await
+        .expect("SMEMBERS");
+    assert_eq!(members, vec![machine.clone()], "the index was adopted");
+    let (_, layout) = raw_redis(s, "{catalog}:layout").await;
+    let marker: Option<String> = redis::cmd("HGET")
+        .arg(&layout)
+        .arg("machine_sets")
+        .query_async(&mut raw)
+        .await
+        .expect("HGET");
+    assert_eq!(marker.as_deref(), Some("1"));
+
+    let scans = || {
+        s.recorded_key_sets()
+            .iter()
+            .filter(|k| k.request == "SCAN")
+            .count()
+    };
+    let before = scans();
+    assert_eq!(pass().await, 0);
+    assert_eq!(scans(), before, "a new sweeper finds the store adopted");
+    assert_eq!(
+        list_all(s, &machine, None, 10).await,
+        vec![live.execution_arn.clone()]
+    );
 }
 
 // ---- Redis specifics --------------------------------------------------------------------
@@ -1521,6 +1659,16 @@ mod redis_only {
             "swept",
             SHORT,
             super::expired_executions_are_swept_from_the_indexes,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn indexes_of_an_older_layout_are_adopted() {
+        run_redis(
+            "legacy",
+            SHORT,
+            super::indexes_of_an_older_layout_are_adopted,
         )
         .await
     }

@@ -30,9 +30,11 @@
 //! | `{p<n>}:outbox_index` | sorted set | executions with pending outbox entries, in arrival order (`{p<n>}:outbox_counter`) |
 //! | `{p<n>}:fence` / `{p<n>}:lease` | string | the latest fencing token / `<token>\|<owner>` with a PX expiry |
 //! | `{p<n>}:machine:all:<state machine arn>` / `{p<n>}:machine:<STATUS>:<state machine arn>` | sorted set | the partition's executions of that machine (in that status): lex-ordered `execution_order_key`s, newest first |
+//! | `{p<n>}:machines` | set | the state machines with a list index in the partition (what the index sweep walks) |
 //! | `{catalog}:state_machines` / `:activities` | hash | ARN → record JSON, with a lex index `…_index` |
 //! | `{catalog}:revisions:<state machine arn>` | hash | revision id → record JSON |
 //! | `{catalog}:members` | sorted set | live coordinators, scored by "alive until" |
+//! | `{catalog}:layout` | hash | `machine_sets`: set once every list index is in its partition's `machines` set |
 //!
 //! So one slot holds one partition (executions and their indexes), and the whole catalog
 //! shares the `{catalog}` slot (it is small and changes rarely). The trade-offs: a cluster
@@ -57,8 +59,11 @@
 //! `RUNNING` commit (redrive) removes the TTLs. Index entries that outlive their execution
 //! (the list indexes, the partition outbox index) cannot carry a TTL; they are skipped and
 //! pruned when a listing or `pending_outbox` meets them, and the list indexes are also swept
-//! in the background ([`Store::sweep_indexes`]: found with `SCAN`, read a slice per step, the
-//! entries whose execution key is gone unlisted). Revisions of a deleted state machine
+//! in the background ([`Store::sweep_indexes`]: partition by partition, the machines of
+//! `{p<n>}:machines` — which the commit that first lists an execution in a machine's index
+//! adds it to — each index read a slice per step, the entries whose execution key is gone
+//! unlisted, and a machine whose index is gone removed from the set). Indexes of a store
+//! written before the sets existed are adopted once, with a `SCAN` (see [`SweepCursor`]). Revisions of a deleted state machine
 //! expire after `retention` as well.
 //!
 //! What this is not: a cache or a queue. It never blocks on Redis (no BLPOP/XREAD), and it
@@ -111,10 +116,11 @@ end
 ///
 /// KEYS: 1 exec hash, 2 events, 3 journal, 4 outbox, 5 exec timers, 6 partition timers,
 /// 7 partition outbox index, 8 partition outbox counter, 9 partition fence,
-/// 10 machine index (all), 11..15 machine index per status (order of `STATUSES`).
+/// 10 machine index (all), 11..15 machine index per status (order of `STATUSES`),
+/// 16 the partition's set of indexed machines.
 /// ARGV: 1 execution arn, 2 expected version, 3 fence token, 4 new version, 5 new status,
-/// 6 record JSON, 7 order key, 8 retention ms, 9 outbox ack (up to this seq; empty: none);
-/// then counted groups: events, journal entries, outbox messages, timer removals (members),
+/// 6 record JSON, 7 order key, 8 retention ms, 9 outbox ack (up to this seq; empty: none),
+/// 10 state machine arn; then counted groups: events, journal entries, outbox messages, timer removals (members),
 /// timer additions (member, fire_at_ms).
 const COMMIT_LUA: &str = concat!(
     ack_outbox_lua!(),
@@ -141,6 +147,8 @@ end
 if old_order ~= ARGV[7] then
   if old_order then redis.call('ZREM', KEYS[10], old_order) end
   redis.call('ZADD', KEYS[10], 0, ARGV[7])
+  -- The sweep finds the partition's indexes through this set (no keyspace SCAN).
+  redis.call('SADD', KEYS[16], ARGV[10])
 end
 if old_status ~= ARGV[5] or old_order ~= ARGV[7] then
   if old_order and old_status and statuses[old_status] then
@@ -162,7 +170,7 @@ local function push(key, first, n)
   end
 end
 
-local i = 10
+local i = 11
 local n = tonumber(ARGV[i]); i = i + 1
 push(KEYS[2], i, n); i = i + n
 n = tonumber(ARGV[i]); i = i + 1
@@ -248,6 +256,14 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 'ok'
 "#;
 
+/// KEYS: 1 partition machine set, 2 the machine's list index (all). ARGV: machine arn.
+/// Unlists a machine from the set once its index is gone (atomic with the commits that list
+/// it again).
+const UNLIST_MACHINE_LUA: &str = r#"
+if redis.call('EXISTS', KEYS[2]) == 0 then return redis.call('SREM', KEYS[1], ARGV[1]) end
+return 0
+"#;
+
 /// KEYS: 1 execution outbox, 2 partition outbox index. ARGV: up_to, execution arn.
 /// With up_to 0 it only unlists an execution whose outbox is gone. Returns 1 if it unlisted.
 const ACK_OUTBOX_LUA: &str = concat!(
@@ -287,6 +303,7 @@ struct Scripts {
     update_activity: redis::Script,
     delete_activity: redis::Script,
     ack_outbox: redis::Script,
+    unlist_machine: redis::Script,
     acquire_lease: redis::Script,
     renew_lease: redis::Script,
     release_lease: redis::Script,
@@ -302,6 +319,7 @@ impl Scripts {
             update_activity: redis::Script::new(UPDATE_ACTIVITY_LUA),
             delete_activity: redis::Script::new(DELETE_ACTIVITY_LUA),
             ack_outbox: redis::Script::new(ACK_OUTBOX_LUA),
+            unlist_machine: redis::Script::new(UNLIST_MACHINE_LUA),
             acquire_lease: redis::Script::new(ACQUIRE_LEASE_LUA),
             renew_lease: redis::Script::new(RENEW_LEASE_LUA),
             release_lease: redis::Script::new(RELEASE_LEASE_LUA),
@@ -403,8 +421,8 @@ fn command_keys(cmd: &redis::Cmd) -> (String, Option<Vec<String>>) {
         "SCAN" | "SCRIPT" | "PING" | "TIME" | "INFO" | "CLUSTER" => Some(Vec::new()),
         "GET" | "SET" | "INCR" | "HGET" | "HSET" | "HMGET" | "HEXISTS" | "HDEL" | "HSETNX"
         | "ZADD" | "ZREM" | "ZRANGE" | "ZRANGEBYLEX" | "ZRANGEBYSCORE" | "ZREMRANGEBYSCORE"
-        | "ZCARD" | "ZSCORE" | "LRANGE" | "RPUSH" | "SADD" | "SREM" | "SMEMBERS" | "PEXPIRE"
-        | "PERSIST" | "PTTL" => args.get(1..2).map(text),
+        | "ZCARD" | "ZSCORE" | "LRANGE" | "RPUSH" | "SADD" | "SREM" | "SMEMBERS" | "SSCAN"
+        | "PEXPIRE" | "PERSIST" | "PTTL" => args.get(1..2).map(text),
         _ => None,
     };
     (name, keys)
@@ -540,22 +558,49 @@ pub struct RedisStore {
     partitions: u32,
 }
 
-/// Most `SCAN` steps (of 1,000 keys each) one sweep step takes.
+/// Most `SCAN` steps (of 1,000 keys each) one sweep step takes while adopting indexes
+/// written before the partitions' machine sets existed.
 const SWEEP_SCANS_PER_STEP: usize = 8;
 
-/// Where the index sweep ([`Store::sweep_indexes`]) stands: list indexes are found with
-/// `SCAN` (node by node on a cluster), then read in order, a slice per step.
+/// Members of a partition's machine set one `SSCAN` step asks for.
+const SWEEP_SET_COUNT: usize = 100;
+
+/// The field of `{catalog}:layout` saying every list index is listed in its partition's
+/// machine set (so the sweep needs no keyspace `SCAN`).
+const LAYOUT_MACHINE_SETS: &str = "machine_sets";
+
+/// Where the index sweep ([`Store::sweep_indexes`]) stands. A pass goes partition by
+/// partition: the machines of the partition's set (`{p<n>}:machines`, read with `SSCAN`),
+/// then each machine's list index, a slice per step. Once per store, list indexes written
+/// before the sets existed are adopted into them (found with `SCAN`, node by node on a
+/// cluster) before the first pass.
 #[derive(Default)]
 pub struct SweepCursor {
-    /// The nodes of this pass (`None`: the single node) and the one being scanned, with its
-    /// cursor; empty between passes.
-    nodes: Vec<Option<(String, u16)>>,
-    node: usize,
-    cursor: u64,
-    /// Indexes found and not read yet: partition and state machine.
+    adoption: Adoption,
+    /// Whether a pass is under way; `partitions` holds the partitions it has yet to visit.
+    in_pass: bool,
+    partitions: std::collections::VecDeque<u32>,
+    /// The partition whose machine set is being read, and the `SSCAN` cursor to resume at.
+    set: Option<(u32, u64)>,
+    /// Machines read from the set and not swept yet: partition and state machine.
     pending: std::collections::VecDeque<(u32, String)>,
     /// The index being read and its last member read (`None`: none yet).
     current: Option<(u32, String, Option<String>)>,
+}
+
+/// Adopting list indexes of an older layout into the machine sets (see [`SweepCursor`]).
+#[derive(Default)]
+enum Adoption {
+    /// Not checked yet (by this cursor).
+    #[default]
+    Unchecked,
+    /// Scanning: the nodes (`None`: the single node), the one being scanned and its cursor.
+    Scanning {
+        nodes: Vec<Option<(String, u16)>>,
+        node: usize,
+        cursor: u64,
+    },
+    Done,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -764,7 +809,7 @@ impl RedisStore {
         let k = &self.keys;
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(self.scripts.commit.get_hash())
-            .arg(10 + STATUSES.len())
+            .arg(11 + STATUSES.len())
             .arg(k.execution(partition, "exec", arn))
             .arg(k.execution(partition, "events", arn))
             .arg(k.execution(partition, "journal", arn))
@@ -778,6 +823,7 @@ impl RedisStore {
         for s in STATUSES {
             cmd.arg(k.machine_index(partition, sm, Some(s)));
         }
+        cmd.arg(k.partition(partition, "machines"));
         cmd.arg(arn)
             .arg(c.expected_version)
             .arg(c.fence.token)
@@ -786,7 +832,8 @@ impl RedisStore {
             .arg(to_json("execution record", &c.execution)?)
             .arg(execution_order_key(c.execution.start_ms, arn))
             .arg(self.retention_ms)
-            .arg(c.outbox_ack.map(|s| s.to_string()).unwrap_or_default());
+            .arg(c.outbox_ack.map(|s| s.to_string()).unwrap_or_default())
+            .arg(sm);
         cmd.arg(c.events.len());
         for e in &c.events {
             cmd.arg(to_json("history event", e)?);
@@ -1019,21 +1066,40 @@ impl RedisStore {
         let (mut seen, mut unlisted, mut scans) = (0, 0, 0);
         let mut pass_over = false;
         while seen < budget {
-            if let Some((partition, machine, last)) = sweep.current.take() {
+            if !matches!(sweep.adoption, Adoption::Done) {
+                if scans == SWEEP_SCANS_PER_STEP {
+                    break; // Bounded work per step, even over a keyspace of other keys.
+                }
+                scans += 1;
+                self.adopt_indexes(&mut sweep.adoption).await?;
+            } else if let Some((partition, machine, last)) = sweep.current.take() {
                 if !partitions.contains(&partition) {
                     continue; // Given up meanwhile: its owner sweeps it.
                 }
                 let want = budget - seen;
                 let index = self.keys.machine_index(partition, &machine, None);
-                let members: Vec<String> = zrange_after(index, &lex_after(last.as_deref()), want)
-                    .query_async(&mut self.conn.clone())
-                    .await
-                    .map_err(|e| backend(format!("reading the index of {machine}"), e))?;
+                let members: Vec<String> =
+                    zrange_after(index.clone(), &lex_after(last.as_deref()), want)
+                        .query_async(&mut self.conn.clone())
+                        .await
+                        .map_err(|e| backend(format!("reading the index of {machine}"), e))?;
                 // A short read reached the end of this index.
                 let next = members.last().filter(|_| members.len() == want).cloned();
                 seen += members.len().max(1);
                 if members.is_empty() {
-                    continue; // This index is done (or gone).
+                    if last.is_none() {
+                        // No index left (its executions expired and were unlisted): the
+                        // machine leaves the set, unless a commit has just listed one again.
+                        self.scripts
+                            .unlist_machine
+                            .key(self.keys.partition(partition, "machines"))
+                            .key(index)
+                            .arg(&machine)
+                            .invoke_retrying::<usize>(&mut self.conn.clone())
+                            .await
+                            .map_err(|e| backend(format!("unlisting {machine}"), e))?;
+                    }
+                    continue;
                 }
                 let mut pipe = redis::pipe();
                 for member in &members {
@@ -1057,14 +1123,34 @@ impl RedisStore {
                 sweep.current = next.map(|last| (partition, machine, Some(last)));
             } else if let Some((partition, machine)) = sweep.pending.pop_front() {
                 sweep.current = Some((partition, machine, None));
-            } else if scans == SWEEP_SCANS_PER_STEP {
-                break; // Bounded work per step, even over a keyspace of other keys.
-            } else {
-                scans += 1;
-                if !self.discover_indexes(sweep, partitions).await? {
-                    pass_over = true; // The next call starts another pass.
-                    break;
+            } else if let Some((partition, cursor)) = sweep.set.take() {
+                if !partitions.contains(&partition) {
+                    continue;
                 }
+                seen += 1;
+                let (next, machines): (u64, Vec<String>) = redis::cmd("SSCAN")
+                    .arg(self.keys.partition(partition, "machines"))
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(SWEEP_SET_COUNT)
+                    .query_async(&mut self.conn.clone())
+                    .await
+                    .map_err(|e| backend(format!("reading partition {partition}'s indexes"), e))?;
+                sweep
+                    .pending
+                    .extend(machines.into_iter().map(|m| (partition, m)));
+                if next != 0 {
+                    sweep.set = Some((partition, next));
+                }
+            } else if let Some(partition) = sweep.partitions.pop_front() {
+                sweep.set = Some((partition, 0));
+            } else if !sweep.in_pass {
+                sweep.in_pass = true;
+                sweep.partitions = partitions.iter().copied().collect();
+            } else {
+                sweep.in_pass = false;
+                pass_over = true; // The next call starts another pass.
+                break;
             }
         }
         Ok(SweepStep {
@@ -1073,38 +1159,73 @@ impl RedisStore {
         })
     }
 
-    /// One `SCAN` step of the index sweep: queues the list indexes it finds in `partitions`.
-    /// `false` once every node has been scanned (the pass is over and the next starts afresh).
-    async fn discover_indexes(
-        &self,
-        sweep: &mut SweepCursor,
-        partitions: &std::collections::BTreeSet<u32>,
-    ) -> Result<bool, StoreError> {
-        if sweep.nodes.is_empty() {
-            sweep.nodes = self.scan_nodes().await?;
-            sweep.node = 0;
-            sweep.cursor = 0;
-        }
-        let Some(node) = sweep.nodes.get(sweep.node).cloned() else {
-            sweep.nodes.clear();
-            return Ok(false);
-        };
-        let pattern = self.keys.machine_indexes_pattern();
-        let (next, keys) = self.scan_step(&node, sweep.cursor, &pattern).await?;
-        for key in keys {
-            if let Some((partition, machine)) = self.keys.parse_machine_index(&key) {
-                if partitions.contains(&partition) {
-                    sweep.pending.push_back((partition, machine.to_string()));
+    /// One step of adopting the list indexes of an older layout (written before the machine
+    /// sets existed): the first checks the layout marker; each next one `SCAN`s on and adds
+    /// the indexes it finds, of every partition, to their partitions' sets; the last sets the
+    /// marker. Several sweepers may adopt at once: adding twice changes nothing.
+    async fn adopt_indexes(&self, adoption: &mut Adoption) -> Result<(), StoreError> {
+        let layout = self.keys.catalog("layout");
+        match adoption {
+            Adoption::Done => {}
+            Adoption::Unchecked => {
+                let adopted: bool = redis::cmd("HEXISTS")
+                    .arg(&layout)
+                    .arg(LAYOUT_MACHINE_SETS)
+                    .query_async(&mut self.conn.clone())
+                    .await
+                    .map_err(|e| backend("reading the store's layout", e))?;
+                *adoption = if adopted {
+                    Adoption::Done
+                } else {
+                    Adoption::Scanning {
+                        nodes: self.scan_nodes().await?,
+                        node: 0,
+                        cursor: 0,
+                    }
+                };
+            }
+            Adoption::Scanning {
+                nodes,
+                node,
+                cursor,
+            } => {
+                let Some(address) = nodes.get(*node).cloned() else {
+                    redis::cmd("HSET")
+                        .arg(&layout)
+                        .arg(LAYOUT_MACHINE_SETS)
+                        .arg(1)
+                        .query_async::<()>(&mut self.conn.clone())
+                        .await
+                        .map_err(|e| backend("writing the store's layout", e))?;
+                    *adoption = Adoption::Done;
+                    return Ok(());
+                };
+                let pattern = self.keys.machine_indexes_pattern();
+                let (next, keys) = self.scan_step(&address, *cursor, &pattern).await?;
+                let adds = keys.iter().filter_map(|key| {
+                    let (partition, machine) = self.keys.parse_machine_index(key)?;
+                    let mut conn = self.conn.clone();
+                    let set = self.keys.partition(partition, "machines");
+                    Some(async move {
+                        redis::cmd("SADD")
+                            .arg(set)
+                            .arg(machine)
+                            .query_async::<()>(&mut conn)
+                            .await
+                    })
+                });
+                try_join_all(adds)
+                    .await
+                    .map_err(|e| backend("adopting the list indexes", e))?;
+                if next == 0 {
+                    *node += 1;
+                    *cursor = 0;
+                } else {
+                    *cursor = next;
                 }
             }
         }
-        if next == 0 {
-            sweep.node += 1;
-            sweep.cursor = 0;
-        } else {
-            sweep.cursor = next;
-        }
-        Ok(true)
+        Ok(())
     }
 
     /// The nodes a `SCAN` of the whole keyspace visits: the single node (`None`), or every
