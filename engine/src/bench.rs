@@ -187,6 +187,11 @@ pub struct BenchDetails {
     pub ceiling_cpu_ms: Option<f64>,
     pub task_cpu_ms: Option<f64>,
     pub task_redis_cpu_ms: Option<f64>,
+    /// Redis memory (`used_memory`, summed over the nodes) the tasks/s run and the Pass run
+    /// added, per execution: what a finished execution keeps until its retention ends (each
+    /// run's executions are all finished and none has expired); `None` where unreadable.
+    pub task_redis_bytes: Option<f64>,
+    pub pass_redis_bytes: Option<f64>,
     /// tasks/s when all the executions are started at once (they queue up in RabbitMQ).
     pub backlog_tasks_per_sec: f64,
     pub backlog_elapsed_ms: f64,
@@ -355,6 +360,15 @@ impl BenchReport {
             cpu(d.task_cpu_ms),
             cpu(d.task_redis_cpu_ms)
         );
+        let bytes = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.0}"));
+        let _ = writeln!(
+            out,
+            "       Redis memory per finished execution (kept for the retention): one-Task {} \
+             bytes, {}-state Pass chain {} bytes",
+            bytes(d.task_redis_bytes),
+            d.pass_states,
+            bytes(d.pass_redis_bytes)
+        );
         let _ = writeln!(
             out,
             "       latency over {} sequential executions; record stop_ms - start_ms: p50 {:.0} ms, \
@@ -438,6 +452,8 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
             ceiling_cpu_ms: ceiling.cpu_ms,
             task_cpu_ms: runtime.task_cpu_ms,
             task_redis_cpu_ms: runtime.task_redis_cpu_ms,
+            task_redis_bytes: runtime.task_redis_bytes,
+            pass_redis_bytes: runtime.pass_redis_bytes,
             backlog_tasks_per_sec: runtime.backlog_per_sec,
             backlog_elapsed_ms: runtime.backlog_elapsed_ms,
             latency_executions: config.latency_executions,
@@ -541,6 +557,17 @@ async fn redis_cpu_seconds(url: &str) -> Option<f64> {
             .and_then(|v| v.trim().parse::<f64>().ok())
     };
     Some(field("used_cpu_sys")? + field("used_cpu_user")?)
+}
+
+/// The memory the store's Redis nodes use, summed; `None` when it cannot be read.
+async fn redis_used_bytes(store: &RedisStore) -> Option<u64> {
+    let nodes = store.memory().await.ok()?;
+    Some(nodes.iter().map(|n| n.used_bytes).sum())
+}
+
+/// Bytes per unit between two readings.
+fn bytes_per(before: Option<u64>, after: Option<u64>, units: usize) -> Option<f64> {
+    Some((after? as f64 - before? as f64) / units.max(1) as f64)
 }
 
 /// Milliseconds of CPU per unit between two readings.
@@ -906,6 +933,8 @@ struct RuntimeNumbers {
     tasks_elapsed_ms: f64,
     task_cpu_ms: Option<f64>,
     task_redis_cpu_ms: Option<f64>,
+    task_redis_bytes: Option<f64>,
+    pass_redis_bytes: Option<f64>,
     backlog_per_sec: f64,
     backlog_elapsed_ms: f64,
     latency_p50_ms: f64,
@@ -1064,9 +1093,10 @@ async fn measure_runtime(
     let n = config.executions.max(1);
     let window = config.tasks_window.max(1);
     tracing::info!(executions = n, in_flight = window, "measuring tasks/s");
-    let (cpu_before, redis_before) = (
+    let (cpu_before, redis_before, memory_before) = (
         process_cpu_seconds(),
         redis_cpu_seconds(&config.redis_url).await,
+        redis_used_bytes(store).await,
     );
     let (tasks_elapsed_ms, task_arns) = within(
         "the tasks/s run",
@@ -1076,6 +1106,7 @@ async fn measure_runtime(
     .await?;
     let task_cpu_ms = cpu_ms_per(cpu_before, process_cpu_seconds(), n);
     let task_redis_cpu_ms = cpu_ms_per(redis_before, redis_cpu_seconds(&config.redis_url).await, n);
+    let task_redis_bytes = bytes_per(memory_before, redis_used_bytes(store).await, n);
     let tasks_legs = legs(service, &task_arns[..task_arns.len().min(LEGS_SAMPLE)]).await?;
 
     tracing::info!(executions = n, "measuring tasks/s with a backlog");
@@ -1096,18 +1127,22 @@ async fn measure_runtime(
     let latency_legs = legs(service, &latency_arns).await?;
 
     tracing::info!(executions = n, states, "measuring Pass transitions/s");
+    let memory_before = redis_used_bytes(store).await;
     let (pass_elapsed_ms, _) = within(
         "the Pass run",
         config.phase_timeout,
         run_batch(config, service, store, &pass_machine, "pass", n),
     )
     .await?;
+    let pass_redis_bytes = bytes_per(memory_before, redis_used_bytes(store).await, n);
 
     Ok(RuntimeNumbers {
         tasks_per_sec: n as f64 / (tasks_elapsed_ms / 1000.0),
         tasks_elapsed_ms,
         task_cpu_ms,
         task_redis_cpu_ms,
+        task_redis_bytes,
+        pass_redis_bytes,
         backlog_per_sec: n as f64 / (backlog_elapsed_ms / 1000.0),
         backlog_elapsed_ms,
         latency_p50_ms: percentile(&mut waited, 0.5),

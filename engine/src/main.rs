@@ -121,7 +121,8 @@ enum Command {
     },
     #[command(flatten)]
     Remote(stepline_engine::client::Remote),
-    /// Probe a server's /healthz (exit 0 when healthy); for container health checks.
+    /// Probe a server's /healthz and print its report (exit 0 when healthy); for container
+    /// health checks.
     Health {
         #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
         url: String,
@@ -290,7 +291,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// GET `url` over plain HTTP/1.1 and report whether it answered 200.
-fn http_ok(url: &str) -> Result<bool> {
+/// `GET url`: whether it answered 200, and the body.
+fn http_get(url: &str) -> Result<(bool, String)> {
     use std::io::{Read, Write};
     let rest = url
         .strip_prefix("http://")
@@ -307,7 +309,12 @@ fn http_ok(url: &str) -> Result<bool> {
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    Ok(response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"))
+    let ok = response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_string();
+    Ok((ok, body))
 }
 
 fn main() -> ExitCode {
@@ -478,11 +485,16 @@ fn real_main() -> Result<ExitCode> {
             })
         }
         Command::Remote(remote) => Ok(runtime()?.block_on(stepline_engine::client::run(remote))),
-        Command::Health { url } => Ok(if http_ok(&url)? {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        }),
+        Command::Health { url } => {
+            // The server's own report (status, and any warnings an operator must act on).
+            let (ok, body) = http_get(&url)?;
+            println!("{}", body.trim_end());
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Conformance {
             dir,
             json,

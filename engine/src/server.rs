@@ -15,7 +15,7 @@ use crate::runtime::coordinator::CoordinatorConfig;
 use crate::runtime::service::Service;
 use crate::runtime::store::Store;
 use crate::runtime::store_memory::MemoryStore;
-use crate::runtime::store_redis::RedisStore;
+use crate::runtime::store_redis::{RedisMemory, RedisStore};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -53,6 +53,11 @@ pub enum ServerError {
     Http(std::io::Error),
 }
 
+/// The Redis nodes' memory, as [`Health::store_memory`] reads it (`None`: no Redis).
+type MemoryFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Option<Result<Vec<RedisMemory>, String>>> + Send + 'a>,
+>;
+
 /// What the HTTP handlers can see, independent of the adapters in use.
 trait Health: Send + Sync + 'static {
     fn probe(
@@ -64,10 +69,13 @@ trait Health: Send + Sync + 'static {
     fn owned_partitions(&self) -> usize;
     /// The coordinator's execution and task metrics (Prometheus text).
     fn runtime_metrics(&self) -> String;
+    /// The Redis nodes' memory; `None` without Redis.
+    fn store_memory(&self) -> MemoryFuture<'_>;
 }
 
 struct ServiceHealth<S: Store, B: Broker> {
     service: Arc<Service<S, B, SystemClock>>,
+    redis: Option<Arc<RedisStore>>,
 }
 
 impl<S: Store, B: Broker> Health for ServiceHealth<S, B> {
@@ -104,16 +112,29 @@ impl<S: Store, B: Broker> Health for ServiceHealth<S, B> {
     fn runtime_metrics(&self) -> String {
         self.service.coordinator().metrics().render()
     }
+
+    fn store_memory(&self) -> MemoryFuture<'_> {
+        Box::pin(async move {
+            let redis = self.redis.as_ref()?;
+            Some(redis.memory().await.map_err(|e| e.to_string()))
+        })
+    }
 }
 
 async fn healthz(State(h): State<Arc<dyn Health>>) -> impl IntoResponse {
     match h.probe().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(
-                serde_json::json!({"status": "ok", "owner": h.owner(), "partitions": h.partitions()}),
-            ),
-        ),
+        Ok(()) => {
+            let mut body = serde_json::json!({"status": "ok", "owner": h.owner(), "partitions": h.partitions()});
+            // Healthy still (a restart would not help), but what an operator must fix.
+            let warnings: Vec<String> = match h.store_memory().await {
+                Some(Ok(nodes)) => nodes.iter().flat_map(RedisMemory::warnings).collect(),
+                _ => Vec::new(),
+            };
+            if !warnings.is_empty() {
+                body["warnings"] = warnings.into();
+            }
+            (StatusCode::OK, Json(body))
+        }
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({"status": "unavailable", "reason": e})),
@@ -145,17 +166,98 @@ async fn metrics(State(h): State<Arc<dyn Health>>) -> impl IntoResponse {
         "Partitions this server serves now.",
         h.owned_partitions() as u64,
     );
+    if let Some(Ok(nodes)) = h.store_memory().await {
+        memory_metrics(&mut text, &nodes);
+    }
     ([("content-type", "text/plain; version=0.0.4")], text)
+}
+
+/// The Redis memory gauges of `/metrics`, a sample per node.
+fn memory_metrics(text: &mut String, nodes: &[RedisMemory]) {
+    use crate::runtime::metrics::family;
+    let per_node = |value: fn(&RedisMemory) -> u64| -> Vec<_> {
+        nodes
+            .iter()
+            .map(|n| (vec![("node", n.node.clone())], value(n)))
+            .collect()
+    };
+    family(
+        text,
+        "stepline_redis_used_memory_bytes",
+        "gauge",
+        "Memory the Redis node uses (used_memory; the same on every server).",
+        &per_node(|n| n.used_bytes),
+    );
+    family(
+        text,
+        "stepline_redis_maxmemory_bytes",
+        "gauge",
+        "The Redis node's maxmemory (0: no limit).",
+        &per_node(|n| n.max_bytes),
+    );
+    family(
+        text,
+        "stepline_redis_evicting",
+        "gauge",
+        "1 when the Redis node's maxmemory-policy deletes keys under memory pressure (executions would be lost; use noeviction).",
+        &per_node(|n| u64::from(n.evicts())),
+    );
+}
+
+/// How often the server reads Redis's memory to log what an operator must fix.
+const MEMORY_CHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// Until `shutdown`: reads the Redis nodes' memory now and every [`MEMORY_CHECK_EVERY`], and
+/// logs its warnings ([`RedisMemory::warnings`]) whenever they change (a policy that evicts
+/// at error level: it loses data).
+async fn watch_memory(redis: Arc<RedisStore>, shutdown: CancellationToken) {
+    let mut logged: Option<Vec<String>> = None;
+    loop {
+        match redis.memory().await {
+            Ok(nodes) => {
+                let warnings: Vec<String> = nodes.iter().flat_map(RedisMemory::warnings).collect();
+                if logged.as_ref() != Some(&warnings) {
+                    for node in &nodes {
+                        if let Some(warning) = node.eviction_warning() {
+                            tracing::error!("{warning}");
+                        }
+                        if let Some(warning) = node.fullness_warning() {
+                            tracing::warn!("{warning}");
+                        }
+                    }
+                    if warnings.is_empty() && logged.is_some() {
+                        tracing::info!("Redis memory: no warnings any more");
+                    }
+                    logged = Some(warnings);
+                }
+            }
+            Err(e) if logged.is_none() => {
+                // Managed Redis may not allow INFO: said once, then quiet.
+                tracing::warn!(error = %e, "cannot read Redis's memory; /metrics and /healthz will not show it");
+                logged = Some(Vec::new());
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(MEMORY_CHECK_EVERY) => {}
+        }
+    }
 }
 
 async fn serve<S: Store, B: Broker>(
     config: &ServerConfig,
     service: Service<S, B, SystemClock>,
+    redis: Option<Arc<RedisStore>>,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let service = Arc::new(service);
+    if let Some(redis) = &redis {
+        tokio::spawn(watch_memory(redis.clone(), shutdown.clone()));
+    }
     let health: Arc<dyn Health> = Arc::new(ServiceHealth {
         service: service.clone(),
+        redis,
     });
     let api = Api::new(service.clone(), config.api.clone());
     let app = Router::new()
@@ -238,12 +340,12 @@ pub async fn run_server_on(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let service = Service::start(
-        store,
+        store.clone(),
         broker,
         Arc::new(SystemClock),
         config.coordinator.clone(),
     );
-    serve(&config, service, shutdown).await
+    serve(&config, service, Some(store), shutdown).await
 }
 
 /// `stepline dev`: everything in memory, in one process.
@@ -261,5 +363,5 @@ pub async fn run_dev(config: ServerConfig, shutdown: CancellationToken) -> Resul
         Arc::new(SystemClock),
         config.coordinator.clone(),
     );
-    serve(&config, service, shutdown).await
+    serve(&config, service, None, shutdown).await
 }

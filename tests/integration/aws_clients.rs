@@ -66,6 +66,30 @@ async fn wait_listening(addr: SocketAddr) {
     panic!("the Stepline server did not start listening on {addr}");
 }
 
+/// `GET path` over HTTP/1.0: the status code and the body.
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .expect("send");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("read the response");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .expect("a header and a body");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    (status, body.to_string())
+}
+
 /// Runs the Python suite against `endpoint`; panics with its output when it fails.
 async fn python_suite(endpoint: String, auth: bool) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("aws/test_api.py");
@@ -144,6 +168,30 @@ async fn boto3_and_aws_cli_against_stepline_server_on_redis_and_rabbitmq() {
     ));
     wait_listening(addr).await;
     python_suite(format!("http://{addr}"), true).await;
+
+    // The operator's view: healthy, Redis's memory per node (no warning: this Redis does not
+    // evict and has no maxmemory).
+    let (status, health) = http_get(addr, "/healthz").await;
+    assert_eq!(status, 200, "{health}");
+    let health: serde_json::Value = serde_json::from_str(&health).expect("healthz JSON");
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health.get("warnings"), None, "{health}");
+    let (status, metrics) = http_get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    let memory = store.memory().await.expect("INFO memory");
+    for family in [
+        "stepline_redis_used_memory_bytes",
+        "stepline_redis_maxmemory_bytes",
+        "stepline_redis_evicting",
+    ] {
+        let sample = format!("{family}{{node=\"{}\"}} ", memory[0].node);
+        assert!(metrics.contains(&sample), "no {sample} in:\n{metrics}");
+    }
+    assert!(metrics.contains(&format!(
+        "stepline_redis_evicting{{node=\"{}\"}} 0\n",
+        memory[0].node
+    )));
+
     shutdown.cancel();
     server
         .await

@@ -1663,6 +1663,42 @@ mod redis_only {
         .await
     }
 
+    /// The store reports what Redis's own configuration says (`CONFIG GET`).
+    #[tokio::test]
+    async fn the_store_reads_the_nodes_memory() {
+        // It writes nothing: no namespace to purge, no key sets to check.
+        let store = connect_redis("memory", LONG).await;
+        let nodes = store.memory().await.expect("INFO memory");
+        assert_eq!(nodes.len(), 1, "{nodes:?}");
+        let (mut raw, _) = raw_redis(&store, "").await;
+        let config = |name: &'static str| {
+            let mut raw = raw.clone();
+            async move {
+                let (_, value): (String, String) = redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg(name)
+                    .query_async(&mut raw)
+                    .await
+                    .expect("CONFIG GET");
+                value
+            }
+        };
+        assert_eq!(nodes[0].policy, config("maxmemory-policy").await);
+        assert_eq!(nodes[0].max_bytes.to_string(), config("maxmemory").await);
+        let used: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut raw)
+            .await
+            .expect("INFO");
+        assert!(nodes[0].used_bytes > 0 && used.contains("used_memory:"));
+        assert_eq!(
+            nodes[0].node,
+            redis_url()
+                .trim_start_matches("redis://")
+                .trim_end_matches('/')
+        );
+    }
+
     #[tokio::test]
     async fn indexes_of_an_older_layout_are_adopted() {
         run_redis(

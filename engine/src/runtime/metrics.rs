@@ -391,7 +391,8 @@ fn render_subject(out: &mut String, subject: &Subject, series: &BTreeMap<String,
 }
 
 /// Label names and values, in the family's order.
-type Labels = Vec<(&'static str, String)>;
+/// Label names and values of a sample.
+pub type Labels = Vec<(&'static str, String)>;
 
 /// A histogram's cumulative buckets, sum and count.
 fn histogram(out: &mut String, name: &str, labels: &Labels, h: &Histogram) {
@@ -417,6 +418,14 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 pub fn single(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
     header(out, name, kind, help);
     let _ = writeln!(out, "{name} {value}");
+}
+
+/// A family of samples, each with its labels (`kind`: `counter` or `gauge`).
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Labels, u64)]) {
+    header(out, name, kind, help);
+    for (labels, value) in samples {
+        sample(out, name, "", labels, None, *value);
+    }
 }
 
 fn sample(

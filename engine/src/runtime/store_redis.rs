@@ -556,6 +556,86 @@ pub struct RedisStore {
     scripts: Arc<Scripts>,
     retention_ms: u64,
     partitions: u32,
+    /// The single node's address (`host:port`), as [`RedisMemory::node`] names it.
+    node: Arc<str>,
+}
+
+/// Memory of one Redis node (each primary of a cluster), from `INFO memory`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RedisMemory {
+    /// `host:port`.
+    pub node: String,
+    /// `used_memory`.
+    pub used_bytes: u64,
+    /// `maxmemory`; 0: no limit.
+    pub max_bytes: u64,
+    /// `maxmemory_policy`.
+    pub policy: String,
+}
+
+/// The share of `maxmemory` in use from which [`RedisMemory::warnings`] warns.
+pub const MEMORY_WARNING_PERCENT: u64 = 90;
+
+impl RedisMemory {
+    /// Reads the `INFO memory` reply of `node`.
+    pub fn parse(node: &str, info: &str) -> Result<RedisMemory, String> {
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))
+                .ok_or_else(|| format!("INFO memory of {node} has no {name}"))
+        };
+        let number = |name: &str| {
+            field(name)?
+                .parse::<u64>()
+                .map_err(|e| format!("INFO memory of {node}: {name}: {e}"))
+        };
+        Ok(RedisMemory {
+            node: node.to_string(),
+            used_bytes: number("used_memory")?,
+            max_bytes: number("maxmemory")?,
+            policy: field("maxmemory_policy")?.to_string(),
+        })
+    }
+
+    /// Whether the node deletes keys under memory pressure: any policy but `noeviction`
+    /// (the `volatile-*` ones too — finished executions and partition leases have a TTL).
+    pub fn evicts(&self) -> bool {
+        self.policy != "noeviction"
+    }
+
+    /// What an operator must be told about this node, if anything:
+    /// [`RedisMemory::eviction_warning`] and [`RedisMemory::fullness_warning`].
+    pub fn warnings(&self) -> Vec<String> {
+        self.eviction_warning()
+            .into_iter()
+            .chain(self.fullness_warning())
+            .collect()
+    }
+
+    /// A policy that evicts: it loses data.
+    pub fn eviction_warning(&self) -> Option<String> {
+        self.evicts().then(|| {
+            format!(
+                "Redis {} has maxmemory-policy {}: under memory pressure it deletes keys, and \
+                 with them executions, timers and partition leases; set `maxmemory-policy \
+                 noeviction` (then new work fails when memory is full, and nothing is lost)",
+                self.node, self.policy
+            )
+        })
+    }
+
+    /// Memory at [`MEMORY_WARNING_PERCENT`] % of `maxmemory` or more.
+    pub fn fullness_warning(&self) -> Option<String> {
+        let percent = self.used_bytes.saturating_mul(100) / self.max_bytes.max(1);
+        (self.max_bytes > 0 && percent >= MEMORY_WARNING_PERCENT).then(|| {
+            format!(
+                "Redis {} uses {percent} % of its maxmemory ({} of {} bytes): when it is full, \
+                 starts and steps fail until finished executions expire; add memory or lower \
+                 --retention-days",
+                self.node, self.used_bytes, self.max_bytes
+            )
+        })
+    }
 }
 
 /// Most `SCAN` steps (of 1,000 keys each) one sweep step takes while adopting indexes
@@ -930,7 +1010,9 @@ impl RedisStore {
         let conn = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|e| backend(format!("cannot connect to Redis at {address}"), e))?;
-        RedisStore::from_manager(conn, key_prefix, retention)
+        let mut store = RedisStore::from_manager(conn, key_prefix, retention)?;
+        store.node = address.into();
+        Ok(store)
     }
 
     /// Connects to a Redis Cluster through the seed nodes `nodes` (`redis://host:port` each;
@@ -993,7 +1075,46 @@ impl RedisStore {
             scripts: Arc::new(Scripts::new()),
             retention_ms,
             partitions: super::coordinator::CoordinatorConfig::default().partitions,
+            node: "redis".into(),
         })
+    }
+
+    /// The memory of the Redis node (every primary of a cluster): what `/healthz` and
+    /// `/metrics` report, and what the server warns about ([`RedisMemory::warnings`]).
+    pub async fn memory(&self) -> Result<Vec<RedisMemory>, StoreError> {
+        let mut info = redis::cmd("INFO");
+        info.arg("memory");
+        match &self.conn.link {
+            Link::Node(_) => {
+                let text: String = info
+                    .query_async(&mut self.conn.clone())
+                    .await
+                    .map_err(|e| backend("INFO memory", e))?;
+                let memory = RedisMemory::parse(&self.node, &text).map_err(StoreError::Backend)?;
+                Ok(vec![memory])
+            }
+            Link::Cluster(c) => {
+                let nodes = cluster_primaries(c).await?;
+                try_join_all(nodes.into_iter().map(|(host, port)| {
+                    let (mut c, info) = (c.clone(), info.clone());
+                    async move {
+                        let node = format!("{host}:{port}");
+                        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host,
+                            port,
+                        });
+                        let reply = c
+                            .route_command(info, route)
+                            .await
+                            .map_err(|e| backend(format!("INFO memory on {node}"), e))?;
+                        let text: String = redis::from_redis_value(reply)
+                            .map_err(|e| backend("INFO memory reply", e))?;
+                        RedisMemory::parse(&node, &text).map_err(StoreError::Backend)
+                    }
+                }))
+                .await
+            }
+        }
     }
 
     /// The number of partitions executions are hashed into: it must be the coordinators'
@@ -2109,5 +2230,67 @@ impl Store for RedisStore {
                 )
             })?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INFO: &str = "# Memory\r\nused_memory:1048576\r\nused_memory_human:1.00M\r\n\
+                        maxmemory:2097152\r\nmaxmemory_human:2.00M\r\n\
+                        maxmemory_policy:noeviction\r\n";
+
+    #[test]
+    fn memory_is_read_from_info() {
+        let m = RedisMemory::parse("r:6379", INFO).expect("parse");
+        assert_eq!(
+            m,
+            RedisMemory {
+                node: "r:6379".into(),
+                used_bytes: 1_048_576,
+                max_bytes: 2_097_152,
+                policy: "noeviction".into(),
+            }
+        );
+        let missing = RedisMemory::parse("r:6379", "used_memory:1\r\n").expect_err("no maxmemory");
+        assert!(missing.contains("maxmemory"), "{missing}");
+        let bad = RedisMemory::parse("r", &INFO.replace("used_memory:1048576", "used_memory:x"))
+            .expect_err("not a number");
+        assert!(bad.contains("used_memory"), "{bad}");
+    }
+
+    #[test]
+    fn only_noeviction_is_safe_and_a_nearly_full_node_is_reported() {
+        let node = |used: u64, max: u64, policy: &str| RedisMemory {
+            node: "r:6379".into(),
+            used_bytes: used,
+            max_bytes: max,
+            policy: policy.into(),
+        };
+        assert_eq!(node(10, 0, "noeviction").warnings(), Vec::<String>::new());
+        assert_eq!(node(89, 100, "noeviction").warnings(), Vec::<String>::new());
+        for policy in [
+            "allkeys-lru",
+            "volatile-ttl",
+            "allkeys-random",
+            "volatile-lfu",
+        ] {
+            let w = node(10, 0, policy).warnings();
+            assert_eq!(w.len(), 1, "{policy}: {w:?}");
+            assert!(
+                w[0].contains(policy) && w[0].contains("noeviction"),
+                "{w:?}"
+            );
+        }
+        let full = node(90, 100, "noeviction").warnings();
+        assert_eq!(full.len(), 1, "{full:?}");
+        assert!(full[0].contains("90 %") && full[0].contains("--retention-days"));
+        assert_eq!(node(95, 100, "allkeys-lru").warnings().len(), 2);
+        // No limit: never "full", however much is used.
+        assert_eq!(
+            node(u64::MAX, 0, "noeviction").warnings(),
+            Vec::<String>::new()
+        );
     }
 }
