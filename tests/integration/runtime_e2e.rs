@@ -11,7 +11,8 @@
 //! coordinators splitting the
 //! partitions, one crashing, the other taking its partitions over and finishing its work; a
 //! `.waitForTaskToken` task completed by callback (not by the worker's own reply), and
-//! Parallel + Map with workers and a tolerated failing item.
+//! Parallel + Map with workers and a tolerated failing item. On the real servers only: a
+//! full Redis (a `redis-server` of the test's own) losing nothing.
 
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -1009,4 +1010,168 @@ async fn deleting_an_activity_deletes_its_idle_queue() {
         .expect("deleting a deleted activity succeeds");
     assert!(!hub.has_queue(&queue), "the idle queue is deleted");
     svc.shutdown().await;
+}
+
+/// A `redis-server` of the test's own (on a free port, no persistence), killed when dropped:
+/// for scenarios that change the server's configuration, which must not touch the shared
+/// Redis other tests use.
+struct OwnRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl OwnRedis {
+    async fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxmemory-policy",
+                "noeviction",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("redis-server must be installed (.ci/services installs it): {e}")
+            });
+        let own = OwnRedis {
+            child,
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        for _ in 0..100 {
+            if own.connection().await.is_some() {
+                return own;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the test's redis-server on port {port} did not start");
+    }
+
+    async fn connection(&self) -> Option<redis::aio::MultiplexedConnection> {
+        let client = redis::Client::open(self.url.as_str()).ok()?;
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        let _: String = redis::cmd("PING").query_async(&mut conn).await.ok()?;
+        Some(conn)
+    }
+
+    async fn set_maxmemory(&self, bytes: u64) {
+        let mut conn = self.connection().await.expect("the test's Redis");
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(bytes)
+            .query_async(&mut conn)
+            .await
+            .expect("CONFIG SET maxmemory");
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A full Redis (`maxmemory` reached, `noeviction`) loses nothing: a start is refused whole
+/// (nothing of it stored), steps that would add data are refused and wait (the coordinator
+/// gives its partitions up, their inputs and timers stay), the server reports it; once memory
+/// is there again every execution finishes, each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_redis_loses_nothing() {
+    let redis = OwnRedis::start().await;
+    let tag = tag();
+    let ns = format!("e2e-{tag}");
+    let store = RedisStore::connect(&redis.url, &format!("{ns}:"), Duration::from_secs(3600))
+        .await
+        .expect("the test's Redis")
+        .with_partitions(config(4).partitions);
+    let broker = AmqpBroker::connect(AmqpConfig::new(amqp_url()).with_namespace(ns.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("RabbitMQ must be running at {}: {e}", amqp_url()));
+    let url = amqp_url();
+    let stack = Stack {
+        store: Arc::new(store),
+        broker: Arc::new(broker),
+        transport: Box::new(move || {
+            Transport::from(AmqpTransport::new(url.clone()).namespace(&ns))
+        }),
+        tag,
+    };
+    let svc = stack.service();
+    let sm = create(
+        &svc,
+        &stack,
+        "full",
+        json!({
+            "StartAt": "First",
+            "States": {
+                "First": {"Type": "Wait", "Seconds": 2, "Next": "Second"},
+                "Second": {"Type": "Wait", "Seconds": 1, "Next": "Done"},
+                "Done": {"Type": "Pass", "Result": "finished", "End": true}
+            }
+        }),
+    )
+    .await;
+    let mut arns = Vec::new();
+    for i in 0..5 {
+        let arn = svc
+            .start_execution(&sm, Some(format!("full-{i}")), json!({"i": i}))
+            .await
+            .expect("start");
+        arns.push(arn);
+    }
+
+    // Full: any limit below what is used.
+    redis.set_maxmemory(1).await;
+    let memory = stack.store.memory().await.expect("INFO memory");
+    assert!(
+        memory[0].fullness_warning().is_some(),
+        "the server would warn: {memory:?}"
+    );
+    let refused = svc
+        .start_execution(&sm, Some("refused".into()), json!({}))
+        .await
+        .expect_err("a start into a full Redis must fail");
+    assert!(refused.to_string().contains("OOM"), "{refused}");
+    // Past both timers (3 s after the starts): every execution is still at its first Wait,
+    // its step refused. (Only a step that finishes an execution gets through a full Redis —
+    // its first write frees memory — and no execution got that far.)
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    for arn in &arns {
+        let rec = svc.describe_execution(arn).await.expect("describe");
+        assert_eq!(rec.status, ExecutionStatus::Running, "{arn}");
+    }
+    for arn in &arns {
+        let stuck = svc.history(arn).await.expect("history");
+        assert_eq!(count(&stuck, "WaitStateExited"), 0, "{:?}", types(&stuck));
+    }
+
+    // Memory again: everything finishes, once.
+    redis.set_maxmemory(0).await;
+    for arn in &arns {
+        let rec = svc.wait(arn, WAIT).await.expect("wait");
+        assert_eq!(rec.status, ExecutionStatus::Succeeded, "{arn}");
+        let h = svc.history(arn).await.expect("history");
+        assert_eq!(count(&h, "ExecutionSucceeded"), 1, "{:?}", types(&h));
+        assert_eq!(count(&h, "WaitStateExited"), 2, "{:?}", types(&h));
+    }
+    let refused_arn = arns[0].replace("full-0", "refused");
+    assert!(
+        svc.describe_execution(&refused_arn).await.is_err(),
+        "the refused start left nothing behind"
+    );
+    svc.shutdown().await;
+    stack
+        .broker
+        .delete_namespace()
+        .await
+        .expect("delete the RabbitMQ namespace");
 }
