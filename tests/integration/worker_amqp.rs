@@ -8,7 +8,9 @@
 //! reply; an activity's own concurrency limit keeps its other tasks on the queue (the
 //! consumer's prefetch); the worker-wide limit holds across activities, a received task
 //! waiting in the worker until a slot frees and going back to its queue if the worker stops
-//! first. Fails loudly, never skips, when RabbitMQ is unreachable.
+//! first; a rate-limited activity's tasks start evenly spaced, about a second of them
+//! prefetched, without holding other activities up. Fails loudly, never skips, when RabbitMQ
+//! is unreachable.
 
 use futures_util::StreamExt;
 use lapin::options::{
@@ -588,4 +590,87 @@ async fn a_worker_serves_quorum_queues_declared_the_same_way() {
     }
     a.finish(shutdown, running).await;
     b.cleanup().await;
+}
+
+/// A rate-limited activity on RabbitMQ: its tasks start evenly spaced, its consumer
+/// prefetches about one second of them (the rest stay on the queue for other workers), and
+/// another activity's tasks, published after them, are not held up behind them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_activity_is_paced_on_the_broker() {
+    let mut paced = Fixture::new("it-paced").await;
+    let mut other = Fixture::new("it-unpaced").await;
+    for n in 0..8 {
+        paced.publish_task(&format!("paced-{n}"), json!(n)).await;
+    }
+    let starts = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stamp = |starts: &Arc<std::sync::Mutex<Vec<(String, std::time::Instant)>>>| {
+        let starts = starts.clone();
+        move |ctx: TaskContext, input: Value| {
+            starts
+                .lock()
+                .expect("starts")
+                .push((ctx.task_token().to_string(), std::time::Instant::now()));
+            async move { Ok::<_, TaskError>(input) }
+        }
+    };
+    let worker = Worker::builder()
+        .activity(paced.arn.clone(), stamp(&starts))
+        .activity(other.arn.clone(), stamp(&starts))
+        .activity_rate_limit(paced.arn.clone(), 5.0)
+        .concurrency(8)
+        .handle_signals(false)
+        .build(AmqpTransport::new(amqp_url()));
+    let shutdown = worker.shutdown_handle();
+    let running = tokio::spawn(worker.run());
+
+    // The first paced task goes at once; the consumer holds at most 5 (one second at 5/s),
+    // the worker-wide prefetch of 8 would have taken them all.
+    assert!(matches!(
+        next_reply(&mut paced.replies).await,
+        Reply::Finished { .. }
+    ));
+    let ready = paced.ready().await;
+    assert!(ready >= 2, "only {ready} of 8 tasks left on the queue");
+    for n in 0..2 {
+        other.publish_task(&format!("unpaced-{n}"), json!(n)).await;
+    }
+    for _ in 0..2 {
+        assert!(matches!(
+            next_reply(&mut other.replies).await,
+            Reply::Finished { .. }
+        ));
+    }
+    for _ in 1..8 {
+        assert!(matches!(
+            next_reply(&mut paced.replies).await,
+            Reply::Finished { .. }
+        ));
+    }
+    let starts = starts.lock().expect("starts").clone();
+    let paced_starts: Vec<std::time::Instant> = starts
+        .iter()
+        .filter(|(t, _)| t.starts_with("paced-"))
+        .map(|(_, at)| *at)
+        .collect();
+    assert_eq!(paced_starts.len(), 8);
+    for pair in paced_starts.windows(2) {
+        let gap = pair[1] - pair[0];
+        // 200 ms apart; a little less between two starts when the first ran late.
+        assert!(
+            gap >= Duration::from_millis(180),
+            "{gap:?} between paced starts"
+        );
+    }
+    let unpaced_last = starts
+        .iter()
+        .filter(|(t, _)| t.starts_with("unpaced-"))
+        .map(|(_, at)| *at)
+        .max()
+        .expect("unpaced tasks started");
+    assert!(
+        unpaced_last < paced_starts[4],
+        "the other activity's tasks waited behind the paced ones"
+    );
+    paced.finish(shutdown, running).await;
+    other.cleanup().await;
 }

@@ -20,7 +20,7 @@
 //! ```
 //!
 //! * [`worker`]: the runtime — [`Worker`], its builder, the handler's [`TaskContext`]
-//!   (heartbeats, cancellation, deadline), error mapping, concurrency (per worker and per activity), graceful shutdown.
+//!   (heartbeats, cancellation, deadline), error mapping, concurrency (per worker and per activity), rate limits (per activity), graceful shutdown.
 //! * [`client`]: [`TaskTokenClient`], completing `.waitForTaskToken` tasks from outside.
 //! * [`transport`]: RabbitMQ ([`AmqpTransport`], default feature `amqp`) and in-process.
 //! * [`protocol`]: the versioned wire messages shared with the engine.

@@ -45,7 +45,9 @@
 //! if the worker stops or loses its connection first. An activity can have a tighter
 //! limit of its own ([`WorkerBuilder::activity_concurrency`]), enforced where tasks are handed
 //! out: on RabbitMQ a per-consumer prefetch, so its tasks beyond the limit stay in the queue for
-//! other workers, and in process by taking its tasks only while it is under the limit.
+//! other workers, and in process by taking its tasks only while it is under the limit. A rate
+//! limit ([`WorkerBuilder::activity_rate_limit`]) spaces an activity's task starts evenly, also
+//! where tasks are handed out.
 //! Shutdown (SIGTERM/Ctrl-C, or the
 //! [`Worker::shutdown_handle`]): take no more tasks, hand back received-but-unstarted ones,
 //! let in-flight ones finish for [`WorkerBuilder::shutdown_grace`], then cancel those still
@@ -136,6 +138,8 @@ pub struct WorkerBuilder {
     activities: Vec<(String, Handler)>,
     /// Per-activity limits, by the name given (resolved to ARNs in `build`).
     limits: Vec<(String, u16)>,
+    /// Per-activity rate limits (tasks per second), likewise.
+    rates: Vec<(String, f64)>,
     region: String,
     account: String,
     name: Option<String>,
@@ -219,6 +223,26 @@ impl WorkerBuilder {
         self
     }
 
+    /// At most `per_second` tasks of `activity` (a name or ARN, as in
+    /// [`WorkerBuilder::activity`]) start per second on this worker, evenly spaced: one every
+    /// `1 / per_second` seconds, no burst (`0.5`: one every two seconds). For a dependency
+    /// with a rate limit of its own (an API quota, a mail relay); run as many workers as the
+    /// quota allows, or divide it among them, since each worker counts only its own tasks.
+    /// Tasks waiting for their turn stay queued for other workers: in process they are taken
+    /// only when their turn has come; on RabbitMQ the activity's consumer prefetches about one
+    /// second of them (`per_second` rounded up, at least 1, at most its concurrency limit), and
+    /// those wait in this worker, in arrival order, while its other activities' tasks go by.
+    /// Their `TimeoutSeconds` runs meanwhile, as it does in the queue.
+    ///
+    /// # Panics
+    ///
+    /// [`WorkerBuilder::build`] panics if no handler serves `activity`, or if `per_second` is
+    /// not a positive number.
+    pub fn activity_rate_limit(mut self, activity: impl Into<String>, per_second: f64) -> Self {
+        self.rates.push((activity.into(), per_second));
+        self
+    }
+
     /// How long a shutdown waits for in-flight tasks before cancelling them and handing them
     /// back (default 30 s).
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
@@ -268,9 +292,24 @@ impl WorkerBuilder {
             // The last call wins, like any other builder setting.
             limits.insert(arn, limit);
         }
+        let mut rates = HashMap::new();
+        for (name, per_second) in self.rates {
+            let arn = arn_of(name);
+            assert!(
+                activities.contains_key(&arn),
+                "activity_rate_limit for {arn}, which no handler serves"
+            );
+            assert!(
+                crate::transport::Pace::new(per_second).is_some(),
+                "activity_rate_limit for {arn}: {per_second} is not a positive number of tasks \
+                 per second"
+            );
+            rates.insert(arn, per_second);
+        }
         Worker {
             activities,
             limits,
+            rates,
             name: self.name.unwrap_or_else(default_worker_name),
             concurrency: self.concurrency,
             shutdown_grace: self.shutdown_grace,
@@ -297,6 +336,8 @@ pub struct Worker {
     activities: HashMap<String, Handler>,
     /// Activity ARN → most of its tasks in flight at once (absent: only the overall limit).
     limits: HashMap<String, u16>,
+    /// Activity ARN → most of its tasks started per second (absent: no rate limit).
+    rates: HashMap<String, f64>,
     name: String,
     concurrency: usize,
     shutdown_grace: Duration,
@@ -311,6 +352,7 @@ impl Worker {
         WorkerBuilder {
             activities: Vec::new(),
             limits: Vec::new(),
+            rates: Vec::new(),
             region: DEFAULT_REGION.to_string(),
             account: DEFAULT_ACCOUNT.to_string(),
             name: None,
@@ -348,10 +390,11 @@ impl Worker {
         } = self.transport.start(Subscription {
             activities: &arns,
             limits: &self.limits,
+            rates: &self.rates,
             prefetch,
             worker_name: &self.name,
         });
-        info!(worker = %self.name, activities = ?arns, concurrency = self.concurrency, limits = ?self.limits, "worker started");
+        info!(worker = %self.name, activities = ?arns, concurrency = self.concurrency, limits = ?self.limits, rates = ?self.rates, "worker started");
 
         let shutdown = self.shutdown;
         let force = CancellationToken::new();
@@ -1644,6 +1687,112 @@ mod tests {
             .activity("test", charge)
             .activity_concurrency("tset", 2)
             .build(InProcessHub::new());
+    }
+
+    #[test]
+    #[should_panic(expected = "which no handler serves")]
+    fn a_rate_limit_for_an_activity_nobody_serves_is_refused() {
+        let _ = Worker::builder()
+            .activity("test", charge)
+            .activity_rate_limit("tset", 2.0)
+            .build(InProcessHub::new());
+    }
+
+    #[test]
+    fn a_rate_must_be_a_positive_number() {
+        for rate in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let built = std::panic::catch_unwind(|| {
+                Worker::builder()
+                    .activity("test", charge)
+                    .activity_rate_limit("test", rate)
+                    .build(InProcessHub::new())
+            });
+            let message = built.err().and_then(|p| p.downcast::<String>().ok());
+            assert!(
+                message.is_some_and(|m| m.contains("not a positive number")),
+                "rate {rate} was accepted"
+            );
+        }
+    }
+
+    /// Records when each task started (virtual time).
+    fn stamping(
+        starts: &Arc<Mutex<Vec<(String, Instant)>>>,
+    ) -> impl Fn(TaskContext, Value) -> HandlerFuture + Send + Sync + 'static {
+        let starts = starts.clone();
+        move |ctx: TaskContext, input: Value| {
+            starts
+                .lock()
+                .expect("starts")
+                .push((ctx.task_token().to_string(), Instant::now()));
+            Box::pin(async move { Ok::<_, TaskError>(input) })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_limited_activity_starts_its_tasks_evenly_while_others_go_by() {
+        const OTHER: &str = "arn:aws:states:us-east-1:111111111111:activity:other";
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let mut w = start(
+            Worker::builder()
+                .concurrency(4)
+                .activity("test", stamping(&starts))
+                .activity(OTHER, stamping(&starts))
+                .activity_rate_limit("test", 2.0),
+        );
+        let t0 = Instant::now();
+        for n in 0..4 {
+            w.push(task(&format!("t{n}"), json!(n)));
+        }
+        for n in 0..2 {
+            let mut other_task = task(&format!("o{n}"), json!(n));
+            other_task.resource = OTHER.into();
+            w.push(other_task);
+        }
+        for _ in 0..6 {
+            assert!(matches!(w.reply().await, Reply::Finished { .. }));
+        }
+        let starts = starts.lock().expect("starts").clone();
+        let at = |token: &str| {
+            starts
+                .iter()
+                .find(|(t, _)| t == token)
+                .map(|(_, at)| (*at - t0).as_millis())
+                .unwrap_or_else(|| panic!("{token} never started: {starts:?}"))
+        };
+        // Two a second, one every 500 ms, the first at once.
+        assert_eq!(
+            ["t0", "t1", "t2", "t3"].map(at),
+            [0, 500, 1000, 1500],
+            "{starts:?}"
+        );
+        assert_eq!(
+            ["o0", "o1"].map(at),
+            [0, 0],
+            "the other activity waits for nothing"
+        );
+        w.stop().await.no_more_replies();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_task_waits_in_the_hub_for_its_turn() {
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let mut w = start(
+            Worker::builder()
+                .activity("test", stamping(&starts))
+                .activity_rate_limit("test", 1.0),
+        );
+        for n in 0..3 {
+            w.push(task(&format!("t{n}"), json!(n)));
+        }
+        assert!(matches!(w.reply().await, Reply::Finished { .. }));
+        assert_eq!(
+            w.hub.queued(&task_queue(ARN)),
+            2,
+            "the others wait in the hub, not in the worker"
+        );
+        let w = w.stop().await;
+        assert_eq!(w.hub.queued(&task_queue(ARN)), 2);
     }
 
     #[tokio::test(start_paused = true)]

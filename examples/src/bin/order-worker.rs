@@ -68,6 +68,8 @@ async fn main() -> anyhow::Result<()> {
         // The payment gateway takes 4 calls at a time; further charges wait on RabbitMQ
         // (for this or another worker) while shipping and notifications use the other slots.
         .activity_concurrency("charge-card", 4)
+        // The mail relay accepts 10 messages a second from us.
+        .activity_rate_limit("notify", 10.0)
         .build(
             AmqpTransport::new(url)
                 .namespace(&namespace)

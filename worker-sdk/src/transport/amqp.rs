@@ -11,7 +11,9 @@
 //! with its own prefetch: the activity's limit, else the worker's concurrency; no channel-wide
 //! `global` prefetch, which RabbitMQ 4.3 refuses by default and quorum queues never took), one
 //! in confirm mode for replies, one for cancellations. A delivery is acked only after its final
-//! reply is confirmed.
+//! reply is confirmed. An activity with a rate limit prefetches about a second of tasks (the
+//! rate rounded up, at least 1); those not due yet wait in [`Tasks`], in arrival order, while
+//! other deliveries go by.
 //!
 //! Reconnects are ours, not lapin's auto-recovery: after a connection loss the broker has
 //! already requeued every unacked task and their ackers are dead, so the running handlers of
@@ -20,7 +22,7 @@
 //! resumes consuming.
 
 use super::{
-    CancelSource, Delivery, Payload, ReplySink, Settle, Started, Subscription, TaskSource,
+    CancelSource, Delivery, Pace, Payload, ReplySink, Settle, Started, Subscription, TaskSource,
     TransportError,
 };
 use crate::protocol::{CancelMessage, Reply, TaskMessage, PROTOCOL_VERSION};
@@ -173,6 +175,7 @@ impl AmqpTransport {
                     activity: arn.clone(),
                     queue: self.name(&task_queue(arn)),
                     limit: subscription.limits.get(arn).copied(),
+                    rate: subscription.rates.get(arn).copied(),
                 })
                 .collect(),
             prefetch: subscription.prefetch.max(1),
@@ -187,6 +190,12 @@ impl AmqpTransport {
         let handle = tokio::spawn(supervisor.run());
         Started {
             tasks: TaskSource::Amqp(Tasks {
+                paces: subscription
+                    .rates
+                    .iter()
+                    .filter_map(|(arn, rate)| Some((arn.clone(), Pace::new(*rate)?)))
+                    .collect(),
+                held: std::collections::VecDeque::new(),
                 events: events_rx,
                 stop,
                 close,
@@ -370,6 +379,10 @@ enum Event {
 
 /// The runtime's end of the supervisor.
 pub(crate) struct Tasks {
+    /// Rate-limited activities' paces, by ARN…
+    paces: std::collections::HashMap<String, Pace>,
+    /// …and their deliveries whose turn has not come, in arrival order.
+    held: std::collections::VecDeque<Delivery>,
     events: mpsc::UnboundedReceiver<Event>,
     stop: CancellationToken,
     close: CancellationToken,
@@ -377,19 +390,72 @@ pub(crate) struct Tasks {
 }
 
 impl Tasks {
+    /// The next delivery: a held one whose turn has come (the oldest first), else the next
+    /// to arrive unless its activity's turn has not come (then it is held). Cancel-safe.
     pub(crate) async fn next(&mut self) -> Result<Delivery, TransportError> {
-        match self.events.recv().await {
-            Some(Event::Delivery(d)) => Ok(d),
-            Some(Event::Failed(e)) => Err(e),
-            Some(Event::Drained) | None => Err(TransportError::Disconnected(
-                "the transport was stopped".to_string(),
-            )),
+        loop {
+            // Lost with their connection: the broker has requeued them already.
+            self.held.retain(|d| !d.lost.is_cancelled());
+            let now = tokio::time::Instant::now();
+            if let Some(i) = self.held.iter().position(|d| self.due(d, now)) {
+                if let Some(d) = self.held.remove(i) {
+                    self.take_turn(&d, now);
+                    return Ok(d);
+                }
+            }
+            let turn = self
+                .held
+                .iter()
+                .filter_map(|d| self.paces.get(d.activity.as_deref()?)?.ready_at())
+                .min();
+            let event = tokio::select! {
+                event = self.events.recv() => event,
+                () = async {
+                    match turn {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => continue,
+            };
+            match event {
+                Some(Event::Delivery(d)) => {
+                    let now = tokio::time::Instant::now();
+                    // Behind a held delivery of its activity, or before its turn: held.
+                    let queued = self.held.iter().any(|h| h.activity == d.activity);
+                    if queued || !self.due(&d, now) {
+                        self.held.push_back(d);
+                        continue;
+                    }
+                    self.take_turn(&d, now);
+                    return Ok(d);
+                }
+                Some(Event::Failed(e)) => return Err(e),
+                Some(Event::Drained) | None => {
+                    return Err(TransportError::Disconnected(
+                        "the transport was stopped".to_string(),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Whether `d` may be handed out at `now` (always, unless its activity is rate-limited).
+    fn due(&self, d: &Delivery, now: tokio::time::Instant) -> bool {
+        d.activity
+            .as_deref()
+            .and_then(|a| self.paces.get(a))
+            .is_none_or(|p| p.ready(now))
+    }
+
+    fn take_turn(&mut self, d: &Delivery, now: tokio::time::Instant) {
+        if let Some(pace) = d.activity.as_deref().and_then(|a| self.paces.get_mut(a)) {
+            pace.take(now);
         }
     }
 
     pub(crate) async fn stop(&mut self) -> Vec<Delivery> {
         self.stop.cancel();
-        let mut unstarted = Vec::new();
+        let mut unstarted: Vec<Delivery> = self.held.drain(..).collect();
         let drain = async {
             while let Some(event) = self.events.recv().await {
                 match event {
@@ -465,8 +531,23 @@ enum End {
 struct ConsumedQueue {
     activity: String,
     queue: String,
-    /// The activity's own limit: its consumer's prefetch.
+    /// The activity's own limit: its consumer's prefetch…
     limit: Option<u16>,
+    /// …and its rate limit (tasks per second), which bounds the prefetch to about a second's.
+    rate: Option<f64>,
+}
+
+impl ConsumedQueue {
+    /// The consumer's prefetch: the worker's, or the activity's limit if lower, or about one
+    /// second of tasks if it has a rate limit and that is lower still.
+    fn prefetch(&self, worker: u16) -> u16 {
+        let mut prefetch = self.limit.map_or(worker, |l| l.min(worker));
+        if let Some(rate) = self.rate {
+            let second = rate.ceil().clamp(1.0, f64::from(u16::MAX)) as u16;
+            prefetch = prefetch.min(second);
+        }
+        prefetch.max(1)
+    }
 }
 
 struct Supervisor {
@@ -564,7 +645,7 @@ impl Supervisor {
         // hands them back.
         let mut current = None;
         for (index, q) in self.queues.iter().enumerate() {
-            let prefetch = q.limit.map_or(self.prefetch, |l| l.min(self.prefetch));
+            let prefetch = q.prefetch(self.prefetch);
             if current != Some(prefetch) {
                 consume
                     .basic_qos(prefetch, BasicQosOptions { global: false })

@@ -3,13 +3,14 @@
 //! A task is taken from the hub only when the worker has a free slot, so tasks the worker has
 //! not started stay in the hub; a task handed back is pushed onto its queue again. An activity
 //! with a limit of its own is taken from only while fewer of its tasks than that are
-//! unsettled (each delivery carries an [`ActivitySlot`]); the others are taken meanwhile.
+//! unsettled (each delivery carries an [`ActivitySlot`]), and an activity with a rate limit
+//! only when its turn has come ([`Pace`]); the others are taken meanwhile.
 //! The queues are looked at in turn, starting after the one served last, so a busy activity
 //! does not starve the others (as RabbitMQ serves a channel's consumers round-robin). There is
 //! no connection to lose and nothing to dead-letter.
 
 use super::{
-    CancelSource, Delivery, Payload, ReplySink, Settle, Started, Subscription, TaskSource,
+    CancelSource, Delivery, Pace, Payload, ReplySink, Settle, Started, Subscription, TaskSource,
 };
 use crate::hub::InProcessHub;
 use crate::protocol::{CancelMessage, TaskMessage};
@@ -34,6 +35,11 @@ pub(crate) fn start(hub: InProcessHub, subscription: Subscription<'_>) -> Starte
                 .map(|n| Arc::new(Semaphore::new(usize::from(*n))))
         })
         .collect();
+    let paces = subscription
+        .activities
+        .iter()
+        .map(|arn| subscription.rates.get(arn).and_then(|r| Pace::new(*r)))
+        .collect();
     Started {
         cancels: CancelSource::InProcess(Cancels {
             rx: hub.cancellations(),
@@ -43,6 +49,7 @@ pub(crate) fn start(hub: InProcessHub, subscription: Subscription<'_>) -> Starte
             hub,
             names,
             limits,
+            paces,
             freed: Arc::new(Notify::new()),
             next_first: 0,
         }),
@@ -53,8 +60,10 @@ pub(crate) struct Tasks {
     hub: InProcessHub,
     /// The activities' queues…
     names: Vec<String>,
-    /// …and each one's own limit, if it has one.
+    /// …and each one's own limit, if it has one…
     limits: Vec<Option<Arc<Semaphore>>>,
+    /// …and its rate limit, if it has one.
+    paces: Vec<Option<Pace>>,
     /// Signalled when a limited queue opens again (an [`ActivitySlot`] freed its only slot).
     freed: Arc<Notify>,
     /// The queue looked at first next time: the one after the queue served last.
@@ -88,18 +97,41 @@ impl Tasks {
         loop {
             // Slots are taken only here, so a queue open now is still open when its task
             // arrives; one that opens meanwhile is noticed through `freed`.
-            let limits = &self.limits;
-            let open = |i: usize| limits[i].as_ref().is_none_or(|l| l.available_permits() > 0);
+            // A queue whose turn comes later is looked at again then.
+            let (limits, paces) = (&self.limits, &self.paces);
+            let now = tokio::time::Instant::now();
+            let open = |i: usize| {
+                limits[i].as_ref().is_none_or(|l| l.available_permits() > 0)
+                    && paces[i].as_ref().is_none_or(|p| p.ready(now))
+            };
+            let turn = paces
+                .iter()
+                .flatten()
+                .filter_map(Pace::ready_at)
+                .filter(|at| *at > now)
+                .min();
+            let next_turn = async {
+                match turn {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             let freed = self.freed.notified();
             let (index, task) = if !(0..limits.len()).any(open) {
-                freed.await;
-                continue;
+                tokio::select! {
+                    () = freed => continue,
+                    () = next_turn => continue,
+                }
             } else {
                 tokio::select! {
                     taken = self.hub.take_where(&self.names, self.next_first, open) => taken,
                     () = freed => continue,
+                    () = next_turn => continue,
                 }
             };
+            if let Some(pace) = &mut self.paces[index] {
+                pace.take(tokio::time::Instant::now());
+            }
             self.next_first = (index + 1) % self.names.len();
             let activity_slot = self.limits[index].clone().map(|limit| ActivitySlot {
                 permit: Some(

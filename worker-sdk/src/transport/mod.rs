@@ -78,11 +78,50 @@ pub(crate) struct Subscription<'a> {
     pub activities: &'a [String],
     /// Activities with a limit of their own: most of their tasks handed out and not settled.
     pub limits: &'a std::collections::HashMap<String, u16>,
+    /// Activities with a rate limit: most of their tasks handed out per second ([`Pace`]).
+    pub rates: &'a std::collections::HashMap<String, f64>,
     /// The worker's concurrency (its semaphore bounds the tasks in flight): on RabbitMQ each
     /// activity consumer's prefetch unless the activity has a lower limit; unused in process.
     pub prefetch: u16,
     /// Shown to the broker (AMQP connection name).
     pub worker_name: &'a str,
+}
+
+/// An activity's rate limit, enforced where its tasks are handed out: one task per
+/// `interval` at most, with no burst (after a quiet spell the next task goes at once, the one
+/// after it an interval later).
+#[derive(Debug, Clone)]
+pub(crate) struct Pace {
+    interval: std::time::Duration,
+    /// When the next task may go; `None`: now.
+    next: Option<tokio::time::Instant>,
+}
+
+impl Pace {
+    /// `per_second` tasks a second (at least one a day; `None` for a rate that is not a
+    /// positive number).
+    pub fn new(per_second: f64) -> Option<Pace> {
+        (per_second.is_finite() && per_second > 0.0).then(|| Pace {
+            interval: std::time::Duration::from_secs_f64((1.0 / per_second).min(86_400.0)),
+            next: None,
+        })
+    }
+
+    /// Whether a task may go at `now`.
+    pub fn ready(&self, now: tokio::time::Instant) -> bool {
+        self.next.is_none_or(|next| next <= now)
+    }
+
+    /// When a task may go next (`None`: now).
+    pub fn ready_at(&self) -> Option<tokio::time::Instant> {
+        self.next
+    }
+
+    /// A task goes at `now`: the next one waits an interval.
+    pub fn take(&mut self, now: tokio::time::Instant) {
+        let from = self.next.map_or(now, |next| next.max(now));
+        self.next = Some(from + self.interval);
+    }
 }
 
 /// The three halves of a started transport.
