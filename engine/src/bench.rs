@@ -52,7 +52,7 @@ use crate::runtime::clock::{Clock, SystemClock};
 use crate::runtime::coordinator::CoordinatorConfig;
 use crate::runtime::service::{Service, ServiceError};
 use crate::runtime::store::{ExecutionRecord, StoreError};
-use crate::runtime::store_redis::RedisStore;
+use crate::runtime::store_redis::{info_field, RedisStore};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -551,11 +551,7 @@ async fn redis_cpu_seconds(url: &str) -> Option<f64> {
         .query_async(&mut conn)
         .await
         .ok()?;
-    let field = |name: &str| {
-        info.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-    };
+    let field = |name: &str| info_field(&info, name)?.parse::<f64>().ok();
     Some(field("used_cpu_sys")? + field("used_cpu_user")?)
 }
 

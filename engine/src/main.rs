@@ -290,8 +290,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// GET `url` over plain HTTP/1.1 and report whether it answered 200.
-/// `GET url`: whether it answered 200, and the body.
+/// `GET url` over plain HTTP/1.1: whether it answered 200, and the body.
 fn http_get(url: &str) -> Result<(bool, String)> {
     use std::io::{Read, Write};
     let rest = url

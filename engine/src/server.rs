@@ -53,10 +53,8 @@ pub enum ServerError {
     Http(std::io::Error),
 }
 
-/// The Redis nodes' memory, as [`Health::store_memory`] reads it (`None`: no Redis).
-type MemoryFuture<'a> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Option<Result<Vec<RedisMemory>, String>>> + Send + 'a>,
->;
+/// The latest reading of the Redis nodes' memory ([`watch_memory`] keeps it).
+type MemoryReading = Arc<std::sync::Mutex<Option<Vec<RedisMemory>>>>;
 
 /// What the HTTP handlers can see, independent of the adapters in use.
 trait Health: Send + Sync + 'static {
@@ -69,13 +67,13 @@ trait Health: Send + Sync + 'static {
     fn owned_partitions(&self) -> usize;
     /// The coordinator's execution and task metrics (Prometheus text).
     fn runtime_metrics(&self) -> String;
-    /// The Redis nodes' memory; `None` without Redis.
-    fn store_memory(&self) -> MemoryFuture<'_>;
+    /// The Redis nodes' memory as last read; `None` without Redis or before a reading.
+    fn store_memory(&self) -> Option<Vec<RedisMemory>>;
 }
 
 struct ServiceHealth<S: Store, B: Broker> {
     service: Arc<Service<S, B, SystemClock>>,
-    redis: Option<Arc<RedisStore>>,
+    memory: MemoryReading,
 }
 
 impl<S: Store, B: Broker> Health for ServiceHealth<S, B> {
@@ -113,11 +111,11 @@ impl<S: Store, B: Broker> Health for ServiceHealth<S, B> {
         self.service.coordinator().metrics().render()
     }
 
-    fn store_memory(&self) -> MemoryFuture<'_> {
-        Box::pin(async move {
-            let redis = self.redis.as_ref()?;
-            Some(redis.memory().await.map_err(|e| e.to_string()))
-        })
+    fn store_memory(&self) -> Option<Vec<RedisMemory>> {
+        self.memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -126,10 +124,12 @@ async fn healthz(State(h): State<Arc<dyn Health>>) -> impl IntoResponse {
         Ok(()) => {
             let mut body = serde_json::json!({"status": "ok", "owner": h.owner(), "partitions": h.partitions()});
             // Healthy still (a restart would not help), but what an operator must fix.
-            let warnings: Vec<String> = match h.store_memory().await {
-                Some(Ok(nodes)) => nodes.iter().flat_map(RedisMemory::warnings).collect(),
-                _ => Vec::new(),
-            };
+            let warnings: Vec<String> = h
+                .store_memory()
+                .iter()
+                .flatten()
+                .flat_map(RedisMemory::warnings)
+                .collect();
             if !warnings.is_empty() {
                 body["warnings"] = warnings.into();
             }
@@ -166,7 +166,7 @@ async fn metrics(State(h): State<Arc<dyn Health>>) -> impl IntoResponse {
         "Partitions this server serves now.",
         h.owned_partitions() as u64,
     );
-    if let Some(Ok(nodes)) = h.store_memory().await {
+    if let Some(nodes) = h.store_memory() {
         memory_metrics(&mut text, &nodes);
     }
     ([("content-type", "text/plain; version=0.0.4")], text)
@@ -204,19 +204,27 @@ fn memory_metrics(text: &mut String, nodes: &[RedisMemory]) {
     );
 }
 
-/// How often the server reads Redis's memory to log what an operator must fix.
-const MEMORY_CHECK_EVERY: Duration = Duration::from_secs(60);
+/// How often the server reads Redis's memory (for `/metrics`, `/healthz` and its log).
+const MEMORY_CHECK_EVERY: Duration = Duration::from_secs(10);
 
-/// Until `shutdown`: reads the Redis nodes' memory now and every [`MEMORY_CHECK_EVERY`], and
-/// logs its warnings ([`RedisMemory::warnings`]) whenever they change (a policy that evicts
-/// at error level: it loses data).
-async fn watch_memory(redis: Arc<RedisStore>, shutdown: CancellationToken) {
-    let mut logged: Option<Vec<String>> = None;
+/// Until `shutdown`: reads the Redis nodes' memory now and every [`MEMORY_CHECK_EVERY`] into
+/// `reading`, and logs its warnings ([`RedisMemory::warnings`]) whenever which ones apply
+/// changes (a policy that evicts at error level: it loses data).
+async fn watch_memory(redis: Arc<RedisStore>, reading: MemoryReading, shutdown: CancellationToken) {
+    // Per node: evicts, nearly full (the figures in the text change at every reading).
+    let mut logged: Option<Vec<(String, bool, bool)>> = None;
+    let mut unreadable_said = false;
     loop {
         match redis.memory().await {
             Ok(nodes) => {
-                let warnings: Vec<String> = nodes.iter().flat_map(RedisMemory::warnings).collect();
-                if logged.as_ref() != Some(&warnings) {
+                let kinds: Vec<_> = nodes
+                    .iter()
+                    .map(|n| {
+                        let full = n.fullness_warning().is_some();
+                        (n.node.clone(), n.evicts(), full)
+                    })
+                    .collect();
+                if logged.as_ref() != Some(&kinds) {
                     for node in &nodes {
                         if let Some(warning) = node.eviction_warning() {
                             tracing::error!("{warning}");
@@ -225,16 +233,18 @@ async fn watch_memory(redis: Arc<RedisStore>, shutdown: CancellationToken) {
                             tracing::warn!("{warning}");
                         }
                     }
-                    if warnings.is_empty() && logged.is_some() {
+                    let clear = kinds.iter().all(|(_, evicts, full)| !evicts && !full);
+                    if clear && logged.is_some() {
                         tracing::info!("Redis memory: no warnings any more");
                     }
-                    logged = Some(warnings);
+                    logged = Some(kinds);
                 }
+                *reading.lock().unwrap_or_else(|p| p.into_inner()) = Some(nodes);
             }
-            Err(e) if logged.is_none() => {
+            Err(e) if !unreadable_said => {
                 // Managed Redis may not allow INFO: said once, then quiet.
                 tracing::warn!(error = %e, "cannot read Redis's memory; /metrics and /healthz will not show it");
-                logged = Some(Vec::new());
+                unreadable_said = true;
             }
             Err(_) => {}
         }
@@ -252,12 +262,13 @@ async fn serve<S: Store, B: Broker>(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let service = Arc::new(service);
-    if let Some(redis) = &redis {
-        tokio::spawn(watch_memory(redis.clone(), shutdown.clone()));
+    let memory = MemoryReading::default();
+    if let Some(redis) = redis {
+        tokio::spawn(watch_memory(redis, memory.clone(), shutdown.clone()));
     }
     let health: Arc<dyn Health> = Arc::new(ServiceHealth {
         service: service.clone(),
-        redis,
+        memory,
     });
     let api = Api::new(service.clone(), config.api.clone());
     let app = Router::new()

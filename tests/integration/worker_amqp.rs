@@ -593,7 +593,7 @@ async fn a_worker_serves_quorum_queues_declared_the_same_way() {
 }
 
 /// A rate-limited activity on RabbitMQ: its tasks start evenly spaced, its consumer
-/// prefetches about one second of them (the rest stay on the queue for other workers), and
+/// prefetches two seconds of them (the rest stay on the queue for other workers), and
 /// another activity's tasks, published after them, are not held up behind them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_activity_is_paced_on_the_broker() {
@@ -616,15 +616,16 @@ async fn a_rate_limited_activity_is_paced_on_the_broker() {
     let worker = Worker::builder()
         .activity(paced.arn.clone(), stamp(&starts))
         .activity(other.arn.clone(), stamp(&starts))
-        .activity_rate_limit(paced.arn.clone(), 5.0)
+        .activity_rate_limit(paced.arn.clone(), 2.0)
         .concurrency(8)
         .handle_signals(false)
         .build(AmqpTransport::new(amqp_url()));
     let shutdown = worker.shutdown_handle();
     let running = tokio::spawn(worker.run());
 
-    // The first paced task goes at once; the consumer holds at most 5 (one second at 5/s),
-    // the worker-wide prefetch of 8 would have taken them all.
+    // The first paced task goes at once; the consumer holds at most 4 (two seconds at 2/s;
+    // the worker-wide prefetch of 8 would take them all): until the third has finished, a
+    // second from now, at least 8 - 2 - 4 are still on the queue.
     assert!(matches!(
         next_reply(&mut paced.replies).await,
         Reply::Finished { .. }
@@ -655,12 +656,17 @@ async fn a_rate_limited_activity_is_paced_on_the_broker() {
     assert_eq!(paced_starts.len(), 8);
     for pair in paced_starts.windows(2) {
         let gap = pair[1] - pair[0];
-        // 200 ms apart; a little less between two starts when the first ran late.
+        // 500 ms apart; less between two starts when the first ran late.
         assert!(
-            gap >= Duration::from_millis(180),
+            gap >= Duration::from_millis(400),
             "{gap:?} between paced starts"
         );
     }
+    let span = paced_starts[7] - paced_starts[0];
+    assert!(
+        span >= Duration::from_millis(3_400),
+        "8 tasks at 2/s took {span:?}"
+    );
     let unpaced_last = starts
         .iter()
         .filter(|(t, _)| t.starts_with("unpaced-"))
@@ -668,7 +674,7 @@ async fn a_rate_limited_activity_is_paced_on_the_broker() {
         .max()
         .expect("unpaced tasks started");
     assert!(
-        unpaced_last < paced_starts[4],
+        unpaced_last < paced_starts[2],
         "the other activity's tasks waited behind the paced ones"
     );
     paced.finish(shutdown, running).await;

@@ -229,10 +229,13 @@ impl WorkerBuilder {
     /// with a rate limit of its own (an API quota, a mail relay); run as many workers as the
     /// quota allows, or divide it among them, since each worker counts only its own tasks.
     /// Tasks waiting for their turn stay queued for other workers: in process they are taken
-    /// only when their turn has come; on RabbitMQ the activity's consumer prefetches about one
-    /// second of them (`per_second` rounded up, at least 1, at most its concurrency limit), and
-    /// those wait in this worker, in arrival order, while its other activities' tasks go by.
-    /// Their `TimeoutSeconds` runs meanwhile, as it does in the queue.
+    /// only when their turn has come. On RabbitMQ the activity's consumer prefetches some,
+    /// which wait in this worker, in arrival order, while its other activities' tasks go by
+    /// (their `TimeoutSeconds` runs meanwhile, as it does in the queue): as many as its
+    /// [`WorkerBuilder::activity_concurrency`] limit if it has one, else two seconds' worth
+    /// (twice `per_second` rounded up, at least 2, at most [`WorkerBuilder::concurrency`]) —
+    /// which also bounds how many of its tasks run at once, so for tasks that take longer than
+    /// a second give the activity a concurrency limit of how many may run together.
     ///
     /// # Panics
     ///

@@ -390,8 +390,7 @@ fn render_subject(out: &mut String, subject: &Subject, series: &BTreeMap<String,
     }
 }
 
-/// Label names and values, in the family's order.
-/// Label names and values of a sample.
+/// Label names and values of a sample, in the family's order.
 pub type Labels = Vec<(&'static str, String)>;
 
 /// A histogram's cumulative buckets, sum and count.

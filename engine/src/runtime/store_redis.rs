@@ -34,7 +34,6 @@
 //! | `{catalog}:state_machines` / `:activities` | hash | ARN → record JSON, with a lex index `…_index` |
 //! | `{catalog}:revisions:<state machine arn>` | hash | revision id → record JSON |
 //! | `{catalog}:members` | sorted set | live coordinators, scored by "alive until" |
-//! | `{catalog}:layout` | hash | `machine_sets`: set once every list index is in its partition's `machines` set |
 //!
 //! So one slot holds one partition (executions and their indexes), and the whole catalog
 //! shares the `{catalog}` slot (it is small and changes rarely). The trade-offs: a cluster
@@ -62,8 +61,9 @@
 //! in the background ([`Store::sweep_indexes`]: partition by partition, the machines of
 //! `{p<n>}:machines` — which the commit that first lists an execution in a machine's index
 //! adds it to — each index read a slice per step, the entries whose execution key is gone
-//! unlisted, and a machine whose index is gone removed from the set). Indexes of a store
-//! written before the sets existed are adopted once, with a `SCAN` (see [`SweepCursor`]). Revisions of a deleted state machine
+//! unlisted, and a machine whose index is gone removed from the set). Indexes no set lists
+//! (written by an older build) are adopted by a `SCAN` when a sweeper starts and about once a
+//! day (see [`SweepCursor`]). Revisions of a deleted state machine
 //! expire after `retention` as well.
 //!
 //! What this is not: a cache or a queue. It never blocks on Redis (no BLPOP/XREAD), and it
@@ -573,6 +573,12 @@ pub struct RedisMemory {
     pub policy: String,
 }
 
+/// The value of `name` in an `INFO` reply (`name:value` lines).
+pub(crate) fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))
+}
+
 /// The share of `maxmemory` in use from which [`RedisMemory::warnings`] warns.
 pub const MEMORY_WARNING_PERCENT: u64 = 90;
 
@@ -580,9 +586,7 @@ impl RedisMemory {
     /// Reads the `INFO memory` reply of `node`.
     pub fn parse(node: &str, info: &str) -> Result<RedisMemory, String> {
         let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))
-                .ok_or_else(|| format!("INFO memory of {node} has no {name}"))
+            info_field(info, name).ok_or_else(|| format!("INFO memory of {node} has no {name}"))
         };
         let number = |name: &str| {
             field(name)?
@@ -645,15 +649,15 @@ const SWEEP_SCANS_PER_STEP: usize = 8;
 /// Members of a partition's machine set one `SSCAN` step asks for.
 const SWEEP_SET_COUNT: usize = 100;
 
-/// The field of `{catalog}:layout` saying every list index is listed in its partition's
-/// machine set (so the sweep needs no keyspace `SCAN`).
-const LAYOUT_MACHINE_SETS: &str = "machine_sets";
+/// Passes of the index sweep between two adoptions (at most one pass a minute: about a day).
+const SWEEP_PASSES_PER_ADOPTION: u32 = 1440;
 
 /// Where the index sweep ([`Store::sweep_indexes`]) stands. A pass goes partition by
 /// partition: the machines of the partition's set (`{p<n>}:machines`, read with `SSCAN`),
-/// then each machine's list index, a slice per step. Once per store, list indexes written
-/// before the sets existed are adopted into them (found with `SCAN`, node by node on a
-/// cluster) before the first pass.
+/// then each machine's list index, a slice per step. Before a sweeper's first pass, and again
+/// every [`SWEEP_PASSES_PER_ADOPTION`] passes, list indexes that no set lists are adopted into
+/// them (found with `SCAN`, node by node on a cluster): those an older build wrote, before the
+/// sets existed or while a rolling upgrade still ran it next to this one.
 #[derive(Default)]
 pub struct SweepCursor {
     adoption: Adoption,
@@ -668,19 +672,20 @@ pub struct SweepCursor {
     current: Option<(u32, String, Option<String>)>,
 }
 
-/// Adopting list indexes of an older layout into the machine sets (see [`SweepCursor`]).
+/// Adopting list indexes into the machine sets (see [`SweepCursor`]).
 #[derive(Default)]
 enum Adoption {
-    /// Not checked yet (by this cursor).
+    /// Due: the next step starts a `SCAN`.
     #[default]
-    Unchecked,
+    Due,
     /// Scanning: the nodes (`None`: the single node), the one being scanned and its cursor.
     Scanning {
         nodes: Vec<Option<(String, u16)>>,
         node: usize,
         cursor: u64,
     },
-    Done,
+    /// Done; due again after this many more passes.
+    Done { passes_left: u32 },
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -1082,39 +1087,15 @@ impl RedisStore {
     /// The memory of the Redis node (every primary of a cluster): what `/healthz` and
     /// `/metrics` report, and what the server warns about ([`RedisMemory::warnings`]).
     pub async fn memory(&self) -> Result<Vec<RedisMemory>, StoreError> {
-        let mut info = redis::cmd("INFO");
-        info.arg("memory");
-        match &self.conn.link {
-            Link::Node(_) => {
-                let text: String = info
-                    .query_async(&mut self.conn.clone())
-                    .await
-                    .map_err(|e| backend("INFO memory", e))?;
-                let memory = RedisMemory::parse(&self.node, &text).map_err(StoreError::Backend)?;
-                Ok(vec![memory])
-            }
-            Link::Cluster(c) => {
-                let nodes = cluster_primaries(c).await?;
-                try_join_all(nodes.into_iter().map(|(host, port)| {
-                    let (mut c, info) = (c.clone(), info.clone());
-                    async move {
-                        let node = format!("{host}:{port}");
-                        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                            host,
-                            port,
-                        });
-                        let reply = c
-                            .route_command(info, route)
-                            .await
-                            .map_err(|e| backend(format!("INFO memory on {node}"), e))?;
-                        let text: String = redis::from_redis_value(reply)
-                            .map_err(|e| backend("INFO memory reply", e))?;
-                        RedisMemory::parse(&node, &text).map_err(StoreError::Backend)
-                    }
-                }))
-                .await
-            }
-        }
+        let nodes = self.scan_nodes().await?;
+        try_join_all(nodes.into_iter().map(|node| async move {
+            let mut info = redis::cmd("INFO");
+            info.arg("memory");
+            let text: String = self.on_node(&node, info, "INFO memory").await?;
+            let name = node.map_or_else(|| self.node.to_string(), |(h, p)| format!("{h}:{p}"));
+            RedisMemory::parse(&name, &text).map_err(StoreError::Backend)
+        }))
+        .await
     }
 
     /// The number of partitions executions are hashed into: it must be the coordinators'
@@ -1187,7 +1168,7 @@ impl RedisStore {
         let (mut seen, mut unlisted, mut scans) = (0, 0, 0);
         let mut pass_over = false;
         while seen < budget {
-            if !matches!(sweep.adoption, Adoption::Done) {
+            if !matches!(sweep.adoption, Adoption::Done { .. }) {
                 if scans == SWEEP_SCANS_PER_STEP {
                     break; // Bounded work per step, even over a keyspace of other keys.
                 }
@@ -1271,6 +1252,12 @@ impl RedisStore {
             } else {
                 sweep.in_pass = false;
                 pass_over = true; // The next call starts another pass.
+                if let Adoption::Done { passes_left } = &mut sweep.adoption {
+                    *passes_left = passes_left.saturating_sub(1);
+                    if *passes_left == 0 {
+                        sweep.adoption = Adoption::Due;
+                    }
+                }
                 break;
             }
         }
@@ -1280,29 +1267,18 @@ impl RedisStore {
         })
     }
 
-    /// One step of adopting the list indexes of an older layout (written before the machine
-    /// sets existed): the first checks the layout marker; each next one `SCAN`s on and adds
-    /// the indexes it finds, of every partition, to their partitions' sets; the last sets the
-    /// marker. Several sweepers may adopt at once: adding twice changes nothing.
+    /// One step of adopting the list indexes no machine set lists (see [`SweepCursor`]): the
+    /// first lists the nodes, each next one `SCAN`s on and adds the indexes it finds, of every
+    /// partition, to their partitions' sets (adding one already there changes nothing, so
+    /// sweepers may adopt at the same time); after the last node, adoption is done.
     async fn adopt_indexes(&self, adoption: &mut Adoption) -> Result<(), StoreError> {
-        let layout = self.keys.catalog("layout");
         match adoption {
-            Adoption::Done => {}
-            Adoption::Unchecked => {
-                let adopted: bool = redis::cmd("HEXISTS")
-                    .arg(&layout)
-                    .arg(LAYOUT_MACHINE_SETS)
-                    .query_async(&mut self.conn.clone())
-                    .await
-                    .map_err(|e| backend("reading the store's layout", e))?;
-                *adoption = if adopted {
-                    Adoption::Done
-                } else {
-                    Adoption::Scanning {
-                        nodes: self.scan_nodes().await?,
-                        node: 0,
-                        cursor: 0,
-                    }
+            Adoption::Done { .. } => {}
+            Adoption::Due => {
+                *adoption = Adoption::Scanning {
+                    nodes: self.scan_nodes().await?,
+                    node: 0,
+                    cursor: 0,
                 };
             }
             Adoption::Scanning {
@@ -1311,14 +1287,9 @@ impl RedisStore {
                 cursor,
             } => {
                 let Some(address) = nodes.get(*node).cloned() else {
-                    redis::cmd("HSET")
-                        .arg(&layout)
-                        .arg(LAYOUT_MACHINE_SETS)
-                        .arg(1)
-                        .query_async::<()>(&mut self.conn.clone())
-                        .await
-                        .map_err(|e| backend("writing the store's layout", e))?;
-                    *adoption = Adoption::Done;
+                    *adoption = Adoption::Done {
+                        passes_left: SWEEP_PASSES_PER_ADOPTION,
+                    };
                     return Ok(());
                 };
                 let pattern = self.keys.machine_indexes_pattern();
@@ -1372,6 +1343,17 @@ impl RedisStore {
             .arg(pattern)
             .arg("COUNT")
             .arg(1000);
+        self.on_node(node, scan, "SCAN").await
+    }
+
+    /// Sends `cmd` to `node` (see [`Self::scan_nodes`]: a cluster primary, or `None` for the
+    /// single node) and reads its reply; `what` names it in errors.
+    async fn on_node<T: redis::FromRedisValue>(
+        &self,
+        node: &Option<(String, u16)>,
+        cmd: redis::Cmd,
+        what: &str,
+    ) -> Result<T, StoreError> {
         match (node, &self.conn.link) {
             (Some((host, port)), Link::Cluster(c)) => {
                 let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
@@ -1380,15 +1362,15 @@ impl RedisStore {
                 });
                 let reply = c
                     .clone()
-                    .route_command(scan, route)
+                    .route_command(cmd, route)
                     .await
-                    .map_err(|e| backend(format!("SCAN on {host}:{port}"), e))?;
-                redis::from_redis_value(reply).map_err(|e| backend("SCAN reply", e))
+                    .map_err(|e| backend(format!("{what} on {host}:{port}"), e))?;
+                redis::from_redis_value(reply).map_err(|e| backend(format!("{what} reply"), e))
             }
-            _ => scan
+            _ => cmd
                 .query_async(&mut self.conn.clone())
                 .await
-                .map_err(|e| backend("SCAN", e)),
+                .map_err(|e| backend(what, e)),
         }
     }
 

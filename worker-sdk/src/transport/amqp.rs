@@ -11,9 +11,9 @@
 //! with its own prefetch: the activity's limit, else the worker's concurrency; no channel-wide
 //! `global` prefetch, which RabbitMQ 4.3 refuses by default and quorum queues never took), one
 //! in confirm mode for replies, one for cancellations. A delivery is acked only after its final
-//! reply is confirmed. An activity with a rate limit prefetches about a second of tasks (the
-//! rate rounded up, at least 1); those not due yet wait in [`Tasks`], in arrival order, while
-//! other deliveries go by.
+//! reply is confirmed. An activity with a rate limit and no limit of its own prefetches two
+//! seconds of tasks ([`ConsumedQueue::prefetch`]); those not due yet wait in [`Tasks`], in
+//! arrival order, while other deliveries go by.
 //!
 //! Reconnects are ours, not lapin's auto-recovery: after a connection loss the broker has
 //! already requeued every unacked task and their ackers are dead, so the running handlers of
@@ -455,7 +455,12 @@ impl Tasks {
 
     pub(crate) async fn stop(&mut self) -> Vec<Delivery> {
         self.stop.cancel();
-        let mut unstarted: Vec<Delivery> = self.held.drain(..).collect();
+        // Held ones lost with their connection are back on their queue already.
+        let mut unstarted: Vec<Delivery> = self
+            .held
+            .drain(..)
+            .filter(|d| !d.lost.is_cancelled())
+            .collect();
         let drain = async {
             while let Some(event) = self.events.recv().await {
                 match event {
@@ -533,19 +538,26 @@ struct ConsumedQueue {
     queue: String,
     /// The activity's own limit: its consumer's prefetch…
     limit: Option<u16>,
-    /// …and its rate limit (tasks per second), which bounds the prefetch to about a second's.
+    /// …and its rate limit (tasks per second).
     rate: Option<f64>,
 }
 
 impl ConsumedQueue {
-    /// The consumer's prefetch: the worker's, or the activity's limit if lower, or about one
-    /// second of tasks if it has a rate limit and that is lower still.
+    /// The consumer's prefetch, which bounds the activity's tasks received and not settled,
+    /// running or waiting: the activity's limit (at most the worker's), which enforces it;
+    /// without one, for a rate-limited activity, two seconds of tasks (twice the rate rounded
+    /// up, at least 2, at most the worker's) — so those waiting their turn stay few and the
+    /// rest stay queued for other workers, while tasks of up to a second still run at the full
+    /// rate; else the worker's.
     fn prefetch(&self, worker: u16) -> u16 {
-        let mut prefetch = self.limit.map_or(worker, |l| l.min(worker));
-        if let Some(rate) = self.rate {
-            let second = rate.ceil().clamp(1.0, f64::from(u16::MAX)) as u16;
-            prefetch = prefetch.min(second);
-        }
+        let prefetch = match (self.limit, self.rate) {
+            (Some(limit), _) => limit.min(worker),
+            (None, Some(rate)) => {
+                let two_seconds = (2.0 * rate.ceil()).clamp(2.0, f64::from(u16::MAX)) as u16;
+                two_seconds.min(worker)
+            }
+            (None, None) => worker,
+        };
         prefetch.max(1)
     }
 }
