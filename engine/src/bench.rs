@@ -36,6 +36,10 @@
 //!    [`BenchConfig::pass_states`] Pass states, started all at once as the backlog run of 2;
 //!    transitions are states entered (`pass_states` per execution), timed as that run.
 //!
+//! Every measuring loop — the ceiling's and the runtime's, sequential or in flight — runs as a
+//! task on the runtime's worker threads, as the server's request handlers do, never on the
+//! thread that blocks on the whole benchmark.
+//!
 //! Everything lives in throwaway namespaces (a unique AMQP name prefix, a unique Redis key
 //! prefix) and is deleted afterwards, whether or not the measurement succeeded
 //! (`AmqpBroker::delete_namespace`, `RedisStore::purge_namespace`, and the raw queues and
@@ -890,13 +894,21 @@ async fn broker_ceiling(config: &BenchConfig, namespace: &str) -> Result<Ceiling
 
 async fn measure_ceiling(config: &BenchConfig, raw: Arc<RawBroker>) -> Result<Ceiling, BenchError> {
     // Warm-up (connections, queues, the broker's caches), then one at a time.
-    for _ in 0..50 {
-        raw.round_trip().await?;
-    }
-    let mut sequential = Vec::with_capacity(config.sequential_round_trips);
-    for _ in 0..config.sequential_round_trips.max(1) {
-        sequential.push(ms(raw.round_trip().await?));
-    }
+    let count = config.sequential_round_trips.max(1);
+    let mut sequential = on_runtime({
+        let raw = raw.clone();
+        async move {
+            for _ in 0..50 {
+                raw.round_trip().await?;
+            }
+            let mut sequential = Vec::with_capacity(count);
+            for _ in 0..count {
+                sequential.push(ms(raw.round_trip().await?));
+            }
+            Ok(sequential)
+        }
+    })
+    .await?;
     let p50_ms = percentile(&mut sequential, 0.5);
 
     // Under load: `window` loops, each doing round trips back to back.
@@ -1117,7 +1129,11 @@ async fn measure_runtime(
     let (mut waited, mut recorded, latency_arns) = within(
         "the latency run",
         config.phase_timeout,
-        sequential_latency(service, &task_machine, config.latency_executions.max(1)),
+        on_runtime({
+            let (service, machine) = (service.clone(), task_machine.clone());
+            let count = config.latency_executions.max(1);
+            async move { sequential_latency(&service, &machine, count).await }
+        }),
     )
     .await?;
     let latency_legs = legs(service, &latency_arns).await?;
@@ -1183,6 +1199,17 @@ async fn legs(service: &BenchService, arns: &[String]) -> Result<Legs, BenchErro
         dispatch: sum.dispatch / n,
         work: sum.work / n,
     })
+}
+
+/// Runs `measurement` as a task on the runtime and waits for it: every measuring loop runs on
+/// the runtime's worker threads, as the server's request handlers do (not on the thread that
+/// blocks on the whole benchmark), the raw broker's and the runtime's alike.
+async fn on_runtime<T: Send + 'static>(
+    measurement: impl Future<Output = Result<T, BenchError>> + Send + 'static,
+) -> Result<T, BenchError> {
+    tokio::spawn(measurement)
+        .await
+        .map_err(|e| BenchError::Failed(format!("a measurement failed: {e}")))?
 }
 
 /// Runs `op(0)` … `op(total - 1)` with `window` of them in flight: `window` loops spawned on
