@@ -1421,19 +1421,7 @@ async fn finished_executions_expire<S: Store + Clone>(cx: Ctx<S>) {
 /// do not grow for ever. (The memory store unlists an execution when it expires.)
 async fn expired_executions_are_swept_from_the_indexes(cx: Ctx<RedisStore>) {
     let s = &cx.store;
-    let fence = lease(s, 3, "a").await;
-    let machine = sm_arn("swept");
-    s.create_state_machine(state_machine("swept", "r1"))
-        .await
-        .expect("machine");
-    let live = execution("swept", "live", 3, T0);
-    let done = execution("swept", "done", 3, T0 + 1);
-    for rec in [&live, &done] {
-        s.commit(creating(fence, rec)).await.expect("create");
-    }
-    let mut c = following(fence, &done);
-    finish(&mut c, ExecutionStatus::Succeeded);
-    s.commit(c).await.expect("finish");
+    let (fence, machine, live, done) = live_and_finished(s, "swept").await;
     wait_until_gone(&cx, &done.execution_arn).await;
 
     // A sweep of other partitions leaves this one alone.
@@ -1461,22 +1449,8 @@ async fn expired_executions_are_swept_from_the_indexes(cx: Ctx<RedisStore>) {
 
     // One full pass over every partition unlists exactly the expired execution; the next
     // pass finds nothing more.
-    let all: BTreeSet<u32> = (0..PARTITIONS).collect();
     let mut cursor = Default::default();
-    let mut sweep_a_pass = async || {
-        let mut unlisted = 0;
-        for _ in 0..20 {
-            let step = s
-                .sweep_indexes(&mut cursor, &all, 100)
-                .await
-                .expect("sweep");
-            unlisted += step.unlisted;
-            if step.pass_over {
-                return unlisted;
-            }
-        }
-        panic!("a pass over this small namespace ends within 20 steps");
-    };
+    let mut sweep_a_pass = async || sweep_a_pass(s, &mut cursor).await;
     assert_eq!(
         sweep_a_pass().await,
         1,
@@ -1497,26 +1471,10 @@ async fn expired_executions_are_swept_from_the_indexes(cx: Ctx<RedisStore>) {
     // The sweep finds the indexes through the partitions' machine sets, not by scanning the
     // keyspace: after the first pass adopted what an older layout left (nothing here), no
     // more `SCAN`s, however many passes.
-    let scans = || {
-        s.recorded_key_sets()
-            .iter()
-            .filter(|k| k.request == "SCAN")
-            .count()
-    };
     let (mut raw, set) = raw_redis(s, "{p3}:machines").await;
-    let members = || {
-        let (mut raw, set) = (raw.clone(), set.clone());
-        async move {
-            let m: Vec<String> = redis::cmd("SMEMBERS")
-                .arg(set)
-                .query_async(&mut raw)
-                .await
-                .expect("SMEMBERS");
-            m
-        }
-    };
+    let members = || members_of(&raw, &set);
     assert_eq!(members().await, vec![machine.clone()]);
-    let scans_before = scans();
+    let scans_before = scans(s);
     let mut c = following(fence, &live);
     finish(&mut c, ExecutionStatus::Failed);
     s.commit(c).await.expect("finish");
@@ -1530,7 +1488,7 @@ async fn expired_executions_are_swept_from_the_indexes(cx: Ctx<RedisStore>) {
         "a machine whose index is gone leaves the partition's set"
     );
     assert_eq!(
-        scans(),
+        scans(s),
         scans_before,
         "passes after the adoption SCAN nothing"
     );
@@ -1557,6 +1515,60 @@ async fn raw_redis(s: &RedisStore, key: &str) -> (redis::aio::MultiplexedConnect
     (raw, format!("{}{key}", s.key_prefix()))
 }
 
+/// In partition 3, a state machine `name` with two executions, `live` and `done` (finished,
+/// so it expires after the store's retention): the lease's fence, the machine's ARN, and the
+/// two records.
+async fn live_and_finished(
+    s: &RedisStore,
+    name: &str,
+) -> (Fence, String, ExecutionRecord, ExecutionRecord) {
+    let fence = lease(s, 3, "a").await;
+    s.create_state_machine(state_machine(name, "r1"))
+        .await
+        .expect("machine");
+    let live = execution(name, "live", 3, T0);
+    let done = execution(name, "done", 3, T0 + 1);
+    for rec in [&live, &done] {
+        s.commit(creating(fence, rec)).await.expect("create");
+    }
+    let mut c = following(fence, &done);
+    finish(&mut c, ExecutionStatus::Succeeded);
+    s.commit(c).await.expect("finish");
+    (fence, sm_arn(name), live, done)
+}
+
+/// Sweeps every partition from `cursor` until a pass is over (within 40 steps); returns how
+/// many executions it unlisted.
+async fn sweep_a_pass(s: &RedisStore, cursor: &mut <RedisStore as Store>::SweepCursor) -> usize {
+    let all: BTreeSet<u32> = (0..PARTITIONS).collect();
+    let mut unlisted = 0;
+    for _ in 0..40 {
+        let step = s.sweep_indexes(cursor, &all, 100).await.expect("sweep");
+        unlisted += step.unlisted;
+        if step.pass_over {
+            return unlisted;
+        }
+    }
+    panic!("a pass over this small namespace ends within 40 steps");
+}
+
+/// `SCAN`s the store has sent so far.
+fn scans(s: &RedisStore) -> usize {
+    s.recorded_key_sets()
+        .iter()
+        .filter(|k| k.request == "SCAN")
+        .count()
+}
+
+/// The members of the set `set`, read on `raw`.
+async fn members_of(raw: &redis::aio::MultiplexedConnection, set: &str) -> Vec<String> {
+    redis::cmd("SMEMBERS")
+        .arg(set)
+        .query_async(&mut raw.clone())
+        .await
+        .expect("SMEMBERS")
+}
+
 /// Waits (at most 6 s) until the execution has expired.
 async fn wait_until_gone(cx: &Ctx<RedisStore>, arn: &str) {
     for _ in 0..60 {
@@ -1573,19 +1585,7 @@ async fn wait_until_gone(cx: &Ctx<RedisStore>, arn: &str) {
 /// pass, and their expired entries swept like any other; the passes after it scan nothing.
 async fn indexes_of_an_older_layout_are_adopted(cx: Ctx<RedisStore>) {
     let s = &cx.store;
-    let fence = lease(s, 3, "a").await;
-    let machine = sm_arn("legacy");
-    s.create_state_machine(state_machine("legacy", "r1"))
-        .await
-        .expect("machine");
-    let live = execution("legacy", "live", 3, T0);
-    let done = execution("legacy", "done", 3, T0 + 1);
-    for rec in [&live, &done] {
-        s.commit(creating(fence, rec)).await.expect("create");
-    }
-    let mut c = following(fence, &done);
-    finish(&mut c, ExecutionStatus::Succeeded);
-    s.commit(c).await.expect("finish");
+    let (_, machine, live, done) = live_and_finished(s, "legacy").await;
     // What an older build leaves: the indexes, and no set listing them.
     let (mut raw, set) = raw_redis(s, "{p3}:machines").await;
     let _: () = redis::cmd("DEL")
@@ -1595,43 +1595,21 @@ async fn indexes_of_an_older_layout_are_adopted(cx: Ctx<RedisStore>) {
         .expect("DEL");
     wait_until_gone(&cx, &done.execution_arn).await;
 
-    let all: BTreeSet<u32> = (0..PARTITIONS).collect();
     let mut cursor = Default::default();
-    let mut pass = async || {
-        let mut unlisted = 0;
-        for _ in 0..40 {
-            let step = s
-                .sweep_indexes(&mut cursor, &all, 100)
-                .await
-                .expect("sweep");
-            unlisted += step.unlisted;
-            if step.pass_over {
-                return unlisted;
-            }
-        }
-        panic!("a pass over this small namespace ends within 40 steps");
-    };
+    let mut pass = async || sweep_a_pass(s, &mut cursor).await;
     assert_eq!(
         pass().await,
         1,
         "the expired execution of the old index is unlisted"
     );
-    let members: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(&set)
-        .query_async(&mut raw)
-        .await
-        .expect("SMEMBERS");
-    assert_eq!(members, vec![machine.clone()], "the index was adopted");
-
-    let scans = || {
-        s.recorded_key_sets()
-            .iter()
-            .filter(|k| k.request == "SCAN")
-            .count()
-    };
-    let before = scans();
+    assert_eq!(
+        members_of(&raw, &set).await,
+        vec![machine.clone()],
+        "the index was adopted"
+    );
+    let before = scans(s);
     assert_eq!(pass().await, 0);
-    assert_eq!(scans(), before, "the next pass scans nothing");
+    assert_eq!(scans(s), before, "the next pass scans nothing");
     assert_eq!(
         list_all(s, &machine, None, 10).await,
         vec![live.execution_arn.clone()]
