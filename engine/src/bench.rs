@@ -191,6 +191,10 @@ pub struct BenchDetails {
     pub ceiling_cpu_ms: Option<f64>,
     pub task_cpu_ms: Option<f64>,
     pub task_redis_cpu_ms: Option<f64>,
+    /// The RabbitMQ node's CPU milliseconds per raw round trip and per execution of the same
+    /// runs, when it runs on this machine (its `beam.smp` processes).
+    pub ceiling_broker_cpu_ms: Option<f64>,
+    pub task_broker_cpu_ms: Option<f64>,
     /// Redis memory (`used_memory`, summed over the nodes) the tasks/s run and the Pass run
     /// added, per execution: what a finished execution keeps until its retention ends (each
     /// run's executions are all finished and none has expired); `None` where unreadable.
@@ -359,9 +363,12 @@ impl BenchReport {
         let cpu = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.3}"));
         let _ = writeln!(
             out,
-            "       CPU ms: this process {} per raw round trip, {} per task; Redis {} per task",
+            "       CPU ms: this process {} per raw round trip, {} per task; RabbitMQ {} per raw \
+             round trip, {} per task; Redis {} per task",
             cpu(d.ceiling_cpu_ms),
             cpu(d.task_cpu_ms),
+            cpu(d.ceiling_broker_cpu_ms),
+            cpu(d.task_broker_cpu_ms),
             cpu(d.task_redis_cpu_ms)
         );
         let bytes = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.0}"));
@@ -456,6 +463,8 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
             ceiling_cpu_ms: ceiling.cpu_ms,
             task_cpu_ms: runtime.task_cpu_ms,
             task_redis_cpu_ms: runtime.task_redis_cpu_ms,
+            ceiling_broker_cpu_ms: ceiling.broker_cpu_ms,
+            task_broker_cpu_ms: runtime.task_broker_cpu_ms,
             task_redis_bytes: runtime.task_redis_bytes,
             pass_redis_bytes: runtime.pass_redis_bytes,
             backlog_tasks_per_sec: runtime.backlog_per_sec,
@@ -516,8 +525,10 @@ struct Ceiling {
     elapsed_ms: f64,
     load_p99_ms: f64,
     p50_ms: f64,
-    /// This process's CPU milliseconds per round trip of the throughput run.
+    /// This process's CPU milliseconds per round trip of the throughput run…
     cpu_ms: Option<f64>,
+    /// …and the RabbitMQ node's, when it runs on this machine.
+    broker_cpu_ms: Option<f64>,
 }
 
 impl Ceiling {
@@ -529,6 +540,10 @@ impl Ceiling {
             load_p99_ms: a.load_p99_ms.max(b.load_p99_ms),
             p50_ms: (a.p50_ms + b.p50_ms) / 2.0,
             cpu_ms: a.cpu_ms.zip(b.cpu_ms).map(|(x, y)| (x + y) / 2.0),
+            broker_cpu_ms: a
+                .broker_cpu_ms
+                .zip(b.broker_cpu_ms)
+                .map(|(x, y)| (x + y) / 2.0),
         }
     }
 }
@@ -536,7 +551,43 @@ impl Ceiling {
 /// CPU seconds this process has used so far (all threads; Linux `/proc/self/stat`, in the
 /// kernel's 1/100 s ticks), `None` elsewhere.
 fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_seconds_of("/proc/self/stat")
+}
+
+/// CPU seconds the RabbitMQ node has used so far: every `beam.smp` process of this machine,
+/// when `amqp_url` names this machine (`localhost`, `127.0.0.1`, `[::1]`); `None` otherwise or
+/// where `/proc` cannot be read.
+fn rabbitmq_cpu_seconds(amqp_url: &str) -> Option<f64> {
+    if !matches!(url_host(amqp_url)?, "localhost" | "127.0.0.1" | "::1") {
+        return None;
+    }
+    let mut total = None;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let dir = entry.path();
+        let is_beam =
+            std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim() == "beam.smp");
+        if is_beam {
+            if let Some(seconds) = cpu_seconds_of(dir.join("stat")) {
+                *total.get_or_insert(0.0) += seconds;
+            }
+        }
+    }
+    total
+}
+
+/// The host of a URL (`scheme://[user:pass@]host[:port][/…]`, IPv6 in brackets).
+fn url_host(url: &str) -> Option<&str> {
+    let authority = url.split_once("://")?.1.split(['/', '?']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match host_port.strip_prefix('[') {
+        Some(v6) => Some(v6.split_once(']')?.0),
+        None => host_port.split(':').next(),
+    }
+}
+
+/// utime + stime of a `/proc/<pid>/stat` file, in seconds.
+fn cpu_seconds_of(path: impl AsRef<std::path::Path>) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the command name (which may hold spaces) start at field 3.
     let rest = stat.get(stat.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -912,7 +963,10 @@ async fn measure_ceiling(config: &BenchConfig, raw: Arc<RawBroker>) -> Result<Ce
     let p50_ms = percentile(&mut sequential, 0.5);
 
     // Under load: `window` loops, each doing round trips back to back.
-    let cpu_before = process_cpu_seconds();
+    let (cpu_before, broker_before) = (
+        process_cpu_seconds(),
+        rabbitmq_cpu_seconds(&config.amqp_url),
+    );
     let started = Instant::now();
     let mut under_load = closed_loops(
         config.ceiling_window,
@@ -928,6 +982,11 @@ async fn measure_ceiling(config: &BenchConfig, raw: Arc<RawBroker>) -> Result<Ce
         per_sec: under_load.len() as f64 / elapsed.as_secs_f64(),
         elapsed_ms: ms(elapsed),
         cpu_ms: cpu_ms_per(cpu_before, process_cpu_seconds(), under_load.len()),
+        broker_cpu_ms: cpu_ms_per(
+            broker_before,
+            rabbitmq_cpu_seconds(&config.amqp_url),
+            under_load.len(),
+        ),
         load_p99_ms: percentile(&mut under_load, 0.99),
         p50_ms,
     })
@@ -941,6 +1000,7 @@ struct RuntimeNumbers {
     tasks_elapsed_ms: f64,
     task_cpu_ms: Option<f64>,
     task_redis_cpu_ms: Option<f64>,
+    task_broker_cpu_ms: Option<f64>,
     task_redis_bytes: Option<f64>,
     pass_redis_bytes: Option<f64>,
     backlog_per_sec: f64,
@@ -1101,9 +1161,10 @@ async fn measure_runtime(
     let n = config.executions.max(1);
     let window = config.tasks_window.max(1);
     tracing::info!(executions = n, in_flight = window, "measuring tasks/s");
-    let (cpu_before, redis_before, memory_before) = (
+    let (cpu_before, redis_before, broker_before, memory_before) = (
         process_cpu_seconds(),
         redis_cpu_seconds(&config.redis_url).await,
+        rabbitmq_cpu_seconds(&config.amqp_url),
         redis_used_bytes(store).await,
     );
     let (tasks_elapsed_ms, task_arns) = within(
@@ -1114,6 +1175,7 @@ async fn measure_runtime(
     .await?;
     let task_cpu_ms = cpu_ms_per(cpu_before, process_cpu_seconds(), n);
     let task_redis_cpu_ms = cpu_ms_per(redis_before, redis_cpu_seconds(&config.redis_url).await, n);
+    let task_broker_cpu_ms = cpu_ms_per(broker_before, rabbitmq_cpu_seconds(&config.amqp_url), n);
     let task_redis_bytes = bytes_per(memory_before, redis_used_bytes(store).await, n);
     let tasks_legs = legs(service, &task_arns[..task_arns.len().min(LEGS_SAMPLE)]).await?;
 
@@ -1153,6 +1215,7 @@ async fn measure_runtime(
         tasks_elapsed_ms,
         task_cpu_ms,
         task_redis_cpu_ms,
+        task_broker_cpu_ms,
         task_redis_bytes,
         pass_redis_bytes,
         backlog_per_sec: n as f64 / (backlog_elapsed_ms / 1000.0),
@@ -1366,6 +1429,20 @@ mod tests {
             let after = process_cpu_seconds().expect("/proc/self/stat is readable");
             assert!(after >= before + 0.02, "{before} -> {after}");
         }
+    }
+
+    #[test]
+    fn the_brokers_host_is_read_from_its_url() {
+        for (url, host) in [
+            ("amqp://guest:guest@127.0.0.1:5672/%2f", Some("127.0.0.1")),
+            ("amqp://localhost", Some("localhost")),
+            ("amqps://u:p@[::1]:5671/vhost?heartbeat=10", Some("::1")),
+            ("amqp://rabbit.internal:5672", Some("rabbit.internal")),
+            ("not a url", None),
+        ] {
+            assert_eq!(url_host(url), host, "{url}");
+        }
+        assert_eq!(rabbitmq_cpu_seconds("amqp://rabbit.internal:5672"), None);
     }
 
     #[test]

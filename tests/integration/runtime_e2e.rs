@@ -959,6 +959,20 @@ async fn bench_measures_every_phase_on_the_real_servers() {
         table.contains("tasks/s (120 one-Task executions, 16 in flight)"),
         "{table}"
     );
+    // RabbitMQ on this machine (CI's, the default URL): its CPU is measured on both sides
+    // (at this scale a few 10 ms ticks, so possibly 0).
+    if amqp_url().contains("@127.0.0.1:") || amqp_url().contains("@localhost:") {
+        for (side, cpu) in [
+            ("raw round trip", report.details.ceiling_broker_cpu_ms),
+            ("task", report.details.task_broker_cpu_ms),
+        ] {
+            assert!(
+                cpu.is_some_and(|ms| ms >= 0.0),
+                "RabbitMQ CPU per {side}: {cpu:?}"
+            );
+        }
+        assert!(table.contains("RabbitMQ "), "{table}");
+    }
     let json = serde_json::to_value(&report).expect("serializes");
     assert_eq!(json.as_object().map(|o| o.len()), Some(6), "{json}");
 }
