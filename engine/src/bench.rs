@@ -596,18 +596,15 @@ fn cpu_seconds_of(path: impl AsRef<std::path::Path>) -> Option<f64> {
     Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
-/// CPU seconds the Redis server has used so far (`INFO cpu`), `None` when it cannot be read
-/// (e.g. a Redis Cluster URL).
-async fn redis_cpu_seconds(url: &str) -> Option<f64> {
-    let client = redis::Client::open(url).ok()?;
-    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
-        .query_async(&mut conn)
-        .await
-        .ok()?;
-    let field = |name: &str| info_field(&info, name)?.parse::<f64>().ok();
-    Some(field("used_cpu_sys")? + field("used_cpu_user")?)
+/// CPU seconds the store's Redis nodes have used so far (`INFO cpu`, summed over the
+/// nodes), `None` when it cannot be read.
+async fn redis_cpu_seconds(store: &RedisStore) -> Option<f64> {
+    let mut total = 0.0;
+    for (_, info) in store.info("cpu").await.ok()? {
+        let field = |name: &str| info_field(&info, name)?.parse::<f64>().ok();
+        total += field("used_cpu_sys")? + field("used_cpu_user")?;
+    }
+    Some(total)
 }
 
 /// The memory the store's Redis nodes use, summed; `None` when it cannot be read.
@@ -1163,7 +1160,7 @@ async fn measure_runtime(
     tracing::info!(executions = n, in_flight = window, "measuring tasks/s");
     let (cpu_before, redis_before, broker_before, memory_before) = (
         process_cpu_seconds(),
-        redis_cpu_seconds(&config.redis_url).await,
+        redis_cpu_seconds(store).await,
         rabbitmq_cpu_seconds(&config.amqp_url),
         redis_used_bytes(store).await,
     );
@@ -1174,7 +1171,7 @@ async fn measure_runtime(
     )
     .await?;
     let task_cpu_ms = cpu_ms_per(cpu_before, process_cpu_seconds(), n);
-    let task_redis_cpu_ms = cpu_ms_per(redis_before, redis_cpu_seconds(&config.redis_url).await, n);
+    let task_redis_cpu_ms = cpu_ms_per(redis_before, redis_cpu_seconds(store).await, n);
     let task_broker_cpu_ms = cpu_ms_per(broker_before, rabbitmq_cpu_seconds(&config.amqp_url), n);
     let task_redis_bytes = bytes_per(memory_before, redis_used_bytes(store).await, n);
     let tasks_legs = legs(service, &task_arns[..task_arns.len().min(LEGS_SAMPLE)]).await?;

@@ -211,20 +211,20 @@ const MEMORY_CHECK_EVERY: Duration = Duration::from_secs(10);
 /// `reading`, and logs its warnings ([`RedisMemory::warnings`]) whenever which ones apply
 /// changes (a policy that evicts at error level: it loses data).
 async fn watch_memory(redis: Arc<RedisStore>, reading: MemoryReading, shutdown: CancellationToken) {
-    // Per node: evicts, nearly full (the figures in the text change at every reading).
-    let mut logged: Option<Vec<(String, bool, bool)>> = None;
+    // The warnings that applied at the last reading, per node: evicts, nearly full (their
+    // texts hold figures that change at every reading).
+    let mut applying: Vec<(String, bool, bool)> = Vec::new();
     let mut unreadable_said = false;
     loop {
-        match redis.memory().await {
+        let nodes = match redis.memory().await {
             Ok(nodes) => {
-                let kinds: Vec<_> = nodes
+                unreadable_said = false;
+                let now: Vec<_> = nodes
                     .iter()
-                    .map(|n| {
-                        let full = n.fullness_warning().is_some();
-                        (n.node.clone(), n.evicts(), full)
-                    })
+                    .map(|n| (n.node.clone(), n.evicts(), n.fullness_warning().is_some()))
+                    .filter(|(_, evicts, full)| *evicts || *full)
                     .collect();
-                if logged.as_ref() != Some(&kinds) {
+                if now != applying {
                     for node in &nodes {
                         if let Some(warning) = node.eviction_warning() {
                             tracing::error!("{warning}");
@@ -233,21 +233,24 @@ async fn watch_memory(redis: Arc<RedisStore>, reading: MemoryReading, shutdown: 
                             tracing::warn!("{warning}");
                         }
                     }
-                    let clear = kinds.iter().all(|(_, evicts, full)| !evicts && !full);
-                    if clear && logged.is_some() {
+                    if now.is_empty() {
                         tracing::info!("Redis memory: no warnings any more");
                     }
-                    logged = Some(kinds);
+                    applying = now;
                 }
-                *reading.lock().unwrap_or_else(|p| p.into_inner()) = Some(nodes);
+                Some(nodes)
             }
-            Err(e) if !unreadable_said => {
-                // Managed Redis may not allow INFO: said once, then quiet.
-                tracing::warn!(error = %e, "cannot read Redis's memory; /metrics and /healthz will not show it");
-                unreadable_said = true;
+            Err(e) => {
+                // Managed Redis may not allow INFO: said once per outage, then quiet.
+                if !unreadable_said {
+                    tracing::warn!(error = %e, "cannot read Redis's memory; /metrics and /healthz do not show it until it can");
+                    unreadable_said = true;
+                }
+                None
             }
-            Err(_) => {}
-        }
+        };
+        // An old reading would pass for the current one.
+        *reading.lock().unwrap_or_else(|p| p.into_inner()) = nodes;
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(MEMORY_CHECK_EVERY) => {}

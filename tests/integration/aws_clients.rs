@@ -6,6 +6,7 @@
 //! server` and the SDK test with SigV4 access keys, so the suite's auth tests run for real. Python, boto3 and the AWS CLI must be installed (`.ci/test` installs them);
 //! the tests fail loudly, never skip, when they are missing.
 
+use crate::console::{free_port, http};
 use aws_sdk_sfn as sfn;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,11 +21,6 @@ use tokio_util::sync::CancellationToken;
 
 const KEY_ID: &str = "stepline-test";
 const SECRET: &str = "s3cr3t-key";
-
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr")
-}
 
 fn config(listen: SocketAddr, namespace: Option<String>, open: bool) -> ServerConfig {
     ServerConfig {
@@ -64,30 +60,6 @@ async fn wait_listening(addr: SocketAddr) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the Stepline server did not start listening on {addr}");
-}
-
-/// `GET path` over HTTP/1.0: the status code and the body.
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .expect("send");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .await
-        .expect("read the response");
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .expect("a header and a body");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    (status, body.to_string())
 }
 
 /// Runs the Python suite against `endpoint`; panics with its output when it fails.
@@ -171,13 +143,14 @@ async fn boto3_and_aws_cli_against_stepline_server_on_redis_and_rabbitmq() {
 
     // The operator's view: healthy, Redis's memory per node (no warning: this Redis does not
     // evict and has no maxmemory).
-    let (status, health) = http_get(addr, "/healthz").await;
-    assert_eq!(status, 200, "{health}");
-    let health: serde_json::Value = serde_json::from_str(&health).expect("healthz JSON");
+    let health = http(addr, "GET", "/healthz", &[], "").await;
+    assert_eq!(health.status, 200, "{}", health.body);
+    let health: serde_json::Value = serde_json::from_str(&health.body).expect("healthz JSON");
     assert_eq!(health["status"], "ok");
     assert_eq!(health.get("warnings"), None, "{health}");
-    let (status, metrics) = http_get(addr, "/metrics").await;
-    assert_eq!(status, 200);
+    let metrics = http(addr, "GET", "/metrics", &[], "").await;
+    assert_eq!(metrics.status, 200);
+    let metrics = metrics.body;
     let memory = store.memory().await.expect("INFO memory");
     for family in [
         "stepline_redis_used_memory_bytes",

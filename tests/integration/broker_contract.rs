@@ -25,7 +25,7 @@ use stepline_engine::runtime::store::partition_of;
 use stepline_engine::task_token;
 use stepline_worker::hub::InProcessHub;
 use stepline_worker::protocol::{CancelMessage, Reply, TaskMessage, PROTOCOL_VERSION};
-use stepline_worker::topology::{CALLBACK_QUEUE, DEAD_LETTER_EXCHANGE};
+use stepline_worker::topology::CALLBACK_QUEUE;
 use tokio::sync::broadcast;
 
 /// Upper bound of every wait in this suite.
@@ -734,16 +734,15 @@ async fn rabbitmq_classic_broker_deletes_an_idle_quorum_queue_and_keeps_its_conn
         let queue = task_queue(ACTIVITY);
         let connection = another_connection(broker).await;
         let channel = connection.create_channel().await.expect("a channel");
-        let mut arguments = lapin::types::FieldTable::default();
-        for (key, value) in [
-            ("x-queue-type", "quorum".to_string()),
-            ("x-dead-letter-exchange", broker.name(DEAD_LETTER_EXCHANGE)),
-        ] {
-            arguments.insert(
-                key.into(),
-                lapin::types::AMQPValue::LongString(value.into()),
-            );
-        }
+        channel
+            .confirm_select(Default::default())
+            .await
+            .expect("confirms: the task is in the queue once confirmed");
+        // Declared as an engine with `--queue-type quorum` declares it.
+        let arguments = stepline_worker::transport::amqp::durable_queue_arguments(
+            &broker.name(""),
+            stepline_worker::QueueType::Quorum,
+        );
         channel
             .queue_declare(
                 broker.name(&queue).as_str().into(),
@@ -755,29 +754,10 @@ async fn rabbitmq_classic_broker_deletes_an_idle_quorum_queue_and_keeps_its_conn
             )
             .await
             .expect("declare a quorum queue");
-        let _ = connection.close(200, "OK".into()).await;
 
         let waiting = task(1);
         let body = serde_json::to_vec(&waiting).expect("json");
-        let other = another_connection(broker).await;
-        let channel = other.create_channel().await.expect("a channel");
-        channel
-            .confirm_select(Default::default())
-            .await
-            .expect("confirms: the task is in the queue once confirmed");
-        let confirmation = channel
-            .basic_publish(
-                "".into(),
-                broker.name(&queue).as_str().into(),
-                lapin::options::BasicPublishOptions::default(),
-                &body,
-                lapin::BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("confirm");
-        assert!(confirmation.is_ack(), "{confirmation:?}");
+        crate::worker_amqp::publish(&channel, "", &broker.name(&queue), &body).await;
 
         assert!(
             !broker.delete_idle_queue(&queue).await.expect("delete"),
@@ -804,7 +784,7 @@ async fn rabbitmq_classic_broker_deletes_an_idle_quorum_queue_and_keeps_its_conn
             .ack(lapin::options::BasicAckOptions::default())
             .await
             .expect("ack");
-        let _ = other.close(200, "OK".into()).await;
+        let _ = connection.close(200, "OK".into()).await;
         assert!(
             broker.delete_idle_queue(&queue).await.expect("delete"),
             "an idle quorum queue is deleted"

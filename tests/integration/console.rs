@@ -23,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 const KEY_ID: &str = "console-test";
 const SECRET: &str = "console-s3cr3t";
 
-fn free_port() -> SocketAddr {
+/// A local address nothing listens on (shared by the tests that start servers).
+pub(crate) fn free_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     l.local_addr().expect("local addr")
 }
@@ -67,10 +68,10 @@ async fn start(open: bool) -> (SocketAddr, CancellationToken, tokio::task::JoinH
     panic!("the Stepline server did not start listening on {addr}");
 }
 
-struct Answer {
-    status: u16,
+pub(crate) struct Answer {
+    pub status: u16,
     headers: Vec<(String, String)>,
-    body: String,
+    pub body: String,
 }
 
 impl Answer {
@@ -83,7 +84,7 @@ impl Answer {
 }
 
 /// One HTTP/1.1 request on a fresh connection.
-async fn http(
+pub(crate) async fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,

@@ -295,24 +295,25 @@ impl WorkerBuilder {
             // The last call wins, like any other builder setting.
             limits.insert(arn, limit);
         }
-        let mut rates = HashMap::new();
+        let mut paces = HashMap::new();
         for (name, per_second) in self.rates {
             let arn = arn_of(name);
             assert!(
                 activities.contains_key(&arn),
                 "activity_rate_limit for {arn}, which no handler serves"
             );
-            assert!(
-                crate::transport::Pace::new(per_second).is_some(),
-                "activity_rate_limit for {arn}: {per_second} is not a positive number of tasks \
-                 per second"
-            );
-            rates.insert(arn, per_second);
+            let pace = crate::transport::Pace::new(per_second).unwrap_or_else(|| {
+                panic!(
+                    "activity_rate_limit for {arn}: {per_second} is not a positive number of \
+                     tasks per second"
+                )
+            });
+            paces.insert(arn, pace);
         }
         Worker {
             activities,
             limits,
-            rates,
+            paces,
             name: self.name.unwrap_or_else(default_worker_name),
             concurrency: self.concurrency,
             shutdown_grace: self.shutdown_grace,
@@ -339,8 +340,8 @@ pub struct Worker {
     activities: HashMap<String, Handler>,
     /// Activity ARN → most of its tasks in flight at once (absent: only the overall limit).
     limits: HashMap<String, u16>,
-    /// Activity ARN → most of its tasks started per second (absent: no rate limit).
-    rates: HashMap<String, f64>,
+    /// Activity ARN → its rate limit (absent: none).
+    paces: HashMap<String, crate::transport::Pace>,
     name: String,
     concurrency: usize,
     shutdown_grace: Duration,
@@ -393,11 +394,11 @@ impl Worker {
         } = self.transport.start(Subscription {
             activities: &arns,
             limits: &self.limits,
-            rates: &self.rates,
+            paces: &self.paces,
             prefetch,
             worker_name: &self.name,
         });
-        info!(worker = %self.name, activities = ?arns, concurrency = self.concurrency, limits = ?self.limits, rates = ?self.rates, "worker started");
+        info!(worker = %self.name, activities = ?arns, concurrency = self.concurrency, limits = ?self.limits, rates = ?self.paces, "worker started");
 
         let shutdown = self.shutdown;
         let force = CancellationToken::new();
@@ -1106,6 +1107,8 @@ mod tests {
     use tokio::sync::mpsc;
 
     const ARN: &str = "arn:aws:states:us-east-1:111111111111:activity:test";
+    /// A second activity, for tests of several.
+    const OTHER: &str = "arn:aws:states:us-east-1:111111111111:activity:other";
 
     fn task(token: &str, input: Value) -> TaskMessage {
         TaskMessage {
@@ -1120,6 +1123,14 @@ mod tests {
             heartbeat_seconds: None,
             deadline_ms: None,
             reply_to: "stepline.partition.0".into(),
+        }
+    }
+
+    /// A task of [`OTHER`].
+    fn other_task(token: &str, input: Value) -> TaskMessage {
+        TaskMessage {
+            resource: OTHER.into(),
+            ..task(token, input)
         }
     }
 
@@ -1533,7 +1544,6 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_activity_limit_holds_while_other_activities_use_the_rest() {
-        const OTHER: &str = "arn:aws:states:us-east-1:111111111111:activity:other";
         let (limited, other) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let mut w = start(
             Worker::builder()
@@ -1547,9 +1557,7 @@ mod tests {
             w.push(task(&format!("t{n}"), json!(n)));
         }
         for n in 0..3 {
-            let mut other_task = task(&format!("o{n}"), json!(n));
-            other_task.resource = OTHER.into();
-            w.push(other_task);
+            w.push(other_task(&format!("o{n}"), json!(n)));
         }
         let mut finished = Vec::new();
         while finished.len() < 6 {
@@ -1660,7 +1668,6 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_busy_activity_does_not_starve_the_others() {
-        const OTHER: &str = "arn:aws:states:us-east-1:111111111111:activity:other";
         let echo = |_ctx: TaskContext, input: Value| async move { Ok::<_, TaskError>(input) };
         let mut w = start(
             Worker::builder()
@@ -1670,9 +1677,7 @@ mod tests {
         );
         // `other` is looked at first (the queues are in ARN order) and is always busy.
         for n in 0..3 {
-            let mut busy = task(&format!("o{n}"), json!(n));
-            busy.resource = OTHER.into();
-            w.push(busy);
+            w.push(other_task(&format!("o{n}"), json!(n)));
         }
         w.push(task("t0", json!(0)));
         let mut order = Vec::new();
@@ -1734,7 +1739,6 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_rate_limited_activity_starts_its_tasks_evenly_while_others_go_by() {
-        const OTHER: &str = "arn:aws:states:us-east-1:111111111111:activity:other";
         let starts = Arc::new(Mutex::new(Vec::new()));
         let mut w = start(
             Worker::builder()
@@ -1748,9 +1752,7 @@ mod tests {
             w.push(task(&format!("t{n}"), json!(n)));
         }
         for n in 0..2 {
-            let mut other_task = task(&format!("o{n}"), json!(n));
-            other_task.resource = OTHER.into();
-            w.push(other_task);
+            w.push(other_task(&format!("o{n}"), json!(n)));
         }
         for _ in 0..6 {
             assert!(matches!(w.reply().await, Reply::Finished { .. }));

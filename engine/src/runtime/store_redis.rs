@@ -574,7 +574,7 @@ pub struct RedisMemory {
 }
 
 /// The value of `name` in an `INFO` reply (`name:value` lines).
-pub(crate) fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+pub fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
     info.lines()
         .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))
 }
@@ -654,16 +654,17 @@ const SWEEP_PASSES_PER_ADOPTION: u32 = 1440;
 
 /// Where the index sweep ([`Store::sweep_indexes`]) stands. A pass goes partition by
 /// partition: the machines of the partition's set (`{p<n>}:machines`, read with `SSCAN`),
-/// then each machine's list index, a slice per step. Before a sweeper's first pass, and again
-/// every [`SWEEP_PASSES_PER_ADOPTION`] passes, list indexes that no set lists are adopted into
-/// them (found with `SCAN`, node by node on a cluster): those an older build wrote, before the
-/// sets existed or while a rolling upgrade still ran it next to this one.
+/// then each machine's list index, a slice per step. When a sweeper starts, and again every
+/// [`SWEEP_PASSES_PER_ADOPTION`] passes, list indexes that no set lists are adopted into them
+/// (found with `SCAN`, node by node on a cluster, at most [`SWEEP_SCANS_PER_STEP`] `SCAN`s at
+/// the start of each step, the sweep going on beside it): those an older build wrote, before
+/// the sets existed or while a rolling upgrade still ran it next to this one. An error starts
+/// the pass over, and an adoption under way, but not a finished one.
 #[derive(Default)]
 pub struct SweepCursor {
     adoption: Adoption,
-    /// Whether a pass is under way; `partitions` holds the partitions it has yet to visit.
-    in_pass: bool,
-    partitions: std::collections::VecDeque<u32>,
+    /// The partitions the pass under way has yet to visit (`None`: between passes).
+    partitions: Option<std::collections::VecDeque<u32>>,
     /// The partition whose machine set is being read, and the `SSCAN` cursor to resume at.
     set: Option<(u32, u64)>,
     /// Machines read from the set and not swept yet: partition and state machine.
@@ -1087,13 +1088,23 @@ impl RedisStore {
     /// The memory of the Redis node (every primary of a cluster): what `/healthz` and
     /// `/metrics` report, and what the server warns about ([`RedisMemory::warnings`]).
     pub async fn memory(&self) -> Result<Vec<RedisMemory>, StoreError> {
+        self.info("memory")
+            .await?
+            .into_iter()
+            .map(|(node, text)| RedisMemory::parse(&node, &text).map_err(StoreError::Backend))
+            .collect()
+    }
+
+    /// `INFO <section>` of the node (every primary of a cluster): each node's `host:port` and
+    /// reply (read its fields with [`info_field`]).
+    pub async fn info(&self, section: &str) -> Result<Vec<(String, String)>, StoreError> {
         let nodes = self.scan_nodes().await?;
         try_join_all(nodes.into_iter().map(|node| async move {
             let mut info = redis::cmd("INFO");
-            info.arg("memory");
-            let text: String = self.on_node(&node, info, "INFO memory").await?;
+            info.arg(section);
+            let text: String = self.on_node(&node, info, "INFO").await?;
             let name = node.map_or_else(|| self.node.to_string(), |(h, p)| format!("{h}:{p}"));
-            RedisMemory::parse(&name, &text).map_err(StoreError::Backend)
+            Ok((name, text))
         }))
         .await
     }
@@ -1165,16 +1176,18 @@ impl RedisStore {
         partitions: &std::collections::BTreeSet<u32>,
         budget: usize,
     ) -> Result<SweepStep, StoreError> {
-        let (mut seen, mut unlisted, mut scans) = (0, 0, 0);
+        // An adoption under way takes a bounded share of each step (a keyspace of other keys
+        // may be large); the sweep goes on beside it.
+        for _ in 0..SWEEP_SCANS_PER_STEP {
+            if matches!(sweep.adoption, Adoption::Done { .. }) {
+                break;
+            }
+            self.adopt_indexes(&mut sweep.adoption).await?;
+        }
+        let (mut seen, mut unlisted) = (0, 0);
         let mut pass_over = false;
         while seen < budget {
-            if !matches!(sweep.adoption, Adoption::Done { .. }) {
-                if scans == SWEEP_SCANS_PER_STEP {
-                    break; // Bounded work per step, even over a keyspace of other keys.
-                }
-                scans += 1;
-                self.adopt_indexes(&mut sweep.adoption).await?;
-            } else if let Some((partition, machine, last)) = sweep.current.take() {
+            if let Some((partition, machine, last)) = sweep.current.take() {
                 if !partitions.contains(&partition) {
                     continue; // Given up meanwhile: its owner sweeps it.
                 }
@@ -1244,21 +1257,23 @@ impl RedisStore {
                 if next != 0 {
                     sweep.set = Some((partition, next));
                 }
-            } else if let Some(partition) = sweep.partitions.pop_front() {
-                sweep.set = Some((partition, 0));
-            } else if !sweep.in_pass {
-                sweep.in_pass = true;
-                sweep.partitions = partitions.iter().copied().collect();
-            } else {
-                sweep.in_pass = false;
-                pass_over = true; // The next call starts another pass.
-                if let Adoption::Done { passes_left } = &mut sweep.adoption {
-                    *passes_left = passes_left.saturating_sub(1);
-                    if *passes_left == 0 {
-                        sweep.adoption = Adoption::Due;
+            } else if let Some(left) = &mut sweep.partitions {
+                match left.pop_front() {
+                    Some(partition) => sweep.set = Some((partition, 0)),
+                    None => {
+                        sweep.partitions = None;
+                        pass_over = true; // The next call starts another pass.
+                        if let Adoption::Done { passes_left } = &mut sweep.adoption {
+                            *passes_left = passes_left.saturating_sub(1);
+                            if *passes_left == 0 {
+                                sweep.adoption = Adoption::Due;
+                            }
+                        }
+                        break;
                     }
                 }
-                break;
+            } else {
+                sweep.partitions = Some(partitions.iter().copied().collect());
             }
         }
         Ok(SweepStep {
@@ -1294,17 +1309,23 @@ impl RedisStore {
                 };
                 let pattern = self.keys.machine_indexes_pattern();
                 let (next, keys) = self.scan_step(&address, *cursor, &pattern).await?;
-                let adds = keys.iter().filter_map(|key| {
-                    let (partition, machine) = self.keys.parse_machine_index(key)?;
+                // One `SADD` per partition (one slot each).
+                let mut found: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
+                for key in &keys {
+                    if let Some((partition, machine)) = self.keys.parse_machine_index(key) {
+                        found.entry(partition).or_default().push(machine);
+                    }
+                }
+                let adds = found.into_iter().map(|(partition, machines)| {
                     let mut conn = self.conn.clone();
                     let set = self.keys.partition(partition, "machines");
-                    Some(async move {
+                    async move {
                         redis::cmd("SADD")
                             .arg(set)
-                            .arg(machine)
+                            .arg(machines)
                             .query_async::<()>(&mut conn)
                             .await
-                    })
+                    }
                 });
                 try_join_all(adds)
                     .await
@@ -2191,8 +2212,16 @@ impl Store for RedisStore {
     ) -> Result<SweepStep, StoreError> {
         let step = self.sweep_step(cursor, partitions, budget.max(1)).await;
         if step.is_err() {
-            // Start over next time: the nodes may have changed (a failover), a cursor gone.
-            *cursor = SweepCursor::default();
+            // Start the pass (and an adoption under way) over next time: the nodes may have
+            // changed (a failover), a cursor gone. A finished adoption stays finished.
+            let adoption = match std::mem::take(&mut cursor.adoption) {
+                Adoption::Scanning { .. } => Adoption::Due,
+                other => other,
+            };
+            *cursor = SweepCursor {
+                adoption,
+                ..SweepCursor::default()
+            };
         }
         step
     }

@@ -175,7 +175,7 @@ impl AmqpTransport {
                     activity: arn.clone(),
                     queue: self.name(&task_queue(arn)),
                     limit: subscription.limits.get(arn).copied(),
-                    rate: subscription.rates.get(arn).copied(),
+                    rate: subscription.paces.get(arn).map(Pace::per_second),
                 })
                 .collect(),
             prefetch: subscription.prefetch.max(1),
@@ -190,11 +190,7 @@ impl AmqpTransport {
         let handle = tokio::spawn(supervisor.run());
         Started {
             tasks: TaskSource::Amqp(Tasks {
-                paces: subscription
-                    .rates
-                    .iter()
-                    .filter_map(|(arn, rate)| Some((arn.clone(), Pace::new(*rate)?)))
-                    .collect(),
+                paces: subscription.paces.clone(),
                 held: std::collections::VecDeque::new(),
                 events: events_rx,
                 stop,
@@ -394,6 +390,13 @@ impl Tasks {
     /// to arrive unless its activity's turn has not come (then it is held). Cancel-safe.
     pub(crate) async fn next(&mut self) -> Result<Delivery, TransportError> {
         loop {
+            if self.paces.is_empty() {
+                // Nothing is ever held: the next delivery, as it comes.
+                return match self.events.recv().await {
+                    Some(Event::Delivery(d)) => Ok(d),
+                    event => Err(Self::ended(event)),
+                };
+            }
             // Lost with their connection: the broker has requeued them already.
             self.held.retain(|d| !d.lost.is_cancelled());
             let now = tokio::time::Instant::now();
@@ -410,12 +413,7 @@ impl Tasks {
                 .min();
             let event = tokio::select! {
                 event = self.events.recv() => event,
-                () = async {
-                    match turn {
-                        Some(at) => tokio::time::sleep_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                } => continue,
+                () = super::until(turn) => continue,
             };
             match event {
                 Some(Event::Delivery(d)) => {
@@ -429,13 +427,16 @@ impl Tasks {
                     self.take_turn(&d, now);
                     return Ok(d);
                 }
-                Some(Event::Failed(e)) => return Err(e),
-                Some(Event::Drained) | None => {
-                    return Err(TransportError::Disconnected(
-                        "the transport was stopped".to_string(),
-                    ))
-                }
+                event => return Err(Self::ended(event)),
             }
+        }
+    }
+
+    /// The error of an event that is not a delivery: the transport failed or was stopped.
+    fn ended(event: Option<Event>) -> TransportError {
+        match event {
+            Some(Event::Failed(e)) => e,
+            _ => TransportError::Disconnected("the transport was stopped".to_string()),
         }
     }
 
@@ -553,7 +554,7 @@ impl ConsumedQueue {
         let prefetch = match (self.limit, self.rate) {
             (Some(limit), _) => limit.min(worker),
             (None, Some(rate)) => {
-                let two_seconds = (2.0 * rate.ceil()).clamp(2.0, f64::from(u16::MAX)) as u16;
+                let two_seconds = (2.0 * rate).ceil().clamp(2.0, f64::from(u16::MAX)) as u16;
                 two_seconds.min(worker)
             }
             (None, None) => worker,

@@ -38,7 +38,7 @@ pub(crate) fn start(hub: InProcessHub, subscription: Subscription<'_>) -> Starte
     let paces = subscription
         .activities
         .iter()
-        .map(|arn| subscription.rates.get(arn).and_then(|r| Pace::new(*r)))
+        .map(|arn| subscription.paces.get(arn).cloned())
         .collect();
     Started {
         cancels: CancelSource::InProcess(Cancels {
@@ -110,12 +110,7 @@ impl Tasks {
                 .filter_map(Pace::ready_at)
                 .filter(|at| *at > now)
                 .min();
-            let next_turn = async {
-                match turn {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let next_turn = super::until(turn);
             let freed = self.freed.notified();
             let (index, task) = if !(0..limits.len()).any(open) {
                 tokio::select! {

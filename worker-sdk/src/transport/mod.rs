@@ -78,8 +78,8 @@ pub(crate) struct Subscription<'a> {
     pub activities: &'a [String],
     /// Activities with a limit of their own: most of their tasks handed out and not settled.
     pub limits: &'a std::collections::HashMap<String, u16>,
-    /// Activities with a rate limit: most of their tasks handed out per second ([`Pace`]).
-    pub rates: &'a std::collections::HashMap<String, f64>,
+    /// Activities with a rate limit: their [`Pace`]s.
+    pub paces: &'a std::collections::HashMap<String, Pace>,
     /// The worker's concurrency (its semaphore bounds the tasks in flight): on RabbitMQ each
     /// activity consumer's prefetch unless the activity has a lower limit; unused in process.
     pub prefetch: u16,
@@ -90,8 +90,9 @@ pub(crate) struct Subscription<'a> {
 /// An activity's rate limit, enforced where its tasks are handed out: one task per
 /// `interval` at most, with no burst (after a quiet spell the next task goes at once, the one
 /// after it an interval later).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Pace {
+    per_second: f64,
     interval: std::time::Duration,
     /// When the next task may go; `None`: now.
     next: Option<tokio::time::Instant>,
@@ -102,9 +103,15 @@ impl Pace {
     /// positive number).
     pub fn new(per_second: f64) -> Option<Pace> {
         (per_second.is_finite() && per_second > 0.0).then(|| Pace {
+            per_second,
             interval: std::time::Duration::from_secs_f64((1.0 / per_second).min(86_400.0)),
             next: None,
         })
+    }
+
+    /// The rate: tasks per second.
+    pub fn per_second(&self) -> f64 {
+        self.per_second
     }
 
     /// Whether a task may go at `now`.
@@ -121,6 +128,21 @@ impl Pace {
     pub fn take(&mut self, now: tokio::time::Instant) {
         let from = self.next.map_or(now, |next| next.max(now));
         self.next = Some(from + self.interval);
+    }
+}
+
+impl std::fmt::Debug for Pace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/s", self.per_second)
+    }
+}
+
+/// Sleeps until `at`; never returns without one (a `select!` arm for the next turn of some
+/// [`Pace`], if any).
+pub(crate) async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
