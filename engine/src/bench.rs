@@ -941,22 +941,16 @@ async fn broker_ceiling(config: &BenchConfig, namespace: &str) -> Result<Ceiling
 }
 
 async fn measure_ceiling(config: &BenchConfig, raw: Arc<RawBroker>) -> Result<Ceiling, BenchError> {
-    // Warm-up (connections, queues, the broker's caches), then one at a time.
-    let count = config.sequential_round_trips.max(1);
-    let mut sequential = on_runtime({
+    // Warm-up (connections, queues, the broker's caches), then one at a time (one loop).
+    let round_trip = {
         let raw = raw.clone();
-        async move {
-            for _ in 0..50 {
-                raw.round_trip().await?;
-            }
-            let mut sequential = Vec::with_capacity(count);
-            for _ in 0..count {
-                sequential.push(ms(raw.round_trip().await?));
-            }
-            Ok(sequential)
+        move |_| {
+            let raw = raw.clone();
+            async move { Ok(ms(raw.round_trip().await?)) }
         }
-    })
-    .await?;
+    };
+    closed_loops(1, 50, round_trip.clone()).await?;
+    let mut sequential = closed_loops(1, config.sequential_round_trips.max(1), round_trip).await?;
     let p50_ms = percentile(&mut sequential, 0.5);
 
     // Under load: `window` loops, each doing round trips back to back.
@@ -1188,11 +1182,7 @@ async fn measure_runtime(
     let (mut waited, mut recorded, latency_arns) = within(
         "the latency run",
         config.phase_timeout,
-        on_runtime({
-            let (service, machine) = (service.clone(), task_machine.clone());
-            let count = config.latency_executions.max(1);
-            async move { sequential_latency(&service, &machine, count).await }
-        }),
+        sequential_latency(service, &task_machine, config.latency_executions.max(1)),
     )
     .await?;
     let latency_legs = legs(service, &latency_arns).await?;
@@ -1259,17 +1249,6 @@ async fn legs(service: &BenchService, arns: &[String]) -> Result<Legs, BenchErro
         dispatch: sum.dispatch / n,
         work: sum.work / n,
     })
-}
-
-/// Runs `measurement` as a task on the runtime and waits for it: every measuring loop runs on
-/// the runtime's worker threads, as the server's request handlers do (not on the thread that
-/// blocks on the whole benchmark), the raw broker's and the runtime's alike.
-async fn on_runtime<T: Send + 'static>(
-    measurement: impl Future<Output = Result<T, BenchError>> + Send + 'static,
-) -> Result<T, BenchError> {
-    tokio::spawn(measurement)
-        .await
-        .map_err(|e| BenchError::Failed(format!("a measurement failed: {e}")))?
 }
 
 /// Runs `op(0)` … `op(total - 1)` with `window` of them in flight: `window` loops spawned on
@@ -1386,28 +1365,35 @@ async fn run_batch(
     Ok((((last_stop - started_ms) as f64).max(1.0), arns))
 }
 
-/// Runs `count` executions one after another; returns the client-observed latencies (start
-/// call → `wait` returns) and the records' `stop_ms - start_ms`, in milliseconds, and the
-/// executions' ARNs.
+/// Runs `count` executions one after another (one loop of [`closed_loops`]); returns the
+/// client-observed latencies (start call → `wait` returns) and the records' `stop_ms -
+/// start_ms`, in milliseconds, and the executions' ARNs.
 async fn sequential_latency(
-    service: &BenchService,
+    service: &Arc<BenchService>,
     machine: &str,
     count: usize,
 ) -> Result<(Vec<f64>, Vec<f64>, Vec<String>), BenchError> {
-    let mut waited = Vec::with_capacity(count);
-    let mut recorded = Vec::with_capacity(count);
-    let mut arns = Vec::with_capacity(count);
-    for i in 0..count {
-        let started = Instant::now();
-        let arn = service
-            .start_execution(machine, Some(format!("latency-{i}")), json!({"i": i}))
-            .await?;
-        let record = service.wait(&arn, Duration::from_secs(30)).await?;
-        waited.push(ms(started.elapsed()));
-        recorded.push((succeeded(&record)? - record.start_ms) as f64);
-        arns.push(arn);
+    let (service, machine) = (service.clone(), machine.to_string());
+    let runs = closed_loops(1, count, move |i| {
+        let (service, machine) = (service.clone(), machine.clone());
+        async move {
+            let started = Instant::now();
+            let arn = service
+                .start_execution(&machine, Some(format!("latency-{i}")), json!({"i": i}))
+                .await?;
+            let record = service.wait(&arn, Duration::from_secs(30)).await?;
+            let waited = ms(started.elapsed());
+            Ok((waited, (succeeded(&record)? - record.start_ms) as f64, arn))
+        }
+    })
+    .await?;
+    let mut out = (Vec::new(), Vec::new(), Vec::new());
+    for (waited, recorded, arn) in runs {
+        out.0.push(waited);
+        out.1.push(recorded);
+        out.2.push(arn);
     }
-    Ok((waited, recorded, arns))
+    Ok(out)
 }
 
 #[cfg(test)]
