@@ -420,18 +420,22 @@ impl Shared {
         Err(last)
     }
 
-    /// Counts and logs a malformed message, and rejects it without requeue (to the DLX).
-    async fn dead_letter(
-        self: Arc<Self>,
+    /// Counts and logs a malformed message at once, and returns the rejection without requeue
+    /// (to the DLX) to await or spawn. Counting before the rejection is sent means the count
+    /// includes every malformed message that came before the next good one handed on.
+    fn dead_letter(
+        &self,
         acker: lapin::Acker,
         size: usize,
         reason: String,
         queue: String,
-    ) {
+    ) -> impl Future<Output = ()> + Send + 'static {
         self.dead_lettered.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(%queue, %reason, size, "dead-lettering a malformed message");
-        if let Err(e) = acker.reject(BasicRejectOptions { requeue: false }).await {
-            tracing::warn!(%queue, error = %e, "rejecting a malformed message failed");
+        async move {
+            if let Err(e) = acker.reject(BasicRejectOptions { requeue: false }).await {
+                tracing::warn!(%queue, error = %e, "rejecting a malformed message failed");
+            }
         }
     }
 }
@@ -732,7 +736,6 @@ impl Broker for AmqpBroker {
                 }
                 Err(reason) => {
                     self.shared
-                        .clone()
                         .dead_letter(delivery.acker, delivery.data.len(), reason, queue.clone())
                         .await
                 }
@@ -889,15 +892,17 @@ impl InputConsumer for AmqpConsumer {
                         })
                     }
                     Err(reason) => {
-                        let shared = self.shared.clone();
                         let size = delivery.data.len();
                         let state = self.state.clone();
                         state.rejecting.fetch_add(1, Ordering::SeqCst);
-                        let queue = self.queue.clone();
+                        let reject = self.shared.dead_letter(
+                            delivery.acker,
+                            size,
+                            reason,
+                            self.queue.clone(),
+                        );
                         tokio::spawn(async move {
-                            shared
-                                .dead_letter(delivery.acker, size, reason, queue)
-                                .await;
+                            reject.await;
                             state.rejecting.fetch_sub(1, Ordering::SeqCst);
                         });
                     }
@@ -1085,14 +1090,12 @@ async fn route_callback(
             let reason = "only worker replies and callbacks belong on the callback queue";
             let size = delivery.data.len();
             return shared
-                .clone()
                 .dead_letter(delivery.acker, size, reason.into(), queue.into())
                 .await;
         }
         Err(reason) => {
             let size = delivery.data.len();
             return shared
-                .clone()
                 .dead_letter(delivery.acker, size, reason, queue.into())
                 .await;
         }
@@ -1101,7 +1104,6 @@ async fn route_callback(
     else {
         let size = delivery.data.len();
         return shared
-            .clone()
             .dead_letter(
                 delivery.acker,
                 size,
