@@ -54,6 +54,7 @@ use crate::runtime::broker::BrokerError;
 use crate::runtime::broker_amqp::{AmqpBroker, AmqpConfig, QueueType};
 use crate::runtime::clock::{Clock, SystemClock};
 use crate::runtime::coordinator::CoordinatorConfig;
+use crate::runtime::metrics::WaitTotals;
 use crate::runtime::service::{Service, ServiceError};
 use crate::runtime::store::{ExecutionRecord, StoreError};
 use crate::runtime::store_redis::{info_field, RedisStore};
@@ -214,6 +215,10 @@ pub struct BenchDetails {
     pub tasks_legs: Legs,
     /// The same for the latency run.
     pub latency_legs: Legs,
+    /// What the coordinator waited on per execution of the tasks/s run and of the latency
+    /// run (see [`Waited`]).
+    pub tasks_waited: Waited,
+    pub latency_waited: Waited,
     pub partitions: u32,
     pub worker_concurrency: usize,
     /// `classic` or `quorum`: the type of every queue measured.
@@ -232,6 +237,53 @@ pub struct Legs {
     pub start: f64,
     pub dispatch: f64,
     pub work: f64,
+}
+
+/// What the coordinator waited on during a run, per execution: its commit requests to Redis
+/// (sending to reply; commits sent together count once) and its outbox publishes (publishing
+/// to RabbitMQ's confirmation; the worker may have the message before), from the
+/// coordinator's `stepline_store_commit_seconds` and `stepline_broker_publish_seconds`; and
+/// Redis's own time per script call (`INFO commandstats`, the commit and ack scripts).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Waited {
+    pub commits_per_execution: f64,
+    pub commit_ms: f64,
+    pub publishes_per_execution: f64,
+    pub publish_ms: f64,
+    pub redis_script_ms: Option<f64>,
+}
+
+impl Waited {
+    /// Between two readings of the coordinator's totals and of Redis's script time (calls,
+    /// microseconds), over `executions`.
+    fn between(
+        before: (WaitTotals, Option<(u64, u64)>),
+        after: (WaitTotals, Option<(u64, u64)>),
+        executions: usize,
+    ) -> Waited {
+        let ((a, scripts_a), (b, scripts_b)) = (before, after);
+        let n = executions.max(1) as f64;
+        let mean_ms = |seconds: f64, count: u64| {
+            if count == 0 {
+                0.0
+            } else {
+                seconds * 1000.0 / count as f64
+            }
+        };
+        let (commits, publishes) = (b.commits - a.commits, b.publishes - a.publishes);
+        Waited {
+            commits_per_execution: commits as f64 / n,
+            commit_ms: mean_ms(b.commit_seconds - a.commit_seconds, commits),
+            publishes_per_execution: publishes as f64 / n,
+            publish_ms: mean_ms(b.publish_seconds - a.publish_seconds, publishes),
+            redis_script_ms: match (scripts_a, scripts_b) {
+                (Some((calls_a, usec_a)), Some((calls_b, usec_b))) if calls_b > calls_a => {
+                    Some((usec_b - usec_a) as f64 / 1000.0 / (calls_b - calls_a) as f64)
+                }
+                _ => None,
+            },
+        }
+    }
 }
 
 /// One line of the results table.
@@ -394,6 +446,20 @@ impl BenchReport {
                 legs.start, legs.dispatch, legs.work
             );
         }
+        for (run, w) in [("tasks/s", d.tasks_waited), ("latency", d.latency_waited)] {
+            let _ = writeln!(
+                out,
+                "       {run} run, per execution: {:.2} Redis commit requests of {:.3} ms mean \
+                 (sending to reply; Redis's own time per script call {} ms), {:.2} task \
+                 publishes of {:.3} ms mean (publishing to RabbitMQ's confirmation)",
+                w.commits_per_execution,
+                w.commit_ms,
+                w.redis_script_ms
+                    .map_or("n/a".to_string(), |ms| format!("{ms:.3}")),
+                w.publishes_per_execution,
+                w.publish_ms
+            );
+        }
         let _ = writeln!(
             out,
             "       Pass: {} executions x {} states entered in {:.0} ms",
@@ -476,6 +542,8 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
             pass_elapsed_ms: runtime.pass_elapsed_ms,
             tasks_legs: runtime.tasks_legs,
             latency_legs: runtime.latency_legs,
+            tasks_waited: runtime.tasks_waited,
+            latency_waited: runtime.latency_waited,
             partitions: config.partitions,
             queue_type: config.queue_type.as_str(),
             worker_concurrency: config.worker_concurrency,
@@ -605,6 +673,39 @@ async fn redis_cpu_seconds(store: &RedisStore) -> Option<f64> {
         total += field("used_cpu_sys")? + field("used_cpu_user")?;
     }
     Some(total)
+}
+
+/// The coordinator's commit and publish totals, and Redis's script calls and microseconds
+/// (`INFO commandstats`, summed over the nodes; `None` when unreadable).
+async fn waits(service: &BenchService, store: &RedisStore) -> (WaitTotals, Option<(u64, u64)>) {
+    let totals = service.coordinator().metrics().wait_totals();
+    (totals, redis_script_time(store).await)
+}
+
+async fn redis_script_time(store: &RedisStore) -> Option<(u64, u64)> {
+    let (mut calls, mut usec) = (0, 0);
+    for (_, info) in store.info("commandstats").await.ok()? {
+        let (c, u) = evalsha_stats(&info)?;
+        calls += c;
+        usec += u;
+    }
+    Some((calls, usec))
+}
+
+/// `EVALSHA`'s calls and microseconds in an `INFO commandstats` reply
+/// (`cmdstat_evalsha:calls=12,usec=345,usec_per_call=28.75,…`); none yet when it has no line.
+fn evalsha_stats(info: &str) -> Option<(u64, u64)> {
+    let Some(stats) = info_field(info, "cmdstat_evalsha") else {
+        return Some((0, 0));
+    };
+    let field = |name: &str| {
+        stats
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))?
+            .parse::<u64>()
+            .ok()
+    };
+    Some((field("calls")?, field("usec")?))
 }
 
 /// The memory the store's Redis nodes use, summed; `None` when it cannot be read.
@@ -1004,6 +1105,8 @@ struct RuntimeNumbers {
     pass_elapsed_ms: f64,
     tasks_legs: Legs,
     latency_legs: Legs,
+    tasks_waited: Waited,
+    latency_waited: Waited,
 }
 
 type BenchService = Service<RedisStore, AmqpBroker, SystemClock>;
@@ -1158,12 +1261,14 @@ async fn measure_runtime(
         rabbitmq_cpu_seconds(&config.amqp_url),
         redis_used_bytes(store).await,
     );
+    let waits_before = waits(service, store).await;
     let (tasks_elapsed_ms, task_arns) = within(
         "the tasks/s run",
         config.phase_timeout,
         run_closed(service, &task_machine, "tasks", n, window),
     )
     .await?;
+    let tasks_waited = Waited::between(waits_before, waits(service, store).await, n);
     let task_cpu_ms = cpu_ms_per(cpu_before, process_cpu_seconds(), n);
     let task_redis_cpu_ms = cpu_ms_per(redis_before, redis_cpu_seconds(store).await, n);
     let task_broker_cpu_ms = cpu_ms_per(broker_before, rabbitmq_cpu_seconds(&config.amqp_url), n);
@@ -1179,12 +1284,18 @@ async fn measure_runtime(
     .await?;
 
     tracing::info!(executions = config.latency_executions, "measuring latency");
+    let waits_before = waits(service, store).await;
     let (mut waited, mut recorded, latency_arns) = within(
         "the latency run",
         config.phase_timeout,
         sequential_latency(service, &task_machine, config.latency_executions.max(1)),
     )
     .await?;
+    let latency_waited = Waited::between(
+        waits_before,
+        waits(service, store).await,
+        latency_arns.len(),
+    );
     let latency_legs = legs(service, &latency_arns).await?;
 
     tracing::info!(executions = n, states, "measuring Pass transitions/s");
@@ -1215,6 +1326,8 @@ async fn measure_runtime(
         pass_elapsed_ms,
         tasks_legs,
         latency_legs,
+        tasks_waited,
+        latency_waited,
     })
 }
 
@@ -1426,6 +1539,51 @@ mod tests {
             assert_eq!(url_host(url), host, "{url}");
         }
         assert_eq!(rabbitmq_cpu_seconds("amqp://rabbit.internal:5672"), None);
+    }
+
+    #[test]
+    fn redis_script_time_is_read_from_commandstats() {
+        let info = "# Commandstats\r\ncmdstat_get:calls=3,usec=9,usec_per_call=3.00\r\n\
+                    cmdstat_evalsha:calls=12,usec=345,usec_per_call=28.75,rejected_calls=0,\
+                    failed_calls=1\r\n";
+        assert_eq!(evalsha_stats(info), Some((12, 345)));
+        assert_eq!(
+            evalsha_stats("# Commandstats\r\n"),
+            Some((0, 0)),
+            "no script ran yet"
+        );
+        assert_eq!(
+            evalsha_stats("cmdstat_evalsha:usec=1\r\n"),
+            None,
+            "unreadable"
+        );
+    }
+
+    #[test]
+    fn waits_are_means_per_call_and_counts_per_execution() {
+        let before = WaitTotals {
+            commits: 10,
+            commit_seconds: 1.0,
+            publishes: 5,
+            publish_seconds: 0.5,
+        };
+        let after = WaitTotals {
+            commits: 14,
+            commit_seconds: 1.0012,
+            publishes: 7,
+            publish_seconds: 0.5009,
+        };
+        let w = Waited::between((before, Some((100, 1_000))), (after, Some((104, 1_480))), 2);
+        assert_eq!(w.commits_per_execution, 2.0);
+        assert!((w.commit_ms - 0.3).abs() < 1e-9, "{}", w.commit_ms);
+        assert_eq!(w.publishes_per_execution, 1.0);
+        assert!((w.publish_ms - 0.45).abs() < 1e-9, "{}", w.publish_ms);
+        assert_eq!(w.redis_script_ms, Some(0.12));
+        let idle = Waited::between((before, None), (before, Some((1, 1))), 3);
+        assert_eq!(
+            (idle.commit_ms, idle.publish_ms, idle.redis_script_ms),
+            (0.0, 0.0, None)
+        );
     }
 
     #[test]

@@ -427,6 +427,20 @@ async fn retry_then_catch<S: Store, B: Broker>(stack: &Stack<S, B>) {
             "missing {expected:?} in\n{metrics}"
         );
     }
+    // And what the coordinator waited on: a commit per step at least (a batch counts once),
+    // and each of the three tasks published (an outbox replay may publish one again).
+    let count = |family: &str| {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{family}_count "))?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no {family}_count in\n{metrics}"))
+    };
+    assert!(count("stepline_store_commit_seconds") >= 4, "{metrics}");
+    assert!(count("stepline_broker_publish_seconds") >= 3, "{metrics}");
     stop.cancel();
     svc.shutdown().await;
 }

@@ -45,7 +45,7 @@ use futures_util::future::join_all;
 use futures_util::FutureExt;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use stepline_worker::protocol::{Reply, TaskMessage, PROTOCOL_VERSION};
 use stepline_worker::topology::{partition_queue, task_queue};
 use tokio::sync::{oneshot, Notify};
@@ -683,7 +683,10 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         let results = if commits.is_empty() {
             Vec::new()
         } else {
-            self.store.commit_all(commits).await
+            let sent = Instant::now();
+            let results = self.store.commit_all(commits).await;
+            self.metrics.observe_commit(sent.elapsed());
+            results
         };
         let mut first_error = None;
         for ((i, after), committed) in afters.into_iter().zip(results) {
@@ -835,14 +838,17 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         pending: &'a [OutboxEntry],
     ) -> Result<HashMap<&'a str, u64>, CoordinatorError> {
         join_all(pending.iter().map(|entry| async move {
-            match &entry.message {
+            let sent = Instant::now();
+            let published = match &entry.message {
                 OutboxMessage::Task { queue, message } => {
                     self.broker.publish_task(queue, message).await
                 }
                 OutboxMessage::Cancel { task_token } => {
                     self.broker.publish_cancel(task_token).await
                 }
-            }
+            };
+            self.metrics.observe_publish(sent.elapsed());
+            published
         }))
         .await
         .into_iter()
@@ -1311,7 +1317,9 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         let Some(Prepared { commit, after }) = prepared else {
             return Ok(false);
         };
+        let sent = Instant::now();
         let committed = self.store.commit(commit).await;
+        self.metrics.observe_commit(sent.elapsed());
         self.settle(fence, after, committed).await
     }
 

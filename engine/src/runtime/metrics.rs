@@ -1,7 +1,9 @@
 //! Runtime metrics, served by `stepline server` and `stepline dev` at `/metrics` in the
 //! Prometheus text format: executions started, redriven and finished per state machine (and how
 //! long the finished ones ran), tasks scheduled, retried and ended per resource (and how long
-//! each took from being scheduled).
+//! each took from being scheduled), and how long this process waits on its store and broker:
+//! each commit request to the store, and each task or cancellation publish until the broker
+//! confirmed it.
 //!
 //! *Invariants*: a step is counted only once its commit landed ([`Metrics::record`] is called
 //! from the coordinator's settle), so a step retried after a failed or fenced commit, or an input
@@ -19,6 +21,7 @@ use crate::interp::{Command, ExecutionStatus, TaskEnded, TaskOutcome};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// Most state machines, and most resources, with series of their own.
 pub const MAX_NAMES: usize = 1_000;
@@ -31,6 +34,26 @@ pub const OTHER: &str = "<other>";
 const BUCKETS: [f64; 15] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
 ];
+
+/// Upper bounds (seconds) of the store and broker latency histograms: a commit or a confirmed
+/// publish takes a fraction of a millisecond when all is well.
+const IO_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+const STORE_COMMIT: Family = Family {
+    name: "stepline_store_commit_seconds",
+    kind: "histogram",
+    help: "Commit requests to the store, from sending to the reply (commits sent together in \
+           one request count once).",
+};
+
+const BROKER_PUBLISH: Family = Family {
+    name: "stepline_broker_publish_seconds",
+    kind: "histogram",
+    help: "Task and cancellation messages published from the outbox, from publishing to the \
+           broker's confirmation.",
+};
 
 /// What one committed step adds to the metrics (built from the step before its commit).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -180,23 +203,70 @@ const TASKS: Subject = Subject {
     end_name: |i| OUTCOMES[i].as_str(),
 };
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 struct Histogram {
-    /// Per bucket of [`BUCKETS`], the observations at most its bound (not cumulative).
-    buckets: [u64; BUCKETS.len()],
+    /// Upper bounds of the buckets, in seconds.
+    bounds: &'static [f64],
+    /// Per bucket, the observations at most its bound (not cumulative).
+    buckets: Vec<u64>,
     count: u64,
     sum: f64,
 }
 
+/// Durations of runs: [`BUCKETS`].
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::new(&BUCKETS)
+    }
+}
+
 impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: vec![0; bounds.len()],
+            count: 0,
+            sum: 0.0,
+        }
+    }
+
     fn observe(&mut self, ms: i64) {
-        let seconds = ms.max(0) as f64 / 1000.0;
-        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
+        self.observe_seconds(ms.max(0) as f64 / 1000.0);
+    }
+
+    fn observe_seconds(&mut self, seconds: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| seconds <= *b) {
             self.buckets[i] += 1;
         }
         self.count += 1;
         self.sum += seconds;
     }
+}
+
+/// How long this process waited on its store and its broker.
+#[derive(Debug, Clone)]
+struct Waits {
+    commits: Histogram,
+    publishes: Histogram,
+}
+
+impl Default for Waits {
+    fn default() -> Self {
+        Waits {
+            commits: Histogram::new(&IO_BUCKETS),
+            publishes: Histogram::new(&IO_BUCKETS),
+        }
+    }
+}
+
+/// Totals of [`Metrics::observe_commit`] and [`Metrics::observe_publish`]: how many, and their
+/// summed seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WaitTotals {
+    pub commits: u64,
+    pub commit_seconds: f64,
+    pub publishes: u64,
+    pub publish_seconds: f64,
 }
 
 /// The statuses a finished execution can have, in the order of [`Series::ended`].
@@ -267,6 +337,8 @@ fn update(
 /// A process's runtime metrics (see the module doc).
 pub struct Metrics {
     inner: Mutex<Inner>,
+    /// Apart from `inner`: observed around every commit and publish.
+    waits: Mutex<Waits>,
     /// Most state machines (and most resources) with series of their own.
     limit: usize,
 }
@@ -287,6 +359,7 @@ impl Metrics {
     pub fn with_limit(limit: usize) -> Metrics {
         Metrics {
             inner: Mutex::default(),
+            waits: Mutex::default(),
             limit: limit.max(1),
         }
     }
@@ -303,6 +376,31 @@ impl Metrics {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn waits(&self) -> std::sync::MutexGuard<'_, Waits> {
+        self.waits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds one commit request to the store that took `took` (landed or not).
+    pub fn observe_commit(&self, took: Duration) {
+        self.waits().commits.observe_seconds(took.as_secs_f64());
+    }
+
+    /// Adds one outbox message published and confirmed (or refused) after `took`.
+    pub fn observe_publish(&self, took: Duration) {
+        self.waits().publishes.observe_seconds(took.as_secs_f64());
+    }
+
+    /// The totals of the commit and publish observations so far.
+    pub fn wait_totals(&self) -> WaitTotals {
+        let w = self.waits();
+        WaitTotals {
+            commits: w.commits.count,
+            commit_seconds: w.commits.sum,
+            publishes: w.publishes.count,
+            publish_seconds: w.publishes.sum,
+        }
     }
 
     /// Adds a committed step.
@@ -350,9 +448,17 @@ impl Metrics {
         // A copy of the numbers, so commits recording their steps wait for the copy only,
         // not for the formatting.
         let inner = self.lock().clone();
+        let waits = self.waits().clone();
         let mut out = String::new();
         render_subject(&mut out, &EXECUTIONS, &inner.state_machines);
         render_subject(&mut out, &TASKS, &inner.resources);
+        for (family, h) in [
+            (STORE_COMMIT, &waits.commits),
+            (BROKER_PUBLISH, &waits.publishes),
+        ] {
+            header(&mut out, family.name, family.kind, family.help);
+            histogram(&mut out, family.name, &Labels::new(), h);
+        }
         out
     }
 }
@@ -396,8 +502,8 @@ pub type Labels = Vec<(&'static str, String)>;
 /// A histogram's cumulative buckets, sum and count.
 fn histogram(out: &mut String, name: &str, labels: &Labels, h: &Histogram) {
     let mut cumulative = 0;
-    for (bound, n) in BUCKETS.iter().zip(h.buckets) {
-        cumulative += n;
+    for (bound, n) in h.bounds.iter().zip(&h.buckets) {
+        cumulative += *n;
         let le = ("le", bound.to_string());
         sample(out, name, "_bucket", labels, Some(&le), cumulative);
     }
@@ -461,6 +567,43 @@ fn label_text(labels: &Labels, extra: Option<&(&'static str, String)>) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commit_and_publish_waits_are_histograms_in_fractions_of_a_millisecond() {
+        let m = Metrics::new();
+        let text = m.render();
+        assert!(text.contains("# TYPE stepline_store_commit_seconds histogram"));
+        assert!(
+            text.contains("stepline_broker_publish_seconds_count 0"),
+            "{text}"
+        );
+        m.observe_commit(Duration::from_micros(180));
+        m.observe_commit(Duration::from_micros(700));
+        m.observe_commit(Duration::from_secs(9));
+        m.observe_publish(Duration::from_micros(90));
+        let text = m.render();
+        let commit = lines(&text, "stepline_store_commit_seconds_bucket");
+        assert_eq!(commit.len(), IO_BUCKETS.len() + 1);
+        for line in [
+            "stepline_store_commit_seconds_bucket{le=\"0.0001\"} 0",
+            "stepline_store_commit_seconds_bucket{le=\"0.00025\"} 1",
+            "stepline_store_commit_seconds_bucket{le=\"0.001\"} 2",
+            "stepline_store_commit_seconds_bucket{le=\"5\"} 2",
+            "stepline_store_commit_seconds_bucket{le=\"+Inf\"} 3",
+            "stepline_store_commit_seconds_count 3",
+            "stepline_broker_publish_seconds_bucket{le=\"0.0001\"} 1",
+            "stepline_broker_publish_seconds_count 1",
+        ] {
+            assert!(
+                commit.contains(&line) || text.lines().any(|l| l == line),
+                "{line}\n{text}"
+            );
+        }
+        let totals = m.wait_totals();
+        assert_eq!((totals.commits, totals.publishes), (3, 1));
+        assert!((totals.commit_seconds - 9.00088).abs() < 1e-9);
+        assert!((totals.publish_seconds - 0.00009).abs() < 1e-12);
+    }
 
     fn ended(resource: &str, outcome: TaskOutcome, after_ms: Option<i64>) -> TaskEnded {
         TaskEnded {
@@ -601,9 +744,14 @@ mod tests {
     #[test]
     fn every_family_has_help_and_type_even_when_empty() {
         let text = Metrics::new().render();
-        assert_eq!(lines(&text, "# TYPE ").len(), 8, "{text}");
-        assert_eq!(lines(&text, "# HELP ").len(), 8);
-        assert!(text.lines().all(|l| l.starts_with('#')), "{text}");
+        assert_eq!(lines(&text, "# TYPE ").len(), 10, "{text}");
+        assert_eq!(lines(&text, "# HELP ").len(), 10);
+        // Only the two unlabelled histograms have samples already (all zero).
+        let waits = ["stepline_store_commit_seconds", "stepline_broker_publish_seconds"];
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(waits.iter().any(|w| line.starts_with(w)), "{line}");
+            assert!(line.ends_with(" 0"), "{line}");
+        }
     }
 
     #[test]
