@@ -243,7 +243,8 @@ pub struct Legs {
 /// (sending to reply; commits sent together count once) and its outbox publishes (publishing
 /// to RabbitMQ's confirmation; the worker may have the message before), from the
 /// coordinator's `stepline_store_commit_seconds` and `stepline_broker_publish_seconds`; and
-/// Redis's own time per script call (`INFO commandstats`, the commit and ack scripts).
+/// the time spent in Redis per script call (`INFO commandstats`, the commit and ack scripts:
+/// wall time inside Redis, so on a busy machine it includes the time Redis was preempted).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Waited {
     pub commits_per_execution: f64,
@@ -450,7 +451,7 @@ impl BenchReport {
             let _ = writeln!(
                 out,
                 "       {run} run, per execution: {:.2} Redis commit requests of {:.3} ms mean \
-                 (sending to reply; Redis's own time per script call {} ms), {:.2} task \
+                 (sending to reply; time in Redis per script call {} ms), {:.2} task \
                  publishes of {:.3} ms mean (publishing to RabbitMQ's confirmation)",
                 w.commits_per_execution,
                 w.commit_ms,

@@ -747,7 +747,10 @@ mod tests {
         assert_eq!(lines(&text, "# TYPE ").len(), 10, "{text}");
         assert_eq!(lines(&text, "# HELP ").len(), 10);
         // Only the two unlabelled histograms have samples already (all zero).
-        let waits = ["stepline_store_commit_seconds", "stepline_broker_publish_seconds"];
+        let waits = [
+            "stepline_store_commit_seconds",
+            "stepline_broker_publish_seconds",
+        ];
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(waits.iter().any(|w| line.starts_with(w)), "{line}");
             assert!(line.ends_with(" 0"), "{line}");
