@@ -36,9 +36,10 @@
 //!    [`BenchConfig::pass_states`] Pass states, started all at once as the backlog run of 2;
 //!    transitions are states entered (`pass_states` per execution), timed as that run.
 //!
-//! Every measuring loop — the ceiling's and the runtime's, sequential or in flight — runs as a
-//! task on the runtime's worker threads, as the server's request handlers do, never on the
-//! thread that blocks on the whole benchmark.
+//! The closed loops — the ceiling's and the runtime's, sequential or in flight — run as tasks
+//! on the runtime's worker threads, as the server's request handlers do, never on the thread
+//! that blocks on the whole benchmark; the backlog and Pass runs start their executions from
+//! the benchmark's own task (they measure to the records' stop times, not to when it notices).
 //!
 //! Everything lives in throwaway namespaces (a unique AMQP name prefix, a unique Redis key
 //! prefix) and is deleted afterwards, whether or not the measurement succeeded
@@ -243,8 +244,9 @@ pub struct Legs {
 /// (sending to reply; commits sent together count once) and its outbox publishes (publishing
 /// to RabbitMQ's confirmation; the worker may have the message before), from the
 /// coordinator's `stepline_store_commit_seconds` and `stepline_broker_publish_seconds`; and
-/// the time spent in Redis per script call (`INFO commandstats`, the commit and ack scripts:
-/// wall time inside Redis, so on a busy machine it includes the time Redis was preempted).
+/// the time spent in Redis per script call (`INFO commandstats`: every `EVALSHA` the server ran
+/// meanwhile, mostly the commit scripts, also leases and outbox acks; wall time inside Redis,
+/// so on a busy machine it includes the time Redis was preempted).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Waited {
     pub commits_per_execution: f64,
@@ -277,12 +279,13 @@ impl Waited {
             commit_ms: mean_ms(b.commit_seconds - a.commit_seconds, commits),
             publishes_per_execution: publishes as f64 / n,
             publish_ms: mean_ms(b.publish_seconds - a.publish_seconds, publishes),
-            redis_script_ms: match (scripts_a, scripts_b) {
-                (Some((calls_a, usec_a)), Some((calls_b, usec_b))) if calls_b > calls_a => {
-                    Some((usec_b - usec_a) as f64 / 1000.0 / (calls_b - calls_a) as f64)
-                }
-                _ => None,
-            },
+            // Both readings, with calls between them (a `CONFIG RESETSTAT` or a restart in
+            // between gives none).
+            redis_script_ms: (|| {
+                let ((calls_a, usec_a), (calls_b, usec_b)) = (scripts_a?, scripts_b?);
+                let calls = calls_b.checked_sub(calls_a).filter(|c| *c > 0)?;
+                Some(usec_b.checked_sub(usec_a)? as f64 / 1000.0 / calls as f64)
+            })(),
         }
     }
 }
@@ -1585,6 +1588,8 @@ mod tests {
             (idle.commit_ms, idle.publish_ms, idle.redis_script_ms),
             (0.0, 0.0, None)
         );
+        let reset = Waited::between((before, Some((100, 1_000))), (after, Some((50, 10))), 2);
+        assert_eq!(reset.redis_script_ms, None, "statistics reset in between");
     }
 
     #[test]

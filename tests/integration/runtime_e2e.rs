@@ -1138,7 +1138,9 @@ async fn a_full_redis_loses_nothing() {
         json!({
             "StartAt": "First",
             "States": {
-                "First": {"Type": "Wait", "Seconds": 2, "Next": "Second"},
+                // Long enough for the starts and filling Redis up to happen before it ends,
+                // on a loaded machine too.
+                "First": {"Type": "Wait", "Seconds": 5, "Next": "Second"},
                 "Second": {"Type": "Wait", "Seconds": 1, "Next": "Done"},
                 "Done": {"Type": "Pass", "Result": "finished", "End": true}
             }
@@ -1166,10 +1168,10 @@ async fn a_full_redis_loses_nothing() {
         .await
         .expect_err("a start into a full Redis must fail");
     assert!(refused.to_string().contains("OOM"), "{refused}");
-    // Past both timers (3 s after the starts): every execution is still at its first Wait,
+    // Past both timers (6 s after the starts): every execution is still at its first Wait,
     // its step refused. (Only a step that finishes an execution gets through a full Redis —
     // its first write frees memory — and no execution got that far.)
-    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    tokio::time::sleep(Duration::from_millis(6_500)).await;
     for arn in &arns {
         let rec = svc.describe_execution(arn).await.expect("describe");
         assert_eq!(rec.status, ExecutionStatus::Running, "{arn}");

@@ -15,9 +15,11 @@
 //!
 //! Not covered here: how the coordinator uses the store (that is the runtime's tests' job).
 
+use futures_util::FutureExt;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -1616,6 +1618,61 @@ async fn indexes_of_an_older_layout_are_adopted(cx: Ctx<RedisStore>) {
     );
 }
 
+/// On a Redis that refuses `SCAN` (an ACL, as some managed services set) the adoption fails,
+/// and the sweep still unlists the expired execution: it does not depend on the adoption.
+async fn the_sweep_goes_on_when_adoption_fails(cx: Ctx<RedisStore>) {
+    let s = &cx.store;
+    let (_, machine, live, done) = live_and_finished(s, "noscan").await;
+    wait_until_gone(&cx, &done.execution_arn).await;
+    let (mut raw, _) = raw_redis(s, "").await;
+    let user = format!("stepline-test-noscan-{}", std::process::id());
+    let acl = |args: &[&str]| {
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg(args);
+        cmd
+    };
+    let _: () = acl(&[
+        "SETUSER", &user, "reset", "on", "nopass", "~*", "&*", "+@all", "-scan",
+    ])
+    .query_async(&mut raw)
+    .await
+    .expect("ACL SETUSER");
+    let url = {
+        let url = redis_url();
+        let (scheme, rest) = url.split_once("://").expect("a redis:// URL");
+        let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+        format!("{scheme}://{user}:unused@{host}")
+    };
+    let swept = async {
+        let mut conn = redis::Client::open(url.as_str())
+            .expect("url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect as the restricted user");
+        let refused = redis::cmd("SCAN")
+            .arg(0)
+            .query_async::<redis::Value>(&mut conn)
+            .await;
+        assert!(refused.is_err(), "SCAN must be refused: {refused:?}");
+        let restricted = RedisStore::connect(&url, s.key_prefix(), SHORT)
+            .await
+            .expect("the store as the restricted user")
+            .with_partitions(PARTITIONS);
+        sweep_a_pass(&restricted, &mut Default::default()).await
+    };
+    let swept = AssertUnwindSafe(swept).catch_unwind().await;
+    let _: usize = acl(&["DELUSER", &user])
+        .query_async(&mut raw)
+        .await
+        .expect("ACL DELUSER");
+    let swept = swept.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    assert_eq!(swept, 1, "the expired execution is unlisted all the same");
+    assert_eq!(
+        list_all(s, &machine, None, 10).await,
+        vec![live.execution_arn.clone()]
+    );
+}
+
 // ---- Redis specifics --------------------------------------------------------------------
 
 mod redis_only {
@@ -1665,6 +1722,16 @@ mod redis_only {
             .addr()
             .to_string();
         assert_eq!(nodes[0].node, address);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_goes_on_when_adoption_fails() {
+        run_redis(
+            "noscan",
+            SHORT,
+            super::the_sweep_goes_on_when_adoption_fails,
+        )
+        .await
     }
 
     #[tokio::test]

@@ -237,10 +237,17 @@ impl WorkerBuilder {
     /// which also bounds how many of its tasks run at once, so for tasks that take longer than
     /// a second give the activity a concurrency limit of how many may run together.
     ///
+    /// Each of those waits at most 20 minutes for its turn, under RabbitMQ's default
+    /// `consumer_timeout` (30 minutes, after which RabbitMQ closes the channel of a delivery
+    /// still unacknowledged): hence the lowest rate, one every ten minutes
+    /// ([`MIN_RATE_PER_SECOND`](crate::transport::MIN_RATE_PER_SECOND)), and with a concurrency
+    /// limit, `limit / per_second` of at most 1,200 seconds.
+    ///
     /// # Panics
     ///
-    /// [`WorkerBuilder::build`] panics if no handler serves `activity`, or if `per_second` is
-    /// not a positive number.
+    /// [`WorkerBuilder::build`] panics if no handler serves `activity`, if `per_second` is not a
+    /// number of at least one every ten minutes, or if the activity's concurrency limit would
+    /// make a task wait longer than 20 minutes for its turn.
     pub fn activity_rate_limit(mut self, activity: impl Into<String>, per_second: f64) -> Self {
         self.rates.push((activity.into(), per_second));
         self
@@ -304,10 +311,24 @@ impl WorkerBuilder {
             );
             let pace = crate::transport::Pace::new(per_second).unwrap_or_else(|| {
                 panic!(
-                    "activity_rate_limit for {arn}: {per_second} is not a positive number of \
-                     tasks per second"
+                    "activity_rate_limit for {arn}: {per_second} is not a number of tasks per \
+                     second of at least {} (one every ten minutes)",
+                    crate::transport::MIN_RATE_PER_SECOND
                 )
             });
+            // On RabbitMQ the activity's limit is its prefetch: the last of those tasks waits
+            // `limit` turns, and must not outstay RabbitMQ's `consumer_timeout`.
+            if let Some(limit) = limits.get(&arn) {
+                let wait = f64::from(*limit) / per_second;
+                assert!(
+                    wait <= crate::transport::MAX_TURN_WAIT_SECONDS,
+                    "activity_rate_limit for {arn}: with activity_concurrency {limit} at \
+                     {per_second}/s a prefetched task may wait {wait:.0} s for its turn, more \
+                     than {} s (RabbitMQ's consumer_timeout, 30 minutes by default, must not \
+                     pass while it waits); lower the limit or raise the rate",
+                    crate::transport::MAX_TURN_WAIT_SECONDS
+                );
+            }
             paces.insert(arn, pace);
         }
         Worker {
@@ -1707,8 +1728,18 @@ mod tests {
     }
 
     #[test]
-    fn a_rate_must_be_a_positive_number() {
-        for rate in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+    #[should_panic(expected = "may wait 2000 s for its turn")]
+    fn a_limit_that_holds_tasks_past_the_consumer_timeout_is_refused() {
+        let _ = Worker::builder()
+            .activity("test", charge)
+            .activity_concurrency("test", 10)
+            .activity_rate_limit("test", 0.005)
+            .build(InProcessHub::new());
+    }
+
+    #[test]
+    fn a_rate_must_be_a_number_of_at_least_one_every_ten_minutes() {
+        for rate in [0.0, -1.0, f64::NAN, f64::INFINITY, 1.0 / 3600.0] {
             let built = std::panic::catch_unwind(|| {
                 Worker::builder()
                     .activity("test", charge)
@@ -1717,7 +1748,7 @@ mod tests {
             });
             let message = built.err().and_then(|p| p.downcast::<String>().ok());
             assert!(
-                message.is_some_and(|m| m.contains("not a positive number")),
+                message.is_some_and(|m| m.contains("one every ten minutes")),
                 "rate {rate} was accepted"
             );
         }

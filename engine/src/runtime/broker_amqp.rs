@@ -758,8 +758,9 @@ impl Broker for AmqpBroker {
             },
             QueueType::Quorum => self.delete_checked_idle(&queue).await,
         };
-        if let Ok(false) = deleted {
-            lock(&self.shared.declared).insert(queue.clone()); // Kept: still ours to clean up.
+        if !matches!(deleted, Ok(true)) {
+            // Kept, or not known to be gone: still ours to clean up.
+            lock(&self.shared.declared).insert(queue.clone());
         }
         deleted.map_err(|e| unavailable(&format!("cannot delete queue {queue}"), e))
     }

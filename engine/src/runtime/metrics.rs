@@ -20,6 +20,7 @@ use crate::history::{EventKind, HistoryEvent};
 use crate::interp::{Command, ExecutionStatus, TaskEnded, TaskOutcome};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -203,39 +204,31 @@ const TASKS: Subject = Subject {
     end_name: |i| OUTCOMES[i].as_str(),
 };
 
+/// Observations in buckets of `bounds` (seconds); run durations use [`BUCKETS`].
 #[derive(Debug, Clone)]
-struct Histogram {
-    /// Upper bounds of the buckets, in seconds.
-    bounds: &'static [f64],
+struct Histogram<const N: usize = 15> {
+    bounds: &'static [f64; N],
     /// Per bucket, the observations at most its bound (not cumulative).
-    buckets: Vec<u64>,
+    buckets: [u64; N],
     count: u64,
     sum: f64,
 }
 
-/// Durations of runs: [`BUCKETS`].
 impl Default for Histogram {
     fn default() -> Self {
-        Histogram::new(&BUCKETS)
-    }
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Histogram {
         Histogram {
-            bounds,
-            buckets: vec![0; bounds.len()],
+            bounds: &BUCKETS,
+            buckets: [0; BUCKETS.len()],
             count: 0,
             sum: 0.0,
         }
     }
+}
 
+impl Histogram {
     fn observe(&mut self, ms: i64) {
-        self.observe_seconds(ms.max(0) as f64 / 1000.0);
-    }
-
-    fn observe_seconds(&mut self, seconds: f64) {
-        if let Some(i) = self.bounds.iter().position(|b| seconds <= *b) {
+        let seconds = ms.max(0) as f64 / 1000.0;
+        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
             self.buckets[i] += 1;
         }
         self.count += 1;
@@ -243,18 +236,37 @@ impl Histogram {
     }
 }
 
-/// How long this process waited on its store and its broker.
-#[derive(Debug, Clone)]
-struct Waits {
-    commits: Histogram,
-    publishes: Histogram,
+/// A histogram of [`IO_BUCKETS`] kept in atomics: observed on every commit and publish, from
+/// any thread, without a lock.
+#[derive(Debug, Default)]
+struct WaitHistogram {
+    /// Per bucket of [`IO_BUCKETS`], then one for longer waits (not cumulative).
+    buckets: [AtomicU64; IO_BUCKETS.len() + 1],
+    nanos: AtomicU64,
 }
 
-impl Default for Waits {
-    fn default() -> Self {
-        Waits {
-            commits: Histogram::new(&IO_BUCKETS),
-            publishes: Histogram::new(&IO_BUCKETS),
+impl WaitHistogram {
+    fn observe(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let i = IO_BUCKETS
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(IO_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// The numbers now; the count is the buckets' total, so the rendered buckets stay
+    /// cumulative up to `+Inf` whatever is observed meanwhile.
+    fn snapshot(&self) -> Histogram<{ IO_BUCKETS.len() }> {
+        let counts: [u64; IO_BUCKETS.len() + 1] =
+            std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed));
+        Histogram {
+            bounds: &IO_BUCKETS,
+            buckets: std::array::from_fn(|i| counts[i]),
+            count: counts.iter().sum(),
+            sum: self.nanos.load(Ordering::Relaxed) as f64 / 1e9,
         }
     }
 }
@@ -337,8 +349,9 @@ fn update(
 /// A process's runtime metrics (see the module doc).
 pub struct Metrics {
     inner: Mutex<Inner>,
-    /// Apart from `inner`: observed around every commit and publish.
-    waits: Mutex<Waits>,
+    /// Observed around every commit request and every publish.
+    commits: WaitHistogram,
+    publishes: WaitHistogram,
     /// Most state machines (and most resources) with series of their own.
     limit: usize,
 }
@@ -359,7 +372,8 @@ impl Metrics {
     pub fn with_limit(limit: usize) -> Metrics {
         Metrics {
             inner: Mutex::default(),
-            waits: Mutex::default(),
+            commits: WaitHistogram::default(),
+            publishes: WaitHistogram::default(),
             limit: limit.max(1),
         }
     }
@@ -378,28 +392,24 @@ impl Metrics {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn waits(&self) -> std::sync::MutexGuard<'_, Waits> {
-        self.waits.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Adds one commit request to the store that took `took` (landed or not).
     pub fn observe_commit(&self, took: Duration) {
-        self.waits().commits.observe_seconds(took.as_secs_f64());
+        self.commits.observe(took);
     }
 
     /// Adds one outbox message published and confirmed (or refused) after `took`.
     pub fn observe_publish(&self, took: Duration) {
-        self.waits().publishes.observe_seconds(took.as_secs_f64());
+        self.publishes.observe(took);
     }
 
     /// The totals of the commit and publish observations so far.
     pub fn wait_totals(&self) -> WaitTotals {
-        let w = self.waits();
+        let (commits, publishes) = (self.commits.snapshot(), self.publishes.snapshot());
         WaitTotals {
-            commits: w.commits.count,
-            commit_seconds: w.commits.sum,
-            publishes: w.publishes.count,
-            publish_seconds: w.publishes.sum,
+            commits: commits.count,
+            commit_seconds: commits.sum,
+            publishes: publishes.count,
+            publish_seconds: publishes.sum,
         }
     }
 
@@ -448,16 +458,15 @@ impl Metrics {
         // A copy of the numbers, so commits recording their steps wait for the copy only,
         // not for the formatting.
         let inner = self.lock().clone();
-        let waits = self.waits().clone();
         let mut out = String::new();
         render_subject(&mut out, &EXECUTIONS, &inner.state_machines);
         render_subject(&mut out, &TASKS, &inner.resources);
         for (family, h) in [
-            (STORE_COMMIT, &waits.commits),
-            (BROKER_PUBLISH, &waits.publishes),
+            (STORE_COMMIT, &self.commits),
+            (BROKER_PUBLISH, &self.publishes),
         ] {
             header(&mut out, family.name, family.kind, family.help);
-            histogram(&mut out, family.name, &Labels::new(), h);
+            histogram(&mut out, family.name, &Labels::new(), &h.snapshot());
         }
         out
     }
@@ -500,10 +509,10 @@ fn render_subject(out: &mut String, subject: &Subject, series: &BTreeMap<String,
 pub type Labels = Vec<(&'static str, String)>;
 
 /// A histogram's cumulative buckets, sum and count.
-fn histogram(out: &mut String, name: &str, labels: &Labels, h: &Histogram) {
+fn histogram<const N: usize>(out: &mut String, name: &str, labels: &Labels, h: &Histogram<N>) {
     let mut cumulative = 0;
-    for (bound, n) in h.bounds.iter().zip(&h.buckets) {
-        cumulative += *n;
+    for (bound, n) in h.bounds.iter().zip(h.buckets) {
+        cumulative += n;
         let le = ("le", bound.to_string());
         sample(out, name, "_bucket", labels, Some(&le), cumulative);
     }

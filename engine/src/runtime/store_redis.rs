@@ -466,9 +466,12 @@ enum Link {
     Cluster(ClusterConnection),
 }
 
-/// Calls of one script, counting the first, while the server answers `NOSCRIPT` (it lost its
-/// script cache: restarted, `SCRIPT FLUSH`ed, failed over to a node that never saw the script).
-/// More than two: a second loss between a load and the call after it must not fail the call.
+/// Attempts at one script call while the server answers `NOSCRIPT` (it lost its script cache:
+/// restarted, `SCRIPT FLUSH`ed, failed over to a node that never saw the script), counting the
+/// first: raw `EVALSHA`s for the commits ([`RedisStore::send_commits`], loading the script in
+/// between), `invoke_async`s for the other scripts ([`InvokeRetrying`]; each loads a missing
+/// script and calls once more itself). More than two: a second loss between a load and the call
+/// after it must not fail the call.
 const SCRIPT_CALLS: usize = 3;
 
 fn is_no_script(e: &redis::RedisError) -> bool {
@@ -652,14 +655,19 @@ const SWEEP_SET_COUNT: usize = 100;
 /// Passes of the index sweep between two adoptions (at most one pass a minute: about a day).
 const SWEEP_PASSES_PER_ADOPTION: u32 = 1440;
 
+/// Passes of the index sweep before a failed adoption is tried again (about ten minutes).
+const SWEEP_PASSES_PER_ADOPTION_RETRY: u32 = 10;
+
 /// Where the index sweep ([`Store::sweep_indexes`]) stands. A pass goes partition by
 /// partition: the machines of the partition's set (`{p<n>}:machines`, read with `SSCAN`),
 /// then each machine's list index, a slice per step. When a sweeper starts, and again every
 /// [`SWEEP_PASSES_PER_ADOPTION`] passes, list indexes that no set lists are adopted into them
 /// (found with `SCAN`, node by node on a cluster, at most [`SWEEP_SCANS_PER_STEP`] `SCAN`s at
 /// the start of each step, the sweep going on beside it): those an older build wrote, before
-/// the sets existed or while a rolling upgrade still ran it next to this one. An error starts
-/// the pass over, and an adoption under way, but not a finished one.
+/// the sets existed or while a rolling upgrade still ran it next to this one. A sweep error
+/// starts the pass over and leaves the adoption where it was; an adoption error is logged and
+/// the adoption tried again [`SWEEP_PASSES_PER_ADOPTION_RETRY`] passes later, the sweep going
+/// on.
 #[derive(Default)]
 pub struct SweepCursor {
     adoption: Adoption,
@@ -1177,12 +1185,18 @@ impl RedisStore {
         budget: usize,
     ) -> Result<SweepStep, StoreError> {
         // An adoption under way takes a bounded share of each step (a keyspace of other keys
-        // may be large); the sweep goes on beside it.
+        // may be large); the sweep goes on beside it, and does not depend on it: a failed
+        // adoption (a failover, a Redis that refuses `SCAN`) is logged and tried again later.
         for _ in 0..SWEEP_SCANS_PER_STEP {
             if matches!(sweep.adoption, Adoption::Done { .. }) {
                 break;
             }
-            self.adopt_indexes(&mut sweep.adoption).await?;
+            if let Err(e) = self.adopt_indexes(&mut sweep.adoption).await {
+                tracing::warn!(error = %e, "adopting list indexes failed; trying again later");
+                sweep.adoption = Adoption::Done {
+                    passes_left: SWEEP_PASSES_PER_ADOPTION_RETRY,
+                };
+            }
         }
         let (mut seen, mut unlisted) = (0, 0);
         let mut pass_over = false;
@@ -2212,14 +2226,10 @@ impl Store for RedisStore {
     ) -> Result<SweepStep, StoreError> {
         let step = self.sweep_step(cursor, partitions, budget.max(1)).await;
         if step.is_err() {
-            // Start the pass (and an adoption under way) over next time: the nodes may have
-            // changed (a failover), a cursor gone. A finished adoption stays finished.
-            let adoption = match std::mem::take(&mut cursor.adoption) {
-                Adoption::Scanning { .. } => Adoption::Due,
-                other => other,
-            };
+            // Start the pass over next time (a failover may have lost the set cursor); the
+            // adoption handles its own errors and stays where it was.
             *cursor = SweepCursor {
-                adoption,
+                adoption: std::mem::take(&mut cursor.adoption),
                 ..SweepCursor::default()
             };
         }

@@ -132,10 +132,6 @@ impl AmqpTransport {
         self
     }
 
-    fn durable_queue_arguments(&self) -> FieldTable {
-        durable_queue_arguments(&self.prefix, self.queue_type)
-    }
-
     /// Bounds of the exponential backoff between connection attempts.
     pub fn reconnect_delay(mut self, min: Duration, max: Duration) -> Self {
         self.min_delay = min;
@@ -400,11 +396,10 @@ impl Tasks {
             // Lost with their connection: the broker has requeued them already.
             self.held.retain(|d| !d.lost.is_cancelled());
             let now = tokio::time::Instant::now();
-            if let Some(i) = self.held.iter().position(|d| self.due(d, now)) {
-                if let Some(d) = self.held.remove(i) {
-                    self.take_turn(&d, now);
-                    return Ok(d);
-                }
+            let due = self.held.iter().position(|d| self.due(d, now));
+            if let Some(d) = due.and_then(|i| self.held.remove(i)) {
+                self.take_turn(&d, now);
+                return Ok(d);
             }
             let turn = self
                 .held
@@ -416,6 +411,10 @@ impl Tasks {
                 () = super::until(turn) => continue,
             };
             match event {
+                // Not a task: dead-lettered at once, taking no turn.
+                Some(Event::Delivery(d)) if matches!(d.payload, Payload::Malformed(_)) => {
+                    return Ok(d);
+                }
                 Some(Event::Delivery(d)) => {
                     let now = tokio::time::Instant::now();
                     // Behind a held delivery of its activity, or before its turn: held.
@@ -642,7 +641,7 @@ impl Supervisor {
                 .queue_declare(
                     ShortString::from(queue.as_str()),
                     durable_queue(),
-                    self.config.durable_queue_arguments(),
+                    durable_queue_arguments(&self.config.prefix, self.config.queue_type),
                 )
                 .await?;
         }
@@ -651,8 +650,9 @@ impl Supervisor {
         // Prefetch per consumer, never channel-wide: RabbitMQ 4.3 refuses a `global`
         // `basic.qos` unless the operator permits the deprecated feature, and quorum queues
         // never supported it. A per-consumer `basic.qos` binds the consumers started after it,
-        // so each activity's consumer starts right after its own: the activity's limit, else
-        // the worker's concurrency. The worker-wide budget is the runtime's semaphore (it takes
+        // so each activity's consumer starts right after its own ([`ConsumedQueue::prefetch`]:
+        // the activity's limit, else two seconds of a rate-limited activity's tasks, else the
+        // worker's concurrency). The worker-wide budget is the runtime's semaphore (it takes
         // a delivery only with a free slot); a worker serving several activities may so hold
         // up to a prefetch per activity, received and not started, until a slot frees or it
         // hands them back.
@@ -920,7 +920,7 @@ impl CallbackPublisher {
             .queue_declare(
                 ShortString::from(self.config.name(CALLBACK_QUEUE)),
                 durable_queue(),
-                self.config.durable_queue_arguments(),
+                durable_queue_arguments(&self.config.prefix, self.config.queue_type),
             )
             .await?;
         Ok((connection, channel))

@@ -81,7 +81,8 @@ pub(crate) struct Subscription<'a> {
     /// Activities with a rate limit: their [`Pace`]s.
     pub paces: &'a std::collections::HashMap<String, Pace>,
     /// The worker's concurrency (its semaphore bounds the tasks in flight): on RabbitMQ each
-    /// activity consumer's prefetch unless the activity has a lower limit; unused in process.
+    /// activity consumer's prefetch unless the activity has a lower limit or a rate limit (see
+    /// `ConsumedQueue::prefetch` in the AMQP transport); unused in process.
     pub prefetch: u16,
     /// Shown to the broker (AMQP connection name).
     pub worker_name: &'a str,
@@ -92,26 +93,25 @@ pub(crate) struct Subscription<'a> {
 /// after it an interval later).
 #[derive(Clone)]
 pub(crate) struct Pace {
-    per_second: f64,
     interval: std::time::Duration,
     /// When the next task may go; `None`: now.
     next: Option<tokio::time::Instant>,
 }
 
 impl Pace {
-    /// `per_second` tasks a second (at least one a day; `None` for a rate that is not a
-    /// positive number).
+    /// `per_second` tasks a second; `None` for a rate that is not a number of at least
+    /// [`MIN_RATE_PER_SECOND`].
     pub fn new(per_second: f64) -> Option<Pace> {
-        (per_second.is_finite() && per_second > 0.0).then(|| Pace {
-            per_second,
-            interval: std::time::Duration::from_secs_f64((1.0 / per_second).min(86_400.0)),
+        (per_second.is_finite() && per_second >= MIN_RATE_PER_SECOND).then(|| Pace {
+            interval: std::time::Duration::from_secs_f64(1.0 / per_second),
             next: None,
         })
     }
 
     /// The rate: tasks per second.
+    #[cfg_attr(not(feature = "amqp"), allow(dead_code))]
     pub fn per_second(&self) -> f64 {
-        self.per_second
+        1.0 / self.interval.as_secs_f64()
     }
 
     /// Whether a task may go at `now`.
@@ -124,18 +124,35 @@ impl Pace {
         self.next
     }
 
-    /// A task goes at `now`: the next one waits an interval.
+    /// A task goes at `now`: the next one waits an interval, counted from the turn this one
+    /// had when it came less than an interval late (a timer's lateness is not lost at every
+    /// turn, so a high rate is reached), else from `now` (no burst after an idle spell).
     pub fn take(&mut self, now: tokio::time::Instant) {
-        let from = self.next.map_or(now, |next| next.max(now));
+        let from = match self.next {
+            Some(turn) if now < turn + self.interval => turn,
+            _ => now,
+        };
         self.next = Some(from + self.interval);
     }
 }
 
 impl std::fmt::Debug for Pace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/s", self.per_second)
+        write!(f, "{}/s", self.per_second())
     }
 }
+
+/// The lowest rate limit: one task every ten minutes. A task waiting its turn in a worker is a
+/// RabbitMQ delivery not yet acknowledged, and RabbitMQ closes the channel of one unacked for
+/// longer than its `consumer_timeout` (30 minutes by default), handing every task of the
+/// worker back.
+pub const MIN_RATE_PER_SECOND: f64 = 1.0 / 600.0;
+
+/// The longest a task may wait in a worker for its rate-limited turn: 20 minutes, under
+/// RabbitMQ's default `consumer_timeout` of 30. Two turns at the lowest rate (the prefetch of a
+/// rate-limited activity without a concurrency limit is at least 2), or an activity's
+/// concurrency limit divided by its rate.
+pub const MAX_TURN_WAIT_SECONDS: f64 = 1_200.0;
 
 /// Sleeps until `at`; never returns without one (a `select!` arm for the next turn of some
 /// [`Pace`], if any).
@@ -329,5 +346,29 @@ impl ReplySink {
                 publisher.publish(reply_to, &body).await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_pace_keeps_its_rate_when_turns_come_late_and_does_not_burst_after_idling() {
+        let ms = Duration::from_millis;
+        let t0 = tokio::time::Instant::now();
+        let mut pace = Pace::new(10.0).expect("a rate");
+        assert!(pace.ready(t0));
+        pace.take(t0);
+        assert_eq!(pace.ready_at(), Some(t0 + ms(100)));
+        assert!(!pace.ready(t0 + ms(99)));
+        // Taken 3 ms late (a timer's lateness): the next turn stays on the 100 ms grid.
+        pace.take(t0 + ms(103));
+        assert_eq!(pace.ready_at(), Some(t0 + ms(200)));
+        // Idle for a second: counted from now, so no burst of the missed turns.
+        pace.take(t0 + ms(1_200));
+        assert_eq!(pace.ready_at(), Some(t0 + ms(1_300)));
+        assert!((pace.per_second() - 10.0).abs() < 1e-9);
     }
 }
