@@ -1597,6 +1597,18 @@ async fn indexes_of_an_older_layout_are_adopted(cx: Ctx<RedisStore>) {
         .expect("DEL");
     wait_until_gone(&cx, &done.execution_arn).await;
 
+    // One sweeper adopts for all: the one serving partition 0.
+    let without_zero: BTreeSet<u32> = (1..PARTITIONS).collect();
+    let before = scans(s);
+    s.sweep_indexes(&mut Default::default(), &without_zero, 100)
+        .await
+        .expect("sweep");
+    assert_eq!(
+        scans(s),
+        before,
+        "a sweeper without partition 0 adopts nothing"
+    );
+
     let mut cursor = Default::default();
     let mut pass = async || sweep_a_pass(s, &mut cursor).await;
     assert_eq!(

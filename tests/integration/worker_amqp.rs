@@ -9,7 +9,8 @@
 //! consumer's prefetch); the worker-wide limit holds across activities, a received task
 //! waiting in the worker until a slot frees and going back to its queue if the worker stops
 //! first; a rate-limited activity's tasks start evenly spaced, about two seconds of them
-//! prefetched, without holding other activities up. Fails loudly, never skips, when RabbitMQ
+//! prefetched, without holding other activities up, and those held go back to the queue
+//! unstarted when the worker stops. Fails loudly, never skips, when RabbitMQ
 //! is unreachable.
 
 use futures_util::StreamExt;
@@ -598,6 +599,78 @@ async fn a_worker_serves_quorum_queues_declared_the_same_way() {
     }
     a.finish(shutdown, running).await;
     b.cleanup().await;
+}
+
+/// A worker stopping while it holds a rate-limited activity's tasks, waiting their turn: it does
+/// not run them early on its way out, they are back on the queue once it has stopped, and
+/// another worker runs them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_hands_back_the_paced_tasks_it_holds() {
+    let mut paced = Fixture::new("it-paced-stop").await;
+    for n in 0..6 {
+        paced.publish_task(&format!("held-{n}"), json!(n)).await;
+    }
+    let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = started.clone();
+    // One every ten seconds: the consumer prefetches two (at least 2), the first runs at once,
+    // and once it is acked the two that follow wait their turn in the worker.
+    let (shutdown, running) = spawn_worker(
+        Worker::builder()
+            .activity(paced.arn.clone(), move |_ctx: TaskContext, input: Value| {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move { Ok::<_, TaskError>(input) }
+            })
+            .activity_rate_limit(paced.arn.clone(), 0.1)
+            .concurrency(8),
+        AmqpTransport::new(amqp_url()),
+    );
+    assert!(matches!(
+        next_reply(&mut paced.replies).await,
+        Reply::Finished { .. }
+    ));
+    tokio::time::timeout(WAIT, async {
+        while paced.ready().await > 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the worker takes the next tasks to hold");
+    assert_eq!(
+        paced.ready().await,
+        3,
+        "two held, the rest left on the queue"
+    );
+
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, running)
+        .await
+        .expect("the worker stops within the wait")
+        .expect("worker task")
+        .expect("worker ran");
+    assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), 1);
+    tokio::time::timeout(WAIT, async {
+        while paced.ready().await < 5 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the held task goes back to the queue");
+
+    // Another worker, unpaced, runs the five that are left.
+    let (shutdown, running) = spawn_worker(
+        Worker::builder().activity(
+            paced.arn.clone(),
+            |_ctx: TaskContext, input: Value| async move { Ok::<_, TaskError>(input) },
+        ),
+        AmqpTransport::new(amqp_url()),
+    );
+    for _ in 0..5 {
+        assert!(matches!(
+            next_reply(&mut paced.replies).await,
+            Reply::Finished { .. }
+        ));
+    }
+    paced.finish(shutdown, running).await;
 }
 
 /// A rate-limited activity on RabbitMQ: its tasks start evenly spaced, its consumer

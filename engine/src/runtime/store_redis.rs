@@ -660,8 +660,9 @@ const SWEEP_PASSES_PER_ADOPTION_RETRY: u32 = 10;
 
 /// Where the index sweep ([`Store::sweep_indexes`]) stands. A pass goes partition by
 /// partition: the machines of the partition's set (`{p<n>}:machines`, read with `SSCAN`),
-/// then each machine's list index, a slice per step. When a sweeper starts, and again every
-/// [`SWEEP_PASSES_PER_ADOPTION`] passes, list indexes that no set lists are adopted into them
+/// then each machine's list index, a slice per step. When the sweeper serving partition 0
+/// starts, and again every [`SWEEP_PASSES_PER_ADOPTION`] passes, list indexes (of every
+/// partition) that no set lists are adopted into them
 /// (found with `SCAN`, node by node on a cluster, at most [`SWEEP_SCANS_PER_STEP`] `SCAN`s at
 /// the start of each step, the sweep going on beside it): those an older build wrote, before
 /// the sets existed or while a rolling upgrade still ran it next to this one. A sweep error
@@ -1187,8 +1188,10 @@ impl RedisStore {
         // An adoption under way takes a bounded share of each step (a keyspace of other keys
         // may be large); the sweep goes on beside it, and does not depend on it: a failed
         // adoption (a failover, a Redis that refuses `SCAN`) is logged and tried again later.
+        // It adopts for every partition, so only the sweeper serving partition 0 runs it (one
+        // keyspace scan per deployment, not one per coordinator).
         for _ in 0..SWEEP_SCANS_PER_STEP {
-            if matches!(sweep.adoption, Adoption::Done { .. }) {
+            if !partitions.contains(&0) || matches!(sweep.adoption, Adoption::Done { .. }) {
                 break;
             }
             if let Err(e) = self.adopt_indexes(&mut sweep.adoption).await {
