@@ -58,7 +58,7 @@ use crate::runtime::coordinator::CoordinatorConfig;
 use crate::runtime::metrics::WaitTotals;
 use crate::runtime::service::{Service, ServiceError};
 use crate::runtime::store::{ExecutionRecord, StoreError};
-use crate::runtime::store_redis::{info_field, RedisStore};
+use crate::runtime::store_redis::RedisStore;
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -673,8 +673,7 @@ fn cpu_seconds_of(path: impl AsRef<std::path::Path>) -> Option<f64> {
 async fn redis_cpu_seconds(store: &RedisStore) -> Option<f64> {
     let mut total = 0.0;
     for (_, info) in store.info("cpu").await.ok()? {
-        let field = |name: &str| info_field(&info, name)?.parse::<f64>().ok();
-        total += field("used_cpu_sys")? + field("used_cpu_user")?;
+        total += info.get::<f64>("used_cpu_sys")? + info.get::<f64>("used_cpu_user")?;
     }
     Some(total)
 }
@@ -698,8 +697,8 @@ async fn redis_script_time(store: &RedisStore) -> Option<(u64, u64)> {
 
 /// `EVALSHA`'s calls and microseconds in an `INFO commandstats` reply
 /// (`cmdstat_evalsha:calls=12,usec=345,usec_per_call=28.75,…`); none yet when it has no line.
-fn evalsha_stats(info: &str) -> Option<(u64, u64)> {
-    let Some(stats) = info_field(info, "cmdstat_evalsha") else {
+fn evalsha_stats(info: &redis::InfoDict) -> Option<(u64, u64)> {
+    let Some(stats) = info.get::<String>("cmdstat_evalsha") else {
         return Some((0, 0));
     };
     let field = |name: &str| {
@@ -1550,14 +1549,14 @@ mod tests {
         let info = "# Commandstats\r\ncmdstat_get:calls=3,usec=9,usec_per_call=3.00\r\n\
                     cmdstat_evalsha:calls=12,usec=345,usec_per_call=28.75,rejected_calls=0,\
                     failed_calls=1\r\n";
-        assert_eq!(evalsha_stats(info), Some((12, 345)));
+        assert_eq!(evalsha_stats(&redis::InfoDict::new(info)), Some((12, 345)));
         assert_eq!(
-            evalsha_stats("# Commandstats\r\n"),
+            evalsha_stats(&redis::InfoDict::new("# Commandstats\r\n")),
             Some((0, 0)),
             "no script ran yet"
         );
         assert_eq!(
-            evalsha_stats("cmdstat_evalsha:usec=1\r\n"),
+            evalsha_stats(&redis::InfoDict::new("cmdstat_evalsha:usec=1\r\n")),
             None,
             "unreadable"
         );

@@ -576,31 +576,25 @@ pub struct RedisMemory {
     pub policy: String,
 }
 
-/// The value of `name` in an `INFO` reply (`name:value` lines).
-pub fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
-    info.lines()
-        .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))
-}
-
 /// The share of `maxmemory` in use from which [`RedisMemory::warnings`] warns.
 pub const MEMORY_WARNING_PERCENT: u64 = 90;
 
 impl RedisMemory {
     /// Reads the `INFO memory` reply of `node`.
-    pub fn parse(node: &str, info: &str) -> Result<RedisMemory, String> {
-        let field = |name: &str| {
-            info_field(info, name).ok_or_else(|| format!("INFO memory of {node} has no {name}"))
-        };
-        let number = |name: &str| {
-            field(name)?
-                .parse::<u64>()
-                .map_err(|e| format!("INFO memory of {node}: {name}: {e}"))
-        };
+    pub fn parse(node: &str, info: &redis::InfoDict) -> Result<RedisMemory, String> {
+        fn field<T: redis::FromRedisValue>(
+            node: &str,
+            info: &redis::InfoDict,
+            name: &str,
+        ) -> Result<T, String> {
+            info.get(name)
+                .ok_or_else(|| format!("INFO memory of {node} has no readable {name}"))
+        }
         Ok(RedisMemory {
             node: node.to_string(),
-            used_bytes: number("used_memory")?,
-            max_bytes: number("maxmemory")?,
-            policy: field("maxmemory_policy")?.to_string(),
+            used_bytes: field(node, info, "used_memory")?,
+            max_bytes: field(node, info, "maxmemory")?,
+            policy: field(node, info, "maxmemory_policy")?,
         })
     }
 
@@ -1100,20 +1094,20 @@ impl RedisStore {
         self.info("memory")
             .await?
             .into_iter()
-            .map(|(node, text)| RedisMemory::parse(&node, &text).map_err(StoreError::Backend))
+            .map(|(node, info)| RedisMemory::parse(&node, &info).map_err(StoreError::Backend))
             .collect()
     }
 
     /// `INFO <section>` of the node (every primary of a cluster): each node's `host:port` and
-    /// reply (read its fields with [`info_field`]).
-    pub async fn info(&self, section: &str) -> Result<Vec<(String, String)>, StoreError> {
+    /// reply.
+    pub async fn info(&self, section: &str) -> Result<Vec<(String, redis::InfoDict)>, StoreError> {
         let nodes = self.scan_nodes().await?;
         try_join_all(nodes.into_iter().map(|node| async move {
             let mut info = redis::cmd("INFO");
             info.arg(section);
             let text: String = self.on_node(&node, info, "INFO").await?;
             let name = node.map_or_else(|| self.node.to_string(), |(h, p)| format!("{h}:{p}"));
-            Ok((name, text))
+            Ok((name, redis::InfoDict::new(&text)))
         }))
         .await
     }
@@ -2267,7 +2261,8 @@ mod tests {
 
     #[test]
     fn memory_is_read_from_info() {
-        let m = RedisMemory::parse("r:6379", INFO).expect("parse");
+        let parse = |text: &str| RedisMemory::parse("r:6379", &redis::InfoDict::new(text));
+        let m = parse(INFO).expect("parse");
         assert_eq!(
             m,
             RedisMemory {
@@ -2277,10 +2272,10 @@ mod tests {
                 policy: "noeviction".into(),
             }
         );
-        let missing = RedisMemory::parse("r:6379", "used_memory:1\r\n").expect_err("no maxmemory");
+        let missing = parse("used_memory:1\r\n").expect_err("no maxmemory");
         assert!(missing.contains("maxmemory"), "{missing}");
-        let bad = RedisMemory::parse("r", &INFO.replace("used_memory:1048576", "used_memory:x"))
-            .expect_err("not a number");
+        let bad =
+            parse(&INFO.replace("used_memory:1048576", "used_memory:x")).expect_err("not a number");
         assert!(bad.contains("used_memory"), "{bad}");
     }
 
