@@ -798,6 +798,7 @@ fn sample_bodies() -> (Vec<u8>, Vec<u8>) {
         heartbeat_seconds: None,
         deadline_ms: None,
         reply_to: partition_queue(0),
+        reply_exchange: None,
     };
     let reply = json!({"kind": "worker", "reply": Reply::Succeeded {
         version: PROTOCOL_VERSION,

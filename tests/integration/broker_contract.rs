@@ -53,6 +53,7 @@ trait Fixture: Broker {
     fn as_received(&self, message: &TaskMessage) -> TaskMessage {
         TaskMessage {
             reply_to: self.reply_queue(PARTITION),
+            reply_exchange: None,
             ..message.clone()
         }
     }
@@ -323,6 +324,7 @@ fn task(n: u32) -> TaskMessage {
         heartbeat_seconds: Some(10),
         deadline_ms: Some(1_700_000_030_000),
         reply_to: partition_queue(PARTITION),
+        reply_exchange: None,
     }
 }
 
@@ -568,6 +570,7 @@ async fn memory_routes_worker_replies_to_their_execution_partition() {
         task_token: token.clone(),
         execution_arn: arn.into(),
         reply_to: partition_queue(partition),
+        reply_exchange: None,
         ..task(4)
     };
     broker
@@ -646,10 +649,17 @@ async fn idle_task_queues_are_deleted_and_busy_ones_kept<B: Fixture>(broker: &B)
     assert_eq!(first.message.task_token, task(1).task_token);
     within("an ack", first.acker.ack()).await.expect("ack");
 
-    assert!(
-        broker.delete_idle_queue(&queue).await.expect("delete"),
-        "an idle queue is deleted"
-    );
+    // RabbitMQ settles an ack after sending it (a quorum queue through its log), so the
+    // queue may still count the task for a moment.
+    let mut deleted = false;
+    for _ in 0..50 {
+        deleted = broker.delete_idle_queue(&queue).await.expect("delete");
+        if deleted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(deleted, "an idle queue is deleted");
     assert!(!broker.queue_exists(&queue).await, "the queue is gone");
     assert!(
         broker.delete_idle_queue(&queue).await.expect("delete"),
@@ -880,6 +890,85 @@ async fn rabbitmq_routes_callbacks_to_their_execution_partition() {
             .await;
             assert_eq!(dead, body(&forged));
             assert_eq!(broker.dead_lettered(), 1);
+        },
+    )
+    .await
+}
+
+/// Worker replies published to the reply exchange reach the partition's consumer through the
+/// coordinator's inbox. When that coordinator dies, the replies left in (or still routed to)
+/// its inbox move to the partition queue after the inbox's message TTL, where the new owner
+/// gets them; once the new owner unroutes the dead inbox, a reply reaches it exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_replies_go_through_the_owners_inbox_and_survive_its_death() {
+    let ttl = Duration::from_millis(400);
+    on_rabbitmq(
+        rabbitmq_with(|config| config.with_inbox_message_ttl(ttl)).await,
+        async |broker| {
+            let reply = |n: u32| InputMessage::Worker {
+                reply: Reply::Heartbeat {
+                    version: PROTOCOL_VERSION,
+                    task_token: format!("token-{n}"),
+                },
+            };
+            let send = async |n: u32| {
+                let bytes = serde_json::to_vec(&reply(n)).expect("encode");
+                broker
+                    .publish_raw_reply(1, &bytes)
+                    .await
+                    .expect("publish a reply");
+            };
+            // The old owner: a broker of its own (its own connection and inbox).
+            let old = AmqpBroker::connect(broker.config().clone())
+                .await
+                .expect("the old owner's connection");
+            let mut old_consumer = old.consume_inputs(1).await.expect("consume_inputs");
+            let dead_inbox = old.reply_route().expect("consuming made an inbox");
+            assert_eq!(broker.reply_route(), None, "no inbox before consuming");
+            send(1).await;
+            assert_eq!(ack_next(&mut old_consumer).await, reply(1));
+
+            // It dies: its connection goes without unbinding, its inbox stays bound.
+            old.close().await.expect("close");
+            drop(old_consumer);
+            send(2).await;
+            let started = std::time::Instant::now();
+            let mut consumer = broker.consume_inputs(1).await.expect("consume_inputs");
+            let own_inbox = broker.reply_route().expect("an inbox");
+            assert_ne!(own_inbox, dead_inbox);
+            assert_eq!(
+                ack_next(&mut consumer).await,
+                reply(2),
+                "the reply left in the dead inbox reaches the new owner"
+            );
+            assert!(
+                started.elapsed() >= ttl / 2,
+                "it came through the partition queue once the inbox TTL passed"
+            );
+
+            broker.unroute(1, &dead_inbox).await.expect("unroute");
+            send(3).await;
+            assert_eq!(ack_next(&mut consumer).await, reply(3));
+            let more = tokio::time::timeout(ttl * 3, consumer.next()).await;
+            assert!(
+                more.is_err(),
+                "a reply reaches the new owner once, not again through the dead inbox"
+            );
+            // The dead inbox is empty now; delete it (RabbitMQ would after `inbox_expires`).
+            let inspector = another_connection(broker).await;
+            let channel = inspector.create_channel().await.expect("channel");
+            let deleted = channel
+                .queue_delete(
+                    dead_inbox.as_str().into(),
+                    lapin::options::QueueDeleteOptions {
+                        if_empty: true,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .expect("the dead inbox is empty");
+            assert_eq!(deleted, 0, "no message was left in the dead inbox");
+            let _ = inspector.close(200, "OK".into()).await;
         },
     )
     .await

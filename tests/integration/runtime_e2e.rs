@@ -1017,6 +1017,7 @@ async fn deleting_an_activity_deletes_its_idle_queue() {
         heartbeat_seconds: None,
         deadline_ms: None,
         reply_to: partition_queue(0),
+        reply_exchange: None,
     };
     stack
         .broker
@@ -1154,6 +1155,18 @@ async fn a_full_redis_loses_nothing() {
             .await
             .expect("start");
         arns.push(arn);
+    }
+    // A start is an input of the partition's owner, which may still be taking its partitions
+    // up: wait until every execution exists before filling Redis.
+    for arn in &arns {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while svc.describe_execution(arn).await.is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{arn} was not created in 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     // Full: any limit below what is used.

@@ -357,6 +357,7 @@ fn task_message(arn: &str, n: u32) -> OutboxMessage {
             heartbeat_seconds: None,
             deadline_ms: Some(T0 + 30_000),
             reply_to: "stepline.partition.3".to_string(),
+            reply_exchange: None,
         },
     }
 }

@@ -273,6 +273,7 @@ impl Fixture {
             heartbeat_seconds: None,
             deadline_ms: None,
             reply_to: self.reply_to.clone(),
+            reply_exchange: None,
         };
         let body = serde_json::to_vec(&task).expect("json");
         publish(&self.channel, "", &self.queue, &body).await;

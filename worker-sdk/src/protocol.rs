@@ -26,8 +26,33 @@ pub struct TaskMessage {
     pub heartbeat_seconds: Option<u64>,
     /// Epoch milliseconds after which the engine no longer waits (from TimeoutSeconds).
     pub deadline_ms: Option<i64>,
-    /// Where replies go (the coordinator partition's input queue).
+    /// Where replies go: the routing key (the execution's partition queue), on
+    /// `reply_exchange` when the task names one, else on the default exchange (straight to
+    /// the queue of that name).
     pub reply_to: String,
+    /// The exchange to publish replies to (`stepline.replies`: it routes a partition's replies
+    /// to the inbox of the coordinator serving it, and to the partition queue when none does).
+    /// Absent in tasks of engines without inboxes; a worker that ignores it still replies
+    /// correctly, through the partition queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_exchange: Option<String>,
+}
+
+impl TaskMessage {
+    /// Where this task's replies go.
+    pub fn reply_route(&self) -> ReplyRoute {
+        ReplyRoute {
+            exchange: self.reply_exchange.clone().unwrap_or_default(),
+            routing_key: self.reply_to.clone(),
+        }
+    }
+}
+
+/// An exchange (empty: the default exchange) and a routing key: where a task's replies go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplyRoute {
+    pub exchange: String,
+    pub routing_key: String,
 }
 
 /// What a worker sends back for a task.

@@ -23,6 +23,12 @@ pub fn partition_queue(partition: u32) -> String {
     format!("{PARTITION_QUEUE_PREFIX}{partition}")
 }
 
+/// The exchange (direct, durable) workers publish replies to when a task names it
+/// (`TaskMessage::reply_exchange`), with the partition queue's name as routing key: the engine
+/// binds the inbox of the coordinator serving the partition under that key, and the exchange's
+/// alternate exchange delivers to the partition queue itself when no inbox is bound.
+pub const REPLY_EXCHANGE: &str = "stepline.replies";
+
 /// Arguments every durable Stepline queue (task and partition queues) is declared with:
 /// `x-dead-letter-exchange = stepline.dlx` (plus [`QueueType::argument`]). A consumer that
 /// rejects a message without requeue sends it there.

@@ -57,7 +57,7 @@
 //! deduplication of at-least-once deliveries (the engine drops stale replies).
 
 use crate::hub::InProcessHub;
-use crate::protocol::{Reply, TaskError, TaskMessage, PROTOCOL_VERSION};
+use crate::protocol::{Reply, ReplyRoute, TaskError, TaskMessage, PROTOCOL_VERSION};
 use crate::transport::{
     Delivery, Payload, ReplySink, Settle, Started, Subscription, Transport, TransportError,
 };
@@ -758,7 +758,11 @@ async fn run_task(
                 task_token: task.task_token.clone(),
                 worker_name: env.worker_name.clone(),
             };
-            match env.replies.send_pipelined(&task.reply_to, &started).await {
+            match env
+                .replies
+                .send_pipelined(&task.reply_route(), &started)
+                .await
+            {
                 Ok(pending) => {
                     debug!("task started");
                     (supervised.await, Some(pending))
@@ -811,7 +815,7 @@ async fn run_task(
                     result: Box::new(reply),
                 },
             };
-            match env.replies.send(&task.reply_to, &reply).await {
+            match env.replies.send(&task.reply_route(), &reply).await {
                 Ok(()) => settle_or_log(settle.ack().await),
                 Err(e) => undeliverable(settle, task, &lost, e).await,
             }
@@ -975,7 +979,7 @@ struct ContextInner {
     deadline_at: Option<Instant>,
     cancel: CancellationToken,
     replies: ReplySink,
-    reply_to: String,
+    reply_to: ReplyRoute,
 }
 
 impl TaskContext {
@@ -1016,7 +1020,7 @@ impl TaskContext {
                 deadline_at,
                 cancel,
                 replies: replies.clone(),
-                reply_to: task.reply_to.clone(),
+                reply_to: task.reply_route(),
             }),
         }
     }
@@ -1036,6 +1040,7 @@ impl TaskContext {
             heartbeat_seconds: None,
             deadline_ms: None,
             reply_to: String::new(),
+            reply_exchange: None,
         };
         let replies = ReplySink::InProcess(InProcessHub::new());
         TaskContext::new(&task, "", CancellationToken::new(), &replies)
@@ -1144,6 +1149,7 @@ mod tests {
             heartbeat_seconds: None,
             deadline_ms: None,
             reply_to: "stepline.partition.0".into(),
+            reply_exchange: None,
         }
     }
 

@@ -3,7 +3,9 @@
 //!
 //! Topology (RabbitMQ adapter): one durable queue per activity/resource (persistent messages,
 //! publisher confirms, consumer prefetch); one durable input queue per partition
-//! (`stepline.partition.<n>`), which is the `reply_to` of every task message; a fanout
+//! (`stepline.partition.<n>`), which is the `reply_to` of every task message (the routing key
+//! of its replies on the `stepline.replies` exchange, which delivers them to the serving
+//! coordinator's inbox, or to the partition queue when no inbox is bound); a fanout
 //! exchange for cancellations; a dead-letter exchange (`stepline.dlx` → `stepline.dead`) for
 //! messages that cannot be parsed — logged, counted, never fatal to the consumer. The memory
 //! adapter keeps the same semantics with in-process channels
@@ -153,6 +155,22 @@ pub trait Broker: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, BrokerError>> + Send;
     /// Messages dead-lettered so far by this process (malformed input).
     fn dead_lettered(&self) -> u64;
+
+    /// Where, besides the partition queues, this broker receives worker replies for the
+    /// partitions it consumes (the RabbitMQ adapter's inbox), once `consume_inputs` made one.
+    fn reply_route(&self) -> Option<String> {
+        None
+    }
+    /// Stops routing `partition`'s worker replies to `route`: another coordinator's inbox,
+    /// left bound when it died. Harmless when `route` is gone or not bound.
+    fn unroute(
+        &self,
+        partition: u32,
+        route: &str,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        let _ = (partition, route);
+        std::future::ready(Ok(()))
+    }
 }
 
 #[cfg(test)]

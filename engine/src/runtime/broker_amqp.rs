@@ -25,6 +25,12 @@
 //! (acked only after the forward is confirmed), as the memory broker routes the hub's replies.
 //! With a namespace, a task's `reply_to` partition queue is namespaced too.
 //!
+//! Worker replies (see [`Inbox`]): tasks name the reply exchange `stepline.replies`, whose
+//! alternate exchange `stepline.replies.unrouted` has every partition queue bound under its
+//! own name. The first `consume_inputs` declares this broker's inbox and each binds it under
+//! the partition queue's name; the partition's [`AmqpConsumer`] yields the inbox's deliveries
+//! for it beside the partition queue's.
+//!
 //! Not here: ownership of partitions (leases in the store), retries of ASL tasks (engine logic).
 
 use super::broker::{
@@ -43,7 +49,7 @@ use lapin::options::{
 };
 use lapin::protocol::AMQPErrorKind::{self, Hard, Soft};
 use lapin::protocol::{AMQPHardError, AMQPSoftError};
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
@@ -58,7 +64,7 @@ use stepline_worker::protocol::{CancelMessage, TaskMessage, PROTOCOL_VERSION};
 pub use stepline_worker::topology::QueueType;
 use stepline_worker::topology::{
     CALLBACK_QUEUE, CANCEL_EXCHANGE, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE,
-    PARTITION_QUEUE_PREFIX,
+    PARTITION_QUEUE_PREFIX, REPLY_EXCHANGE,
 };
 use stepline_worker::transport::amqp::{durable_queue_arguments, queue_type_arguments};
 use tokio::sync::oneshot;
@@ -71,6 +77,13 @@ const PUBLISH_ATTEMPTS: usize = 3;
 
 /// Persistent delivery mode.
 const PERSISTENT: u8 = 2;
+
+/// The reply exchange's alternate exchange (direct, durable), where every partition queue is
+/// bound under its own name; also the inboxes' dead-letter exchange, so an inbox message that
+/// nobody consumed in time moves to its partition queue.
+pub const UNROUTED_EXCHANGE: &str = "stepline.replies.unrouted";
+/// A coordinator's inbox: `stepline.inbox.<connection name>.<pid>.<random>`.
+pub const INBOX_PREFIX: &str = "stepline.inbox.";
 
 /// How to reach RabbitMQ and how to use it.
 #[derive(Clone)]
@@ -96,6 +109,12 @@ pub struct AmqpConfig {
     /// When set, this broker consumes the callback queue and routes each callback to its
     /// execution's partition (see [`AmqpConfig::with_callback_routing`]).
     pub callback_routing: Option<CallbackRouting>,
+    /// How long a reply waits in this broker's inbox before it moves to its partition queue
+    /// (`x-message-ttl`): what a reply left in a dead coordinator's inbox waits at most.
+    pub inbox_message_ttl: Duration,
+    /// An inbox nobody consumed for this long is deleted (`x-expires`): the inbox of a
+    /// coordinator that died. Keep it far above `inbox_message_ttl`.
+    pub inbox_expires: Duration,
 }
 
 /// What routing callbacks by task token needs: the engine's token key and partition count.
@@ -125,7 +144,14 @@ impl AmqpConfig {
             reconnect_attempts: 10,
             connection_name: "stepline-engine".into(),
             callback_routing: None,
+            inbox_message_ttl: Duration::from_secs(10),
+            inbox_expires: Duration::from_secs(24 * 3600),
         }
+    }
+
+    pub fn with_inbox_message_ttl(mut self, ttl: Duration) -> Self {
+        self.inbox_message_ttl = ttl;
+        self
     }
 
     pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
@@ -183,6 +209,8 @@ impl fmt::Debug for AmqpConfig {
             .field("reconnect_attempts", &self.reconnect_attempts)
             .field("connection_name", &self.connection_name)
             .field("callback_routing", &self.callback_routing)
+            .field("inbox_message_ttl", &self.inbox_message_ttl)
+            .field("inbox_expires", &self.inbox_expires)
             .finish()
     }
 }
@@ -237,6 +265,8 @@ struct Shared {
     consumer_tags: AtomicU64,
     /// Dropped with the broker, which stops the callback router.
     router_stop: Mutex<Option<oneshot::Sender<()>>>,
+    /// This broker's inbox, created by the first `consume_inputs`.
+    inbox: tokio::sync::OnceCell<Arc<Inbox>>,
 }
 
 impl Shared {
@@ -286,8 +316,95 @@ impl Shared {
             )
             .await
             .map_err(|e| unavailable(&format!("cannot declare queue {queue}"), e))?;
+        if self.partition_of_queue(queue).is_some() {
+            // Replies no inbox takes reach the partition queue through the reply exchange's
+            // alternate exchange.
+            channel
+                .queue_bind(
+                    queue.into(),
+                    self.name(UNROUTED_EXCHANGE).as_str().into(),
+                    queue.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| unavailable(&format!("cannot bind queue {queue}"), e))?;
+        }
         lock(&self.declared).insert(queue.to_string());
         Ok(())
+    }
+
+    /// This broker's inbox, declared and consumed on first use.
+    async fn inbox(self: &Arc<Self>) -> Result<Arc<Inbox>, BrokerError> {
+        self.inbox
+            .get_or_try_init(|| async {
+                let name = self.name(&format!(
+                    "{INBOX_PREFIX}{}.{}.{:016x}",
+                    self.config.connection_name,
+                    std::process::id(),
+                    unique_u64()
+                ));
+                let mut arguments = queue_type_arguments(self.config.queue_type);
+                let millis = |d: Duration| {
+                    AMQPValue::LongLongInt(i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1))
+                };
+                arguments.insert(
+                    "x-dead-letter-exchange".into(),
+                    AMQPValue::LongString(self.name(UNROUTED_EXCHANGE).as_str().into()),
+                );
+                arguments.insert(
+                    "x-message-ttl".into(),
+                    millis(self.config.inbox_message_ttl),
+                );
+                arguments.insert("x-expires".into(), millis(self.config.inbox_expires));
+                let channel = open_channel(&self.connection).await?;
+                channel
+                    .queue_declare(
+                        name.as_str().into(),
+                        QueueDeclareOptions {
+                            durable: true,
+                            ..QueueDeclareOptions::default()
+                        },
+                        arguments,
+                    )
+                    .await
+                    .map_err(|e| unavailable(&format!("cannot declare inbox {name}"), e))?;
+                let prefetch = self.config.prefetch.saturating_mul(4);
+                channel
+                    .basic_qos(prefetch, BasicQosOptions::default())
+                    .await
+                    .map_err(|e| unavailable("cannot set the inbox prefetch", e))?;
+                let consumer = channel
+                    .basic_consume(
+                        name.as_str().into(),
+                        format!("{}-inbox", self.config.connection_name)
+                            .as_str()
+                            .into(),
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(|e| unavailable(&format!("cannot consume inbox {name}"), e))?;
+                let inbox = Arc::new(Inbox {
+                    name,
+                    routes: Mutex::default(),
+                    registrations: AtomicU64::new(0),
+                    shared: Arc::downgrade(self),
+                    _channel: channel,
+                });
+                tokio::spawn(inbox.clone().run(consumer));
+                Ok(inbox)
+            })
+            .await
+            .cloned()
+    }
+
+    /// The partition whose queue `name` (full name) is.
+    fn partition_of_queue(&self, name: &str) -> Option<u32> {
+        name.strip_prefix(self.prefix.as_str())?
+            .strip_prefix(PARTITION_QUEUE_PREFIX)?
+            .parse()
+            .ok()
     }
 
     /// Declares the exchanges and the dead-letter queue every broker needs.
@@ -340,6 +457,31 @@ impl Shared {
             )
             .await
             .map_err(|e| declare_error(&cancel, e))?;
+        let unrouted = self.name(UNROUTED_EXCHANGE);
+        let replies = self.name(REPLY_EXCHANGE);
+        channel
+            .exchange_declare(
+                unrouted.as_str().into(),
+                ExchangeKind::Direct,
+                durable,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| declare_error(&unrouted, e))?;
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "alternate-exchange".into(),
+            AMQPValue::LongString(unrouted.as_str().into()),
+        );
+        channel
+            .exchange_declare(
+                replies.as_str().into(),
+                ExchangeKind::Direct,
+                durable,
+                arguments,
+            )
+            .await
+            .map_err(|e| declare_error(&replies, e))?;
         Ok(())
     }
 
@@ -496,6 +638,7 @@ impl AmqpBroker {
             dead_lettered: AtomicU64::new(0),
             consumer_tags: AtomicU64::new(0),
             router_stop: Mutex::new(None),
+            inbox: tokio::sync::OnceCell::new(),
         });
         shared.declare_topology().await?;
         if let Some(routing) = shared.config.callback_routing.clone() {
@@ -512,6 +655,36 @@ impl AmqpBroker {
     /// The full name of a queue or exchange (with the namespace prefix).
     pub fn name(&self, name: &str) -> String {
         self.shared.name(name)
+    }
+
+    /// Publishes raw bytes as a worker publishes a reply for `partition`: to the reply
+    /// exchange, under the partition queue's name, confirmed (tests, tooling).
+    pub async fn publish_raw_reply(&self, partition: u32, bytes: &[u8]) -> Result<(), BrokerError> {
+        let exchange = self.name(REPLY_EXCHANGE);
+        let key = self.name(&partition_queue(partition));
+        self.shared.declare_queue(&key).await?;
+        let channel = self.shared.channel(&self.shared.publisher, true).await?;
+        let confirmation = channel
+            .basic_publish(
+                exchange.as_str().into(),
+                key.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    immediate: false,
+                },
+                bytes,
+                BasicProperties::default().with_delivery_mode(PERSISTENT),
+            )
+            .await
+            .map_err(|e| unavailable("cannot publish a reply", e))?
+            .await
+            .map_err(|e| unavailable("cannot publish a reply", e))?;
+        match confirmation {
+            Confirmation::Ack(None) => Ok(()),
+            other => Err(BrokerError::NotConfirmed(format!(
+                "reply to {key}: {other:?}"
+            ))),
+        }
     }
 
     /// Publishes raw bytes onto a partition's input queue, bypassing encoding (tests, tooling).
@@ -594,13 +767,19 @@ impl AmqpBroker {
         let channel = open_channel(&self.shared.connection).await?;
         let mut queues: Vec<String> = lock(&self.shared.declared).drain().collect();
         queues.push(self.name(DEAD_LETTER_QUEUE));
+        queues.extend(self.reply_route());
         for queue in queues {
             channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                 .await
                 .map_err(|e| unavailable(&format!("cannot delete queue {queue}"), e))?;
         }
-        for exchange in [self.name(DEAD_LETTER_EXCHANGE), self.name(CANCEL_EXCHANGE)] {
+        for exchange in [
+            self.name(DEAD_LETTER_EXCHANGE),
+            self.name(CANCEL_EXCHANGE),
+            self.name(REPLY_EXCHANGE),
+            self.name(UNROUTED_EXCHANGE),
+        ] {
             channel
                 .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
                 .await
@@ -635,9 +814,11 @@ impl Broker for AmqpBroker {
         let payload = if !self.shared.prefix.is_empty()
             && message.reply_to.starts_with(PARTITION_QUEUE_PREFIX)
         {
-            // In a namespace, workers must reply to the namespaced partition queue.
+            // In a namespace, workers must reply to the namespaced partition queue, through
+            // the namespaced reply exchange.
             let mut message = message.clone();
             message.reply_to = self.name(&message.reply_to);
+            message.reply_exchange = message.reply_exchange.as_deref().map(|e| self.name(e));
             serde_json::to_vec(&message)
         } else {
             serde_json::to_vec(message)
@@ -685,13 +866,34 @@ impl Broker for AmqpBroker {
             )
             .await
             .map_err(|e| unavailable(&format!("cannot consume {queue}"), e))?;
+        let inbox = self.shared.inbox().await?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let registration = inbox.register(partition, tx);
+        if let Err(e) = inbox.bind(&self.shared, &queue).await {
+            inbox.unregister(partition, registration);
+            return Err(e);
+        }
         Ok(AmqpConsumer {
             _channel: channel,
             consumer,
             shared: self.shared.clone(),
             queue,
             state: Arc::default(),
+            inbox: Some(InboxReceiver {
+                inbox,
+                partition,
+                registration,
+                rx,
+            }),
         })
+    }
+
+    fn reply_route(&self) -> Option<String> {
+        self.shared.inbox.get().map(|inbox| inbox.name.clone())
+    }
+
+    async fn unroute(&self, partition: u32, route: &str) -> Result<(), BrokerError> {
+        unbind(&self.shared, route, partition).await
     }
 
     async fn get_task(&self, queue: &str) -> Result<Option<TaskDelivery>, BrokerError> {
@@ -852,6 +1054,247 @@ pub struct AmqpConsumer {
     queue: String,
     /// Shared with every acker of this consumer (see [`AmqpAcker`]).
     state: Arc<ConsumerState>,
+    /// The partition's replies that arrive through this broker's inbox.
+    inbox: Option<InboxReceiver>,
+}
+
+/// A partition's share of the inbox: registered while its consumer lives; dropping it
+/// unbinds the partition from the inbox, and the replies it had not handed on go back to the
+/// inbox, which moves them to the partition queue.
+struct InboxReceiver {
+    inbox: Arc<Inbox>,
+    partition: u32,
+    registration: u64,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Delivery>,
+}
+
+impl Drop for InboxReceiver {
+    fn drop(&mut self) {
+        self.inbox.unregister(self.partition, self.registration);
+        // Undelivered replies: their ackers requeue them as they drop, and the inbox, which no
+        // longer routes this partition here, forwards them to the partition queue.
+        self.rx.close();
+        while self.rx.try_recv().is_ok() {}
+        let inbox = self.inbox.clone();
+        let partition = self.partition;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { inbox.unbind_own(partition).await });
+        }
+    }
+}
+
+/// This broker's inbox: a durable queue bound to the reply exchange under the name of every
+/// partition queue this broker consumes, so workers' replies for those partitions reach it
+/// without passing through the partition queues (one busy queue instead of one per
+/// partition; RabbitMQ spends markedly less per message). One consumer takes every delivery
+/// and hands it to the partition's [`AmqpConsumer`]; a delivery for a partition not served
+/// here (any more) is forwarded to its partition queue (published there, confirmed, then
+/// acked). The inbox's messages expire into the partition queues after
+/// [`AmqpConfig::inbox_message_ttl`] when nobody takes them (the inbox of a dead coordinator),
+/// and the inbox itself is deleted after [`AmqpConfig::inbox_expires`] without a consumer.
+struct Inbox {
+    /// Full name.
+    name: String,
+    /// Partition → the local consumer's sender and its registration number.
+    routes: Mutex<std::collections::HashMap<u32, (u64, InboxSender)>>,
+    registrations: AtomicU64,
+    shared: std::sync::Weak<Shared>,
+    _channel: Channel,
+}
+
+type InboxSender = tokio::sync::mpsc::UnboundedSender<Delivery>;
+
+impl Inbox {
+    fn register(&self, partition: u32, tx: InboxSender) -> u64 {
+        let registration = self.registrations.fetch_add(1, Ordering::Relaxed);
+        lock(&self.routes).insert(partition, (registration, tx));
+        registration
+    }
+
+    fn unregister(&self, partition: u32, registration: u64) {
+        let mut routes = lock(&self.routes);
+        if routes
+            .get(&partition)
+            .is_some_and(|(r, _)| *r == registration)
+        {
+            routes.remove(&partition);
+        }
+    }
+
+    /// Binds the inbox under the partition queue's name `queue`.
+    async fn bind(&self, shared: &Shared, queue: &str) -> Result<(), BrokerError> {
+        let channel = shared.channel(&shared.publisher, true).await?;
+        channel
+            .queue_bind(
+                self.name.as_str().into(),
+                shared.name(REPLY_EXCHANGE).as_str().into(),
+                queue.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| unavailable(&format!("cannot bind inbox {}", self.name), e))
+    }
+
+    /// Unbinds this inbox from `partition` unless a consumer of it was registered again.
+    async fn unbind_own(&self, partition: u32) {
+        if lock(&self.routes).contains_key(&partition) {
+            return;
+        }
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        if let Err(e) = unbind(&shared, &self.name, partition).await {
+            tracing::warn!(inbox = %self.name, partition, error = %e, "cannot unbind the inbox");
+        }
+    }
+
+    /// Hands each delivery to its partition's consumer, or forwards it to the partition queue.
+    async fn run(self: Arc<Self>, mut consumer: lapin::Consumer) {
+        while let Some(item) = consumer.next().await {
+            let delivery = match item {
+                Ok(delivery) => delivery,
+                Err(e) => {
+                    let Some(shared) = self.shared.upgrade() else {
+                        return;
+                    };
+                    let status = shared.connection.status();
+                    if status.closed() || status.errored() {
+                        tracing::warn!(inbox = %self.name, error = %e, "inbox consumer ended");
+                        return;
+                    }
+                    tracing::warn!(inbox = %self.name, error = %e, "inbox consumer error; waiting for the connection to recover");
+                    continue;
+                }
+            };
+            let Some(shared) = self.shared.upgrade() else {
+                return;
+            };
+            let queue = delivery.routing_key.to_string();
+            let Some(partition) = shared.partition_of_queue(&queue) else {
+                // Not a partition's reply: nothing can route it.
+                let reject = shared.dead_letter(
+                    delivery.acker,
+                    delivery.data.len(),
+                    format!("routing key {queue:?} names no partition queue"),
+                    self.name.clone(),
+                );
+                tokio::spawn(reject);
+                continue;
+            };
+            let route = lock(&self.routes).get(&partition).map(|(_, tx)| tx.clone());
+            let decoded = route.as_ref().map(|_| decode_input(&delivery.data));
+            match (route, decoded) {
+                (Some(tx), Some(Ok(message))) => {
+                    let handed = tx.send(Delivery {
+                        message,
+                        acker: Box::new(InboxAcker {
+                            acker: Some(delivery.acker),
+                        }),
+                    });
+                    // A consumer that just went away: its acker requeues the delivery as it
+                    // drops, and it comes back here to be forwarded.
+                    drop(handed);
+                }
+                // Not served here, or malformed (the partition queue's consumer dead-letters
+                // it, as it would have without the inbox): forward it.
+                _ => {
+                    tokio::spawn(forward(shared, queue, delivery));
+                }
+            }
+        }
+    }
+}
+
+/// A number no other inbox name of this host is likely to have had: the clock's nanoseconds
+/// mixed by the standard library's randomly keyed hasher.
+fn unique_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    hasher.write_u128(nanos);
+    hasher.finish()
+}
+
+/// Publishes an inbox delivery to its partition queue `queue` (confirmed), then acks it; on
+/// failure, requeues it into the inbox after a pause.
+async fn forward(shared: Arc<Shared>, queue: String, delivery: lapin::message::Delivery) {
+    match shared.publish("", Some(&queue), &delivery.data).await {
+        Ok(()) => {
+            if let Err(e) = ack(delivery.acker, BasicAckOptions::default()).await {
+                tracing::debug!(%queue, error = %e, "acking a forwarded reply");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(%queue, error = %e, "cannot forward a reply from the inbox; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let requeue = BasicNackOptions {
+                multiple: false,
+                requeue: true,
+            };
+            if let Err(e) = delivery.acker.nack(requeue).await {
+                tracing::debug!(%queue, error = %e, "requeueing a reply to forward");
+            }
+        }
+    }
+}
+
+/// Unbinds the inbox `inbox` (full name) from `partition`'s routing key, on a channel of its
+/// own: an inbox that no longer exists closes the channel (and is no error).
+async fn unbind(shared: &Shared, inbox: &str, partition: u32) -> Result<(), BrokerError> {
+    let channel = open_channel(&shared.connection).await?;
+    let result = channel
+        .queue_unbind(
+            inbox.into(),
+            shared.name(REPLY_EXCHANGE).as_str().into(),
+            shared.name(&partition_queue(partition)).as_str().into(),
+            FieldTable::default(),
+        )
+        .await;
+    let _ = channel.close(200, "OK".into()).await;
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if amqp_error_is(&e, Soft(AMQPSoftError::NOTFOUND)) => Ok(()),
+        Err(e) => Err(unavailable(&format!("cannot unbind inbox {inbox}"), e)),
+    }
+}
+
+/// Acks an inbox delivery on its own (the inbox's channel carries every partition's
+/// deliveries, so a `multiple` ack could settle another partition's); dropped without an ack,
+/// it requeues the delivery into the inbox at once.
+struct InboxAcker {
+    acker: Option<lapin::Acker>,
+}
+
+impl Acker for InboxAcker {
+    fn ack(mut self: Box<Self>) -> Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>> {
+        match self.acker.take() {
+            Some(acker) => Box::pin(ack(acker, BasicAckOptions::default())),
+            None => Box::pin(std::future::ready(Ok(()))),
+        }
+    }
+}
+
+impl Drop for InboxAcker {
+    fn drop(&mut self) {
+        let Some(acker) = self.acker.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let requeue = BasicNackOptions {
+                multiple: false,
+                requeue: true,
+            };
+            if let Err(e) = acker.nack(requeue).await {
+                tracing::debug!(error = %e, "requeueing an unacked inbox delivery");
+            }
+        });
+    }
 }
 
 /// What the ackers of one input consumer (one channel) share.
@@ -864,11 +1307,26 @@ struct ConsumerState {
 }
 
 impl InputConsumer for AmqpConsumer {
-    /// Cancel-safe: the only await is the consumer stream; a malformed message is rejected in
-    /// a background task.
+    /// Cancel-safe: the only awaits are the consumer stream and the inbox channel; a
+    /// malformed message is rejected in a background task.
     async fn next(&mut self) -> Option<Delivery> {
         loop {
-            match self.consumer.next().await {
+            let from_queue = match &mut self.inbox {
+                Some(inbox) => tokio::select! {
+                    item = self.consumer.next() => item,
+                    delivery = inbox.rx.recv() => match delivery {
+                        Some(delivery) => return Some(delivery),
+                        None => {
+                            // The inbox consumer ended (the connection is gone): what is left
+                            // is the queue, which ends too.
+                            self.inbox = None;
+                            continue;
+                        }
+                    },
+                },
+                None => self.consumer.next().await,
+            };
+            match from_queue {
                 None => return None,
                 Some(Err(e)) => {
                     let status = self.shared.connection.status();

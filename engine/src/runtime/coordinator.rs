@@ -47,7 +47,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use stepline_worker::protocol::{Reply, TaskMessage, PROTOCOL_VERSION};
-use stepline_worker::topology::{partition_queue, task_queue};
+use stepline_worker::topology::{partition_queue, task_queue, REPLY_EXCHANGE};
 use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -543,6 +543,28 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         }
     }
 
+    /// Records this broker's reply route (its inbox) as the partition's, and unbinds the one
+    /// recorded before when it is another coordinator's: that coordinator died holding the
+    /// partition (a graceful one unbinds its own), and its inbox would otherwise keep getting
+    /// copies of the partition's replies. A failure is logged: the copies are harmless (they
+    /// expire into the partition queue and are dropped as duplicates) until the dead inbox
+    /// itself expires.
+    async fn take_reply_route(&self, p: u32) {
+        let Some(route) = self.broker.reply_route() else {
+            return;
+        };
+        match self.store.swap_reply_route(p, &route).await {
+            Ok(Some(previous)) if previous != route => {
+                tracing::info!(partition = p, %previous, "unbinding the previous owner's inbox");
+                if let Err(e) = self.broker.unroute(p, &previous).await {
+                    tracing::warn!(partition = p, %previous, error = %e, "cannot unbind the previous owner's inbox");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(partition = p, error = %e, "cannot record the reply route"),
+        }
+    }
+
     /// Handles a partition's inputs and due timers, one at a time, until cancelled, fenced
     /// out, or the store, broker or outbox publisher fails (then the lease is released).
     async fn serve_inputs(
@@ -559,6 +581,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                 return;
             }
         };
+        self.take_reply_route(p).await;
         let poll_ms = self.config.timer_poll_ms as i64;
         // The partition's earliest timer: read at least every poll interval and after timers
         // fire; timers this coordinator commits in between arrive through `timer_hints`. Only
@@ -1216,6 +1239,7 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
                             .timeout_seconds
                             .map(|t| now.saturating_add(t as i64 * 1000)),
                         reply_to: partition_queue(partition),
+                        reply_exchange: Some(REPLY_EXCHANGE.to_string()),
                     },
                 }),
                 Command::CancelTask { task } => outbox.push(OutboxMessage::Cancel {

@@ -366,6 +366,15 @@ pub trait Store: Send + Sync + 'static {
         owner: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Records `route` (a coordinator's reply inbox) as where `partition`'s worker replies are
+    /// routed, and returns the route recorded before, so its new owner can unbind a dead
+    /// owner's inbox.
+    fn swap_reply_route(
+        &self,
+        partition: u32,
+        route: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
     // Membership, so coordinators can share partitions fairly.
     /// Records that `owner` is alive for `ttl_ms`, and returns how many members are alive
     /// (including `owner`).

@@ -65,6 +65,8 @@ struct Inner {
     /// State machine ARN → order key ([`execution_order_key`]) → execution ARN.
     by_machine: HashMap<String, BTreeMap<String, String>>,
     partitions: HashMap<u32, PartitionData>,
+    /// Partition → the reply route last recorded (`swap_reply_route`).
+    reply_routes: HashMap<u32, String>,
     /// Live coordinators: owner → alive until (epoch ms).
     members: HashMap<String, i64>,
     /// What expires when, earliest first.
@@ -672,6 +674,15 @@ impl Store for MemoryStore {
             }
             _ => Ok(false),
         }
+    }
+
+    async fn swap_reply_route(
+        &self,
+        partition: u32,
+        route: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (mut inner, _) = self.lock()?;
+        Ok(inner.reply_routes.insert(partition, route.to_string()))
     }
 
     async fn heartbeat_member(&self, owner: &str, ttl_ms: u64) -> Result<u32, StoreError> {

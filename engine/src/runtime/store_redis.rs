@@ -29,6 +29,7 @@
 //! | `{p<n>}:timer_index` | sorted set | member = `<execution arn>\|<timer id>`, score = `fire_at_ms` |
 //! | `{p<n>}:outbox_index` | sorted set | executions with pending outbox entries, in arrival order (`{p<n>}:outbox_counter`) |
 //! | `{p<n>}:fence` / `{p<n>}:lease` | string | the latest fencing token / `<token>\|<owner>` with a PX expiry |
+//! | `{p<n>}:reply_route` | string | the inbox the partition's worker replies were last routed to (`swap_reply_route`) |
 //! | `{p<n>}:machine:all:<state machine arn>` / `{p<n>}:machine:<STATUS>:<state machine arn>` | sorted set | the partition's executions of that machine (in that status): lex-ordered `execution_order_key`s, newest first |
 //! | `{p<n>}:machines` | set | the state machines with a list index in the partition (what the index sweep walks) |
 //! | `{catalog}:state_machines` / `:activities` | hash | ARN → record JSON, with a lex index `…_index` |
@@ -2191,6 +2192,26 @@ impl Store for RedisStore {
                 )
             })?;
         Ok(renewed == 1)
+    }
+
+    async fn swap_reply_route(
+        &self,
+        partition: u32,
+        route: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(self.keys.partition(partition, "reply_route"))
+            .arg(route)
+            .arg("GET")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| {
+                backend(
+                    format!("recording the reply route of partition {partition}"),
+                    e,
+                )
+            })
     }
 
     async fn heartbeat_member(&self, owner: &str, ttl_ms: u64) -> Result<u32, StoreError> {

@@ -25,7 +25,7 @@ use super::{
     CancelSource, Delivery, Pace, Payload, ReplySink, Settle, Started, Subscription, TaskSource,
     TransportError,
 };
-use crate::protocol::{CancelMessage, Reply, TaskMessage, PROTOCOL_VERSION};
+use crate::protocol::{CancelMessage, Reply, ReplyRoute, TaskMessage, PROTOCOL_VERSION};
 use crate::topology::{
     task_queue, QueueType, CALLBACK_QUEUE, CANCEL_EXCHANGE, CANCEL_EXCHANGE_DURABLE,
     QUEUE_DEAD_LETTER_ARGUMENT,
@@ -234,14 +234,16 @@ fn lapin_error(e: lapin::Error) -> TransportError {
     TransportError::Disconnected(e.to_string())
 }
 
-/// Publishes `body` persistent and mandatory to the default exchange and waits for the
-/// broker's confirmation; an unroutable message comes back as an `Ack` carrying it.
+/// Publishes `body` persistent and mandatory to `exchange` (empty: the default exchange) and
+/// waits for the broker's confirmation; an unroutable message comes back as an `Ack` carrying
+/// it.
 async fn publish_on(
     channel: &Channel,
+    exchange: &str,
     routing_key: &str,
     body: &[u8],
 ) -> Result<(), TransportError> {
-    send_on(channel, routing_key, body).await?.await
+    send_on(channel, exchange, routing_key, body).await?.await
 }
 
 /// Sends `body` (persistent, mandatory) on `channel` and returns the wait for its
@@ -249,6 +251,7 @@ async fn publish_on(
 /// confirmations have been awaited.
 async fn send_on(
     channel: &Channel,
+    exchange: &str,
     routing_key: &str,
     body: &[u8],
 ) -> Result<super::PendingConfirm, TransportError> {
@@ -257,7 +260,7 @@ async fn send_on(
         .with_content_type(ShortString::from("application/json"));
     let pending = channel
         .basic_publish(
-            ShortString::from(""),
+            ShortString::from(exchange),
             ShortString::from(routing_key),
             BasicPublishOptions {
                 mandatory: true,
@@ -310,7 +313,7 @@ impl Publisher {
 
     pub(crate) async fn publish(
         &self,
-        routing_key: &str,
+        route: &ReplyRoute,
         body: &[u8],
     ) -> Result<(), TransportError> {
         let Some(channel) = self.current() else {
@@ -318,13 +321,13 @@ impl Publisher {
                 "reconnecting to the broker".to_string(),
             ));
         };
-        publish_on(&channel, routing_key, body).await
+        publish_on(&channel, &route.exchange, &route.routing_key, body).await
     }
 
     /// Sends without waiting for the confirmation; await the returned future for it.
     pub(crate) async fn send(
         &self,
-        routing_key: &str,
+        route: &ReplyRoute,
         body: &[u8],
     ) -> Result<super::PendingConfirm, TransportError> {
         let Some(channel) = self.current() else {
@@ -332,7 +335,7 @@ impl Publisher {
                 "reconnecting to the broker".to_string(),
             ));
         };
-        send_on(&channel, routing_key, body).await
+        send_on(&channel, &route.exchange, &route.routing_key, body).await
     }
 }
 
@@ -928,12 +931,12 @@ impl CallbackPublisher {
 
     pub(crate) async fn publish(&self, queue: &str, body: &[u8]) -> Result<(), TransportError> {
         let channel = self.channel().await?;
-        match publish_on(&channel, queue, body).await {
+        match publish_on(&channel, "", queue, body).await {
             Err(TransportError::Disconnected(reason)) => {
                 debug!(%reason, "callback connection was dead; reconnecting once");
                 *self.current.lock().await = None;
                 let channel = self.channel().await?;
-                publish_on(&channel, queue, body).await
+                publish_on(&channel, "", queue, body).await
             }
             other => other,
         }

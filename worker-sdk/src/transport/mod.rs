@@ -16,7 +16,7 @@ pub mod amqp;
 pub(crate) mod in_process;
 
 use crate::hub::InProcessHub;
-use crate::protocol::{Reply, TaskMessage};
+use crate::protocol::{Reply, ReplyRoute, TaskMessage};
 use tokio_util::sync::CancellationToken;
 
 /// Where a worker gets tasks from and sends replies to: build it from an
@@ -315,7 +315,7 @@ impl ReplySink {
     /// the caller can work meanwhile (replies sent later still arrive after this one).
     pub async fn send_pipelined(
         &self,
-        reply_to: &str,
+        reply_to: &ReplyRoute,
         reply: &Reply,
     ) -> Result<PendingConfirm, TransportError> {
         match self {
@@ -332,7 +332,7 @@ impl ReplySink {
     }
 
     /// Sends `reply` to `reply_to` and waits until the broker has confirmed it.
-    pub async fn send(&self, reply_to: &str, reply: &Reply) -> Result<(), TransportError> {
+    pub async fn send(&self, reply_to: &ReplyRoute, reply: &Reply) -> Result<(), TransportError> {
         match self {
             ReplySink::InProcess(hub) => {
                 // The hub has one reply stream; the engine routes by the token.
