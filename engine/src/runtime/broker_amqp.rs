@@ -1188,11 +1188,13 @@ impl Inbox {
                 (Some(tx), Some(Ok(message))) => {
                     let handed = tx.send(Delivery {
                         message,
-                        acker: Box::new(InboxAcker {
+                        // Acked on its own: the inbox's channel carries every partition's
+                        // deliveries, so a `multiple` ack could settle another partition's.
+                        acker: Box::new(AmqpTaskAcker {
                             acker: Some(delivery.acker),
                         }),
                     });
-                    // A consumer that just went away: its acker requeues the delivery as it
+                    // A consumer that just went away: the delivery's acker requeues it as it
                     // drops, and it comes back here to be forwarded.
                     drop(handed);
                 }
@@ -1258,42 +1260,6 @@ async fn unbind(shared: &Shared, inbox: &str, partition: u32) -> Result<(), Brok
         Ok(()) => Ok(()),
         Err(e) if amqp_error_is(&e, Soft(AMQPSoftError::NOTFOUND)) => Ok(()),
         Err(e) => Err(unavailable(&format!("cannot unbind inbox {inbox}"), e)),
-    }
-}
-
-/// Acks an inbox delivery on its own (the inbox's channel carries every partition's
-/// deliveries, so a `multiple` ack could settle another partition's); dropped without an ack,
-/// it requeues the delivery into the inbox at once.
-struct InboxAcker {
-    acker: Option<lapin::Acker>,
-}
-
-impl Acker for InboxAcker {
-    fn ack(mut self: Box<Self>) -> Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>> {
-        match self.acker.take() {
-            Some(acker) => Box::pin(ack(acker, BasicAckOptions::default())),
-            None => Box::pin(std::future::ready(Ok(()))),
-        }
-    }
-}
-
-impl Drop for InboxAcker {
-    fn drop(&mut self) {
-        let Some(acker) = self.acker.take() else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        runtime.spawn(async move {
-            let requeue = BasicNackOptions {
-                multiple: false,
-                requeue: true,
-            };
-            if let Err(e) = acker.nack(requeue).await {
-                tracing::debug!(error = %e, "requeueing an unacked inbox delivery");
-            }
-        });
     }
 }
 
@@ -1417,9 +1383,10 @@ impl Acker for AmqpAcker {
     }
 }
 
-/// Acks a task taken with basic.get; dropped without an ack, it nacks the task back onto its
-/// queue at once (the `get_task` channel lives as long as the broker, so waiting for it to
-/// close would strand the task).
+/// Acks one delivery on its own; dropped without an ack, it nacks the delivery back onto its
+/// queue at once. For a task taken with basic.get (the `get_task` channel lives as long as the
+/// broker, so waiting for it to close would strand the task) and an inbox delivery (the inbox
+/// then forwards it if its partition is no longer served here).
 struct AmqpTaskAcker {
     acker: Option<lapin::Acker>,
 }
@@ -1448,7 +1415,7 @@ impl Drop for AmqpTaskAcker {
                 requeue: true,
             };
             if let Err(e) = acker.nack(requeue).await {
-                tracing::warn!(error = %e, "returning an unacked task failed");
+                tracing::warn!(error = %e, "returning an unacked delivery failed");
             }
         });
     }
