@@ -896,9 +896,11 @@ async fn rabbitmq_routes_callbacks_to_their_execution_partition() {
 }
 
 /// Worker replies published to the reply exchange reach the partition's consumer through the
-/// coordinator's inbox. When that coordinator dies, the replies left in (or still routed to)
-/// its inbox move to the partition queue after the inbox's message TTL, where the new owner
-/// gets them; once the new owner unroutes the dead inbox, a reply reaches it exactly once.
+/// coordinator's inbox once it routes them there, and the partition queue when no inbox is
+/// routed. When that coordinator dies, the replies left in (or still routed to) its inbox move
+/// to the partition queue after the inbox's message TTL, where the new owner gets them; once
+/// the new owner unroutes the dead inbox, a reply reaches it exactly once, and retiring the
+/// dead inbox deletes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_replies_go_through_the_owners_inbox_and_survive_its_death() {
     let ttl = Duration::from_millis(400);
@@ -923,22 +925,30 @@ async fn rabbitmq_replies_go_through_the_owners_inbox_and_survive_its_death() {
                 .await
                 .expect("the old owner's connection");
             let mut old_consumer = old.consume_inputs(1).await.expect("consume_inputs");
-            let dead_inbox = old.reply_route().expect("consuming made an inbox");
-            assert_eq!(broker.reply_route(), None, "no inbox before consuming");
+            // Not routed yet: through the alternate exchange to the partition queue.
             send(1).await;
             assert_eq!(ack_next(&mut old_consumer).await, reply(1));
+            let dead_inbox = old.reply_inbox().await.expect("inbox").expect("an inbox");
+            old.route_replies(1).await.expect("route_replies");
+            send(2).await;
+            assert_eq!(ack_next(&mut old_consumer).await, reply(2));
 
             // It dies: its connection goes without unbinding, its inbox stays bound.
             old.close().await.expect("close");
             drop(old_consumer);
-            send(2).await;
+            send(3).await;
             let started = std::time::Instant::now();
             let mut consumer = broker.consume_inputs(1).await.expect("consume_inputs");
-            let own_inbox = broker.reply_route().expect("an inbox");
+            let own_inbox = broker
+                .reply_inbox()
+                .await
+                .expect("inbox")
+                .expect("an inbox");
             assert_ne!(own_inbox, dead_inbox);
+            broker.route_replies(1).await.expect("route_replies");
             assert_eq!(
                 ack_next(&mut consumer).await,
-                reply(2),
+                reply(3),
                 "the reply left in the dead inbox reaches the new owner"
             );
             assert!(
@@ -947,28 +957,36 @@ async fn rabbitmq_replies_go_through_the_owners_inbox_and_survive_its_death() {
             );
 
             broker.unroute(1, &dead_inbox).await.expect("unroute");
-            send(3).await;
-            assert_eq!(ack_next(&mut consumer).await, reply(3));
+            send(4).await;
+            assert_eq!(ack_next(&mut consumer).await, reply(4));
             let more = tokio::time::timeout(ttl * 3, consumer.next()).await;
             assert!(
                 more.is_err(),
                 "a reply reaches the new owner once, not again through the dead inbox"
             );
-            // The dead inbox is empty now; delete it (RabbitMQ would after `inbox_expires`).
+
+            // Retired, the dead inbox is deleted once idle (after about one TTL).
+            broker.retire_route(&dead_inbox);
             let inspector = another_connection(broker).await;
-            let channel = inspector.create_channel().await.expect("channel");
-            let deleted = channel
-                .queue_delete(
-                    dead_inbox.as_str().into(),
-                    lapin::options::QueueDeleteOptions {
-                        if_empty: true,
-                        ..Default::default()
-                    },
-                )
-                .await
-                .expect("the dead inbox is empty");
-            assert_eq!(deleted, 0, "no message was left in the dead inbox");
+            let mut gone = false;
+            for _ in 0..50 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let channel = inspector.create_channel().await.expect("channel");
+                let passive = lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                };
+                let looked = channel
+                    .queue_declare(dead_inbox.as_str().into(), passive, Default::default())
+                    .await;
+                if looked.is_err() {
+                    gone = true;
+                    break;
+                }
+                let _ = channel.close(200, "OK".into()).await;
+            }
             let _ = inspector.close(200, "OK".into()).await;
+            assert!(gone, "the retired inbox {dead_inbox} was deleted");
         },
     )
     .await

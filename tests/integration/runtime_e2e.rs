@@ -324,6 +324,22 @@ async fn worker_serves_a_task<S: Store, B: Broker>(stack: &Stack<S, B>) {
             "{entry:?}"
         );
     }
+    // Over RabbitMQ, the coordinator routed its partitions' worker replies to its inbox and
+    // recorded that (what a successor unbinds should it die).
+    if let Some(inbox) = stack.broker.reply_inbox().await.expect("reply_inbox") {
+        let p = svc.coordinator().partition_of(&rec.execution_arn);
+        let swap = stack
+            .store
+            .swap_reply_route(p, "probe")
+            .await
+            .expect("swap_reply_route");
+        assert_eq!(swap.previous.as_deref(), Some(inbox.as_str()));
+        stack
+            .store
+            .swap_reply_route(p, &inbox)
+            .await
+            .expect("swap_reply_route");
+    }
 
     // A Task naming an activity that does not exist fails the execution, as in AWS.
     let missing = act.replace("double", "never-created");

@@ -28,7 +28,7 @@ use stepline_engine::history::{EventKind, HistoryEvent};
 use stepline_engine::interp::{ExecutionStatus, Input, JournalEntry};
 use stepline_engine::runtime::store::{
     outbox_seq, partition_of, ActivityRecord, Commit, ExecutionRecord, Fence, OutboxEntry,
-    OutboxMessage, StateMachineRecord, Store, StoreError, TimerEntry,
+    OutboxMessage, RouteSwap, StateMachineRecord, Store, StoreError, TimerEntry,
 };
 use stepline_engine::runtime::store_memory::MemoryStore;
 use stepline_engine::runtime::store_redis::{KeySet, RedisStore};
@@ -1229,6 +1229,30 @@ async fn timers_due_next_and_removal<S: Store + Clone>(cx: Ctx<S>) {
     assert_eq!(s.due_timers(6, i64::MAX, 10).await, Ok(Vec::new()));
 }
 
+/// `swap_reply_route` returns the partition's previous route and whether another partition
+/// still records it (part of the `leases` case: what a partition's new owner does).
+async fn reply_routes<S: Store>(s: &S) {
+    let swap = |partition, route: &'static str| async move {
+        s.swap_reply_route(partition, route).await.expect("swap")
+    };
+    assert_eq!(swap(1, "a").await, RouteSwap::default());
+    assert_eq!(swap(2, "a").await, RouteSwap::default());
+    let in_use = |previous: &str| RouteSwap {
+        previous: Some(previous.to_string()),
+        previous_in_use: true,
+    };
+    let unused = |previous: &str| RouteSwap {
+        previous: Some(previous.to_string()),
+        previous_in_use: false,
+    };
+    // Partition 2 still routes to "a".
+    assert_eq!(swap(1, "b").await, in_use("a"));
+    // The last one: "a" is no partition's route any more.
+    assert_eq!(swap(2, "b").await, unused("a"));
+    // Taking a partition again over one's own route.
+    assert_eq!(swap(2, "b").await, in_use("b"));
+}
+
 async fn leases<S: Store + Clone>(cx: Ctx<S>) {
     let s = &cx.store;
     let a = lease(s, 8, "a").await;
@@ -1309,6 +1333,7 @@ async fn leases<S: Store + Clone>(cx: Ctx<S>) {
         s.acquire_lease(10, "a", 0).await,
         Err(StoreError::Backend(_))
     ));
+    reply_routes(s).await;
 }
 
 async fn finished_executions_expire<S: Store + Clone>(cx: Ctx<S>) {

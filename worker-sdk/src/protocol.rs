@@ -153,4 +153,36 @@ mod tests {
         assert_eq!(serde_json::from_str::<Reply>(&text).unwrap(), r);
         assert_eq!(r.task_token(), "t");
     }
+
+    /// A task from an engine without inboxes (no `reply_exchange`) is replied to on the default
+    /// exchange, straight to the queue `reply_to` names; one that names an exchange, there.
+    #[test]
+    fn a_task_says_where_its_replies_go() {
+        let wire = serde_json::json!({
+            "version": 1, "task_token": "t", "resource": "r", "execution_arn": "e",
+            "state_name": "S", "input": {}, "attempt": 1, "timeout_seconds": null,
+            "heartbeat_seconds": null, "deadline_ms": null, "reply_to": "stepline.partition.3"
+        });
+        let old: TaskMessage = serde_json::from_value(wire.clone()).unwrap();
+        assert_eq!(old.reply_exchange, None);
+        assert_eq!(
+            old.reply_route(),
+            ReplyRoute {
+                exchange: String::new(),
+                routing_key: "stepline.partition.3".into()
+            }
+        );
+        assert_eq!(
+            serde_json::to_value(&old).unwrap(),
+            wire,
+            "nothing added on the wire"
+        );
+        let new = TaskMessage {
+            reply_exchange: Some("stepline.replies".into()),
+            ..old
+        };
+        assert_eq!(new.reply_route().exchange, "stepline.replies");
+        let text = serde_json::to_string(&new).unwrap();
+        assert_eq!(serde_json::from_str::<TaskMessage>(&text).unwrap(), new);
+    }
 }

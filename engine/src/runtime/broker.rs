@@ -156,10 +156,20 @@ pub trait Broker: Send + Sync + 'static {
     /// Messages dead-lettered so far by this process (malformed input).
     fn dead_lettered(&self) -> u64;
 
-    /// Where, besides the partition queues, this broker receives worker replies for the
-    /// partitions it consumes (the RabbitMQ adapter's inbox), once `consume_inputs` made one.
-    fn reply_route(&self) -> Option<String> {
-        None
+    /// This broker's reply inbox, declared and consumed on the first call: where, besides the
+    /// partition queues, it can receive worker replies (`None`: it has no such thing, as the
+    /// memory adapter, whose replies are routed in process).
+    fn reply_inbox(&self) -> impl Future<Output = Result<Option<String>, BrokerError>> + Send {
+        std::future::ready(Ok(None))
+    }
+    /// Routes `partition`'s worker replies to this broker's inbox, where the consumer from
+    /// `consume_inputs(partition)` gets them (until it is dropped).
+    fn route_replies(
+        &self,
+        partition: u32,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        let _ = partition;
+        std::future::ready(Ok(()))
     }
     /// Stops routing `partition`'s worker replies to `route`: another coordinator's inbox,
     /// left bound when it died. Harmless when `route` is gone or not bound.
@@ -170,6 +180,11 @@ pub trait Broker: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), BrokerError>> + Send {
         let _ = (partition, route);
         std::future::ready(Ok(()))
+    }
+    /// Deletes the inbox `route`, which no partition routes to any more, once whatever is
+    /// left in it has moved on and nobody consumes it (in the background; kept otherwise).
+    fn retire_route(&self, route: &str) {
+        let _ = route;
     }
 }
 

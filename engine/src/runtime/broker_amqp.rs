@@ -85,6 +85,9 @@ pub const UNROUTED_EXCHANGE: &str = "stepline.replies.unrouted";
 /// A coordinator's inbox: `stepline.inbox.<connection name>.<pid>.<random>`.
 pub const INBOX_PREFIX: &str = "stepline.inbox.";
 
+/// How often [`Broker::retire_route`] tries to delete an inbox (one inbox TTL apart).
+const RETIRE_ATTEMPTS: usize = 5;
+
 /// How to reach RabbitMQ and how to use it.
 #[derive(Clone)]
 pub struct AmqpConfig {
@@ -112,9 +115,6 @@ pub struct AmqpConfig {
     /// How long a reply waits in this broker's inbox before it moves to its partition queue
     /// (`x-message-ttl`): what a reply left in a dead coordinator's inbox waits at most.
     pub inbox_message_ttl: Duration,
-    /// An inbox nobody consumed for this long is deleted (`x-expires`): the inbox of a
-    /// coordinator that died. Keep it far above `inbox_message_ttl`.
-    pub inbox_expires: Duration,
 }
 
 /// What routing callbacks by task token needs: the engine's token key and partition count.
@@ -145,7 +145,6 @@ impl AmqpConfig {
             connection_name: "stepline-engine".into(),
             callback_routing: None,
             inbox_message_ttl: Duration::from_secs(10),
-            inbox_expires: Duration::from_secs(24 * 3600),
         }
     }
 
@@ -210,7 +209,6 @@ impl fmt::Debug for AmqpConfig {
             .field("connection_name", &self.connection_name)
             .field("callback_routing", &self.callback_routing)
             .field("inbox_message_ttl", &self.inbox_message_ttl)
-            .field("inbox_expires", &self.inbox_expires)
             .finish()
     }
 }
@@ -356,7 +354,17 @@ impl Shared {
                     "x-message-ttl".into(),
                     millis(self.config.inbox_message_ttl),
                 );
-                arguments.insert("x-expires".into(), millis(self.config.inbox_expires));
+                if self.config.queue_type == QueueType::Quorum {
+                    // A quorum queue's dead-lettering is at-most-once unless asked otherwise.
+                    arguments.insert(
+                        "x-dead-letter-strategy".into(),
+                        AMQPValue::LongString("at-least-once".into()),
+                    );
+                    arguments.insert(
+                        "x-overflow".into(),
+                        AMQPValue::LongString("reject-publish".into()),
+                    );
+                }
                 let channel = open_channel(&self.connection).await?;
                 channel
                     .queue_declare(
@@ -767,7 +775,7 @@ impl AmqpBroker {
         let channel = open_channel(&self.shared.connection).await?;
         let mut queues: Vec<String> = lock(&self.shared.declared).drain().collect();
         queues.push(self.name(DEAD_LETTER_QUEUE));
-        queues.extend(self.reply_route());
+        queues.extend(self.shared.inbox.get().map(|inbox| inbox.name.clone()));
         for queue in queues {
             channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
@@ -869,10 +877,6 @@ impl Broker for AmqpBroker {
         let inbox = self.shared.inbox().await?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let registration = inbox.register(partition, tx);
-        if let Err(e) = inbox.bind(&self.shared, &queue).await {
-            inbox.unregister(partition, registration);
-            return Err(e);
-        }
         Ok(AmqpConsumer {
             _channel: channel,
             consumer,
@@ -888,12 +892,43 @@ impl Broker for AmqpBroker {
         })
     }
 
-    fn reply_route(&self) -> Option<String> {
-        self.shared.inbox.get().map(|inbox| inbox.name.clone())
+    async fn reply_inbox(&self) -> Result<Option<String>, BrokerError> {
+        Ok(Some(self.shared.inbox().await?.name.clone()))
+    }
+
+    async fn route_replies(&self, partition: u32) -> Result<(), BrokerError> {
+        let inbox = self.shared.inbox().await?;
+        let queue = self.name(&partition_queue(partition));
+        inbox.bind(&self.shared, &queue).await
     }
 
     async fn unroute(&self, partition: u32, route: &str) -> Result<(), BrokerError> {
         unbind(&self.shared, route, partition).await
+    }
+
+    fn retire_route(&self, route: &str) {
+        let broker = self.clone();
+        let route = route.to_string();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            // What the inbox still holds moves to the partition queues within its TTL.
+            let wait = broker.shared.config.inbox_message_ttl + Duration::from_secs(1);
+            for _ in 0..RETIRE_ATTEMPTS {
+                tokio::time::sleep(wait).await;
+                match broker.delete_idle(&route).await {
+                    Ok(true) => {
+                        tracing::info!(inbox = %route, "deleted an inbox no partition routes to");
+                        return;
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::debug!(inbox = %route, error = %e, "deleting an inbox"),
+                }
+            }
+            // A live coordinator that serves no partition any more still consumes its inbox.
+            tracing::info!(inbox = %route, "an inbox no partition routes to is still consumed or not empty; kept");
+        });
     }
 
     async fn get_task(&self, queue: &str) -> Result<Option<TaskDelivery>, BrokerError> {
@@ -950,21 +985,12 @@ impl Broker for AmqpBroker {
         // Declared again on its next use unless it is kept (forgotten first, so no use of it
         // here can skip declaring a queue that is being deleted).
         lock(&self.shared.declared).remove(&queue);
-        let deleted = match self.shared.config.queue_type {
-            QueueType::Classic => match self.delete_if_idle(&queue).await {
-                // A quorum queue after all (a vhost whose default queue type is quorum).
-                Err(e) if amqp_error_is(&e, Hard(AMQPHardError::NOTIMPLEMENTED)) => {
-                    self.delete_checked_idle(&queue).await
-                }
-                other => other,
-            },
-            QueueType::Quorum => self.delete_checked_idle(&queue).await,
-        };
+        let deleted = self.delete_idle(&queue).await;
         if !matches!(deleted, Ok(true)) {
             // Kept, or not known to be gone: still ours to clean up.
             lock(&self.shared.declared).insert(queue.clone());
         }
-        deleted.map_err(|e| unavailable(&format!("cannot delete queue {queue}"), e))
+        deleted
     }
 
     fn dead_lettered(&self) -> u64 {
@@ -973,6 +999,22 @@ impl Broker for AmqpBroker {
 }
 
 impl AmqpBroker {
+    /// Deletes the queue `queue` (full name) if it is idle — no consumer, no message — with
+    /// whichever check its type allows; `Ok(false)` when it was kept.
+    async fn delete_idle(&self, queue: &str) -> Result<bool, BrokerError> {
+        let deleted = match self.shared.config.queue_type {
+            QueueType::Classic => match self.delete_if_idle(queue).await {
+                // A quorum queue after all (a vhost whose default queue type is quorum).
+                Err(e) if amqp_error_is(&e, Hard(AMQPHardError::NOTIMPLEMENTED)) => {
+                    self.delete_checked_idle(queue).await
+                }
+                other => other,
+            },
+            QueueType::Quorum => self.delete_checked_idle(queue).await,
+        };
+        deleted.map_err(|e| unavailable(&format!("cannot delete queue {queue}"), e))
+    }
+
     /// Deletes `queue` if no consumer uses it and no message waits in it, in one step (a
     /// classic queue: `if-unused` and `if-empty`); `false` when RabbitMQ kept it. On a
     /// short-lived connection of its own: a refusal closes the channel, and a quorum queue
@@ -1084,14 +1126,16 @@ impl Drop for InboxReceiver {
 }
 
 /// This broker's inbox: a durable queue bound to the reply exchange under the name of every
-/// partition queue this broker consumes, so workers' replies for those partitions reach it
+/// partition queue this broker serves ([`Broker::route_replies`]), so workers' replies for those partitions reach it
 /// without passing through the partition queues (one busy queue instead of one per
 /// partition; RabbitMQ spends markedly less per message). One consumer takes every delivery
 /// and hands it to the partition's [`AmqpConsumer`]; a delivery for a partition not served
 /// here (any more) is forwarded to its partition queue (published there, confirmed, then
 /// acked). The inbox's messages expire into the partition queues after
-/// [`AmqpConfig::inbox_message_ttl`] when nobody takes them (the inbox of a dead coordinator),
-/// and the inbox itself is deleted after [`AmqpConfig::inbox_expires`] without a consumer.
+/// [`AmqpConfig::inbox_message_ttl`] when nobody takes them (the inbox of a dead coordinator);
+/// the inbox is deleted by a successor once no partition routes to it
+/// ([`Broker::retire_route`]), never by RabbitMQ on its own (a queue RabbitMQ expires drops
+/// what it holds).
 struct Inbox {
     /// Full name.
     name: String,

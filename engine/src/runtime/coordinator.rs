@@ -543,25 +543,41 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         }
     }
 
-    /// Records this broker's reply route (its inbox) as the partition's, and unbinds the one
-    /// recorded before when it is another coordinator's: that coordinator died holding the
-    /// partition (a graceful one unbinds its own), and its inbox would otherwise keep getting
-    /// copies of the partition's replies. A failure is logged: the copies are harmless (they
-    /// expire into the partition queue and are dropped as duplicates) until the dead inbox
-    /// itself expires.
+    /// Routes the partition's worker replies to this broker's inbox (if it has one): records
+    /// the inbox as the partition's route first, then binds it, then unbinds the route
+    /// recorded before when it is another coordinator's (one that died holding the partition
+    /// — a graceful one unbinds its own — whose inbox would otherwise keep getting copies),
+    /// and retires that inbox once no partition records it. In that order a crash at any
+    /// point leaves no binding unrecorded. On a failure the replies keep reaching the
+    /// partition queue (through the reply exchange's alternate exchange, or the dead inbox's
+    /// TTL): slower, never lost; it is logged.
     async fn take_reply_route(&self, p: u32) {
-        let Some(route) = self.broker.reply_route() else {
+        let route = match self.broker.reply_inbox().await {
+            Ok(Some(route)) => route,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(partition = p, error = %e, "no inbox: replies go through the partition queue");
+                return;
+            }
+        };
+        let swap = match self.store.swap_reply_route(p, &route).await {
+            Ok(swap) => swap,
+            Err(e) => {
+                tracing::warn!(partition = p, error = %e, "cannot record the reply route: replies go through the partition queue");
+                return;
+            }
+        };
+        if let Err(e) = self.broker.route_replies(p).await {
+            tracing::warn!(partition = p, error = %e, "cannot route replies to the inbox");
+        }
+        let Some(previous) = swap.previous.filter(|previous| *previous != route) else {
             return;
         };
-        match self.store.swap_reply_route(p, &route).await {
-            Ok(Some(previous)) if previous != route => {
-                tracing::info!(partition = p, %previous, "unbinding the previous owner's inbox");
-                if let Err(e) = self.broker.unroute(p, &previous).await {
-                    tracing::warn!(partition = p, %previous, error = %e, "cannot unbind the previous owner's inbox");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(partition = p, error = %e, "cannot record the reply route"),
+        tracing::info!(partition = p, %previous, "unbinding the previous owner's inbox");
+        if let Err(e) = self.broker.unroute(p, &previous).await {
+            tracing::warn!(partition = p, %previous, error = %e, "cannot unbind the previous owner's inbox");
+        } else if !swap.previous_in_use {
+            self.broker.retire_route(&previous);
         }
     }
 

@@ -367,13 +367,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Records `route` (a coordinator's reply inbox) as where `partition`'s worker replies are
-    /// routed, and returns the route recorded before, so its new owner can unbind a dead
-    /// owner's inbox.
+    /// routed, and returns the route recorded for it before and whether another partition
+    /// still records that one: its new owner unbinds a dead owner's inbox, and deletes it
+    /// once no partition routes there.
     fn swap_reply_route(
         &self,
         partition: u32,
         route: &str,
-    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<RouteSwap, StoreError>> + Send;
 
     // Membership, so coordinators can share partitions fairly.
     /// Records that `owner` is alive for `ttl_ms`, and returns how many members are alive
@@ -411,6 +412,15 @@ pub struct SweepStep {
 }
 
 /// The partition of an execution: a stable hash of its ARN.
+/// What [`Store::swap_reply_route`] replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RouteSwap {
+    /// The route recorded for the partition before (`None`: none was).
+    pub previous: Option<String>,
+    /// Whether another partition still records `previous`.
+    pub previous_in_use: bool,
+}
+
 pub fn partition_of(execution_arn: &str, partitions: u32) -> u32 {
     (crate::runner::seed_from(execution_arn) % u64::from(partitions.max(1))) as u32
 }

@@ -22,7 +22,7 @@
 //! adapter so both validate and order alike.
 
 use super::store::{
-    ActivityRecord, Commit, ExecutionRecord, Fence, OutboxEntry, OutboxMessage, Page,
+    ActivityRecord, Commit, ExecutionRecord, Fence, OutboxEntry, OutboxMessage, Page, RouteSwap,
     StateMachineRecord, Store, StoreError, SweepStep, TimerEntry,
 };
 use crate::history::HistoryEvent;
@@ -676,13 +676,16 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn swap_reply_route(
-        &self,
-        partition: u32,
-        route: &str,
-    ) -> Result<Option<String>, StoreError> {
+    async fn swap_reply_route(&self, partition: u32, route: &str) -> Result<RouteSwap, StoreError> {
         let (mut inner, _) = self.lock()?;
-        Ok(inner.reply_routes.insert(partition, route.to_string()))
+        let previous = inner.reply_routes.insert(partition, route.to_string());
+        let previous_in_use = previous
+            .as_ref()
+            .is_some_and(|p| inner.reply_routes.values().any(|r| r == p));
+        Ok(RouteSwap {
+            previous,
+            previous_in_use,
+        })
     }
 
     async fn heartbeat_member(&self, owner: &str, ttl_ms: u64) -> Result<u32, StoreError> {

@@ -29,12 +29,12 @@
 //! | `{p<n>}:timer_index` | sorted set | member = `<execution arn>\|<timer id>`, score = `fire_at_ms` |
 //! | `{p<n>}:outbox_index` | sorted set | executions with pending outbox entries, in arrival order (`{p<n>}:outbox_counter`) |
 //! | `{p<n>}:fence` / `{p<n>}:lease` | string | the latest fencing token / `<token>\|<owner>` with a PX expiry |
-//! | `{p<n>}:reply_route` | string | the inbox the partition's worker replies were last routed to (`swap_reply_route`) |
 //! | `{p<n>}:machine:all:<state machine arn>` / `{p<n>}:machine:<STATUS>:<state machine arn>` | sorted set | the partition's executions of that machine (in that status): lex-ordered `execution_order_key`s, newest first |
 //! | `{p<n>}:machines` | set | the state machines with a list index in the partition (what the index sweep walks) |
 //! | `{catalog}:state_machines` / `:activities` | hash | ARN → record JSON, with a lex index `…_index` |
 //! | `{catalog}:revisions:<state machine arn>` | hash | revision id → record JSON |
 //! | `{catalog}:members` | sorted set | live coordinators, scored by "alive until" |
+//! | `{catalog}:reply_routes` | hash | partition → the inbox its worker replies were last routed to (`swap_reply_route`) |
 //!
 //! So one slot holds one partition (executions and their indexes), and the whole catalog
 //! shares the `{catalog}` slot (it is small and changes rarely). The trade-offs: a cluster
@@ -71,7 +71,7 @@
 //! reads no clock: expiry is Redis's own.
 
 use super::store::{
-    partition_of, ActivityRecord, Commit, ExecutionRecord, Fence, OutboxEntry, Page,
+    partition_of, ActivityRecord, Commit, ExecutionRecord, Fence, OutboxEntry, Page, RouteSwap,
     StateMachineRecord, Store, StoreError, SweepStep, TimerEntry,
 };
 use super::store_memory::{check_commit, execution_order_key, order_key_arn, timer_member};
@@ -2194,24 +2194,43 @@ impl Store for RedisStore {
         Ok(renewed == 1)
     }
 
-    async fn swap_reply_route(
-        &self,
-        partition: u32,
-        route: &str,
-    ) -> Result<Option<String>, StoreError> {
+    async fn swap_reply_route(&self, partition: u32, route: &str) -> Result<RouteSwap, StoreError> {
+        // One hash (partition → route) in the catalog's slot, swapped and searched atomically.
+        let script = redis::Script::new(
+            r#"
+            local previous = redis.call('HGET', KEYS[1], ARGV[1])
+            redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+            if not previous then return {} end
+            for _, r in ipairs(redis.call('HVALS', KEYS[1])) do
+              if r == previous then return {previous, 1} end
+            end
+            return {previous, 0}
+            "#,
+        );
         let mut conn = self.conn.clone();
-        redis::cmd("SET")
-            .arg(self.keys.partition(partition, "reply_route"))
+        let (previous, in_use): (Option<String>, Option<u8>) = script
+            .key(self.keys.catalog("reply_routes"))
+            .arg(partition)
             .arg(route)
-            .arg("GET")
-            .query_async(&mut conn)
+            .invoke_retrying::<Vec<redis::Value>>(&mut conn)
             .await
+            .and_then(|values| {
+                let mut values = values.into_iter();
+                Ok((
+                    values.next().map(redis::from_redis_value).transpose()?,
+                    values.next().map(redis::from_redis_value).transpose()?,
+                ))
+            })
             .map_err(|e| {
                 backend(
                     format!("recording the reply route of partition {partition}"),
                     e,
                 )
-            })
+            })?;
+        Ok(RouteSwap {
+            previous,
+            previous_in_use: in_use == Some(1),
+        })
     }
 
     async fn heartbeat_member(&self, owner: &str, ttl_ms: u64) -> Result<u32, StoreError> {
