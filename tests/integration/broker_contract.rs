@@ -966,7 +966,7 @@ async fn rabbitmq_replies_go_through_the_owners_inbox_and_survive_its_death() {
             );
 
             // Retired, the dead inbox is deleted once idle (after about one TTL).
-            broker.retire_route(&dead_inbox);
+            broker.retire_route(&dead_inbox, 2);
             let inspector = another_connection(broker).await;
             let mut gone = false;
             for _ in 0..50 {
@@ -989,5 +989,63 @@ async fn rabbitmq_replies_go_through_the_owners_inbox_and_survive_its_death() {
             assert!(gone, "the retired inbox {dead_inbox} was deleted");
         },
     )
+    .await
+}
+
+/// An inbox deleted under a broker (by an operator, a failover) ends its consumer, and with it
+/// the partitions' consumers, so their coordinator serves them again; the next use makes a
+/// new inbox, and replies go through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_a_lost_inbox_ends_its_consumers_and_is_made_again() {
+    on_rabbitmq(rabbitmq().await, async |broker| {
+        let mut consumer = broker.consume_inputs(1).await.expect("consume_inputs");
+        broker.route_replies(1).await.expect("route_replies");
+        let first = broker
+            .reply_inbox()
+            .await
+            .expect("inbox")
+            .expect("an inbox");
+        let inspector = another_connection(broker).await;
+        let channel = inspector.create_channel().await.expect("channel");
+        channel
+            .queue_delete(first.as_str().into(), Default::default())
+            .await
+            .expect("delete the inbox");
+        let _ = inspector.close(200, "OK".into()).await;
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match consumer.next().await {
+                    None => break,
+                    Some(other) => drop(other),
+                }
+            }
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "the partition's consumer ended with its inbox"
+        );
+        drop(consumer);
+
+        let mut consumer = broker.consume_inputs(1).await.expect("consume_inputs");
+        broker.route_replies(1).await.expect("route_replies");
+        let second = broker
+            .reply_inbox()
+            .await
+            .expect("inbox")
+            .expect("an inbox");
+        assert_ne!(first, second, "a new inbox");
+        let reply = InputMessage::Worker {
+            reply: Reply::Heartbeat {
+                version: PROTOCOL_VERSION,
+                task_token: "token".into(),
+            },
+        };
+        broker
+            .publish_raw_reply(1, &serde_json::to_vec(&reply).expect("encode"))
+            .await
+            .expect("publish a reply");
+        assert_eq!(ack_next(&mut consumer).await, reply);
+    })
     .await
 }

@@ -84,16 +84,25 @@ pub trait Acker: std::any::Any + Send + Sync + 'static {
 }
 
 /// Acks `earlier` one by one, then awaits `last` (the default [`Acker::ack_with`], and an
-/// adapter's fallback).
+/// adapter's fallback). A failed ack does not stop the others (a batch may mix channels, and
+/// one closed channel must not leave another's deliveries unacked); the first error is
+/// returned.
 pub fn ack_in_order(
     earlier: Vec<Box<dyn Acker>>,
     last: std::pin::Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>>,
 ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>> {
     Box::pin(async move {
+        let mut first_error = None;
         for a in earlier {
-            a.ack().await?;
+            if let Err(e) = a.ack().await {
+                first_error.get_or_insert(e);
+            }
         }
-        last.await
+        let last = last.await;
+        match first_error {
+            Some(e) => Err(e),
+            None => last,
+        }
     })
 }
 
@@ -106,6 +115,15 @@ pub struct Delivery {
 /// A stream of a partition's inputs. `next` returns `None` when the consumer was cancelled.
 pub trait InputConsumer: Send + 'static {
     fn next(&mut self) -> impl Future<Output = Option<Delivery>> + Send;
+    /// Stops consuming, and waits until the partition's replies are no longer routed here
+    /// (dropping the consumer does the same in the background).
+    fn close(self) -> impl Future<Output = ()> + Send
+    where
+        Self: Sized,
+    {
+        drop(self);
+        std::future::ready(())
+    }
 }
 
 /// A task fetched with `get_task` (the GetActivityTask path).
@@ -181,10 +199,11 @@ pub trait Broker: Send + Sync + 'static {
         let _ = (partition, route);
         std::future::ready(Ok(()))
     }
-    /// Deletes the inbox `route`, which no partition routes to any more, once whatever is
-    /// left in it has moved on and nobody consumes it (in the background; kept otherwise).
-    fn retire_route(&self, route: &str) {
-        let _ = route;
+    /// Deletes the inbox `route`, which no partition records any more: unbinds it from all
+    /// `partitions`, then deletes it once whatever is left in it has moved on and nobody
+    /// consumes it (in the background; kept otherwise).
+    fn retire_route(&self, route: &str, partitions: u32) {
+        let _ = (route, partitions);
     }
 }
 

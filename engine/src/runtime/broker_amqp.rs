@@ -27,8 +27,8 @@
 //!
 //! Worker replies (see [`Inbox`]): tasks name the reply exchange `stepline.replies`, whose
 //! alternate exchange `stepline.replies.unrouted` has every partition queue bound under its
-//! own name. The first `consume_inputs` declares this broker's inbox and each binds it under
-//! the partition queue's name; the partition's [`AmqpConsumer`] yields the inbox's deliveries
+//! own name. The first use declares this broker's inbox; `route_replies` binds it under a
+//! partition queue's name; the partition's [`AmqpConsumer`] yields the inbox's deliveries
 //! for it beside the partition queue's.
 //!
 //! Not here: ownership of partitions (leases in the store), retries of ASL tasks (engine logic).
@@ -263,8 +263,8 @@ struct Shared {
     consumer_tags: AtomicU64,
     /// Dropped with the broker, which stops the callback router.
     router_stop: Mutex<Option<oneshot::Sender<()>>>,
-    /// This broker's inbox, created by the first `consume_inputs`.
-    inbox: tokio::sync::OnceCell<Arc<Inbox>>,
+    /// This broker's inbox, created on first use and again after its consumer ended.
+    inbox: tokio::sync::Mutex<Option<Arc<Inbox>>>,
 }
 
 impl Shared {
@@ -332,79 +332,86 @@ impl Shared {
         Ok(())
     }
 
-    /// This broker's inbox, declared and consumed on first use.
+    /// This broker's inbox, declared and consumed on first use, and again after its consumer
+    /// ended (the server cancelled it, or the connection was lost for good).
     async fn inbox(self: &Arc<Self>) -> Result<Arc<Inbox>, BrokerError> {
-        self.inbox
-            .get_or_try_init(|| async {
-                let name = self.name(&format!(
-                    "{INBOX_PREFIX}{}.{}.{:016x}",
-                    self.config.connection_name,
-                    std::process::id(),
-                    unique_u64()
-                ));
-                let mut arguments = queue_type_arguments(self.config.queue_type);
-                let millis = |d: Duration| {
-                    AMQPValue::LongLongInt(i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1))
-                };
+        let mut slot = self.inbox.lock().await;
+        if let Some(inbox) = slot.as_ref().filter(|inbox| inbox.alive()) {
+            return Ok(inbox.clone());
+        }
+        let created: Result<Arc<Inbox>, BrokerError> = async {
+            let name = self.name(&format!(
+                "{INBOX_PREFIX}{}.{}.{:016x}",
+                self.config.connection_name,
+                std::process::id(),
+                unique_u64()
+            ));
+            let mut arguments = queue_type_arguments(self.config.queue_type);
+            let millis = |d: Duration| {
+                AMQPValue::LongLongInt(i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1))
+            };
+            arguments.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString(self.name(UNROUTED_EXCHANGE).as_str().into()),
+            );
+            arguments.insert(
+                "x-message-ttl".into(),
+                millis(self.config.inbox_message_ttl),
+            );
+            if self.config.queue_type == QueueType::Quorum {
+                // A quorum queue's dead-lettering is at-most-once unless asked otherwise.
                 arguments.insert(
-                    "x-dead-letter-exchange".into(),
-                    AMQPValue::LongString(self.name(UNROUTED_EXCHANGE).as_str().into()),
+                    "x-dead-letter-strategy".into(),
+                    AMQPValue::LongString("at-least-once".into()),
                 );
                 arguments.insert(
-                    "x-message-ttl".into(),
-                    millis(self.config.inbox_message_ttl),
+                    "x-overflow".into(),
+                    AMQPValue::LongString("reject-publish".into()),
                 );
-                if self.config.queue_type == QueueType::Quorum {
-                    // A quorum queue's dead-lettering is at-most-once unless asked otherwise.
-                    arguments.insert(
-                        "x-dead-letter-strategy".into(),
-                        AMQPValue::LongString("at-least-once".into()),
-                    );
-                    arguments.insert(
-                        "x-overflow".into(),
-                        AMQPValue::LongString("reject-publish".into()),
-                    );
-                }
-                let channel = open_channel(&self.connection).await?;
-                channel
-                    .queue_declare(
-                        name.as_str().into(),
-                        QueueDeclareOptions {
-                            durable: true,
-                            ..QueueDeclareOptions::default()
-                        },
-                        arguments,
-                    )
-                    .await
-                    .map_err(|e| unavailable(&format!("cannot declare inbox {name}"), e))?;
-                let prefetch = self.config.prefetch.saturating_mul(4);
-                channel
-                    .basic_qos(prefetch, BasicQosOptions::default())
-                    .await
-                    .map_err(|e| unavailable("cannot set the inbox prefetch", e))?;
-                let consumer = channel
-                    .basic_consume(
-                        name.as_str().into(),
-                        format!("{}-inbox", self.config.connection_name)
-                            .as_str()
-                            .into(),
-                        BasicConsumeOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await
-                    .map_err(|e| unavailable(&format!("cannot consume inbox {name}"), e))?;
-                let inbox = Arc::new(Inbox {
-                    name,
-                    routes: Mutex::default(),
-                    registrations: AtomicU64::new(0),
-                    shared: Arc::downgrade(self),
-                    _channel: channel,
-                });
-                tokio::spawn(inbox.clone().run(consumer));
-                Ok(inbox)
-            })
-            .await
-            .cloned()
+            }
+            let channel = open_channel(&self.connection).await?;
+            channel
+                .queue_declare(
+                    name.as_str().into(),
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    arguments,
+                )
+                .await
+                .map_err(|e| unavailable(&format!("cannot declare inbox {name}"), e))?;
+            let prefetch = self.config.prefetch.saturating_mul(4);
+            channel
+                .basic_qos(prefetch, BasicQosOptions::default())
+                .await
+                .map_err(|e| unavailable("cannot set the inbox prefetch", e))?;
+            let consumer = channel
+                .basic_consume(
+                    name.as_str().into(),
+                    format!("{}-inbox", self.config.connection_name)
+                        .as_str()
+                        .into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| unavailable(&format!("cannot consume inbox {name}"), e))?;
+            let inbox = Arc::new(Inbox {
+                name,
+                routes: Mutex::default(),
+                registrations: AtomicU64::new(0),
+                shared: Arc::downgrade(self),
+                ended: std::sync::atomic::AtomicBool::new(false),
+                _channel: channel,
+            });
+            tokio::spawn(inbox.clone().run(consumer));
+            Ok(inbox)
+        }
+        .await;
+        let inbox = created?;
+        *slot = Some(inbox.clone());
+        Ok(inbox)
     }
 
     /// The partition whose queue `name` (full name) is.
@@ -646,7 +653,7 @@ impl AmqpBroker {
             dead_lettered: AtomicU64::new(0),
             consumer_tags: AtomicU64::new(0),
             router_stop: Mutex::new(None),
-            inbox: tokio::sync::OnceCell::new(),
+            inbox: tokio::sync::Mutex::new(None),
         });
         shared.declare_topology().await?;
         if let Some(routing) = shared.config.callback_routing.clone() {
@@ -775,7 +782,14 @@ impl AmqpBroker {
         let channel = open_channel(&self.shared.connection).await?;
         let mut queues: Vec<String> = lock(&self.shared.declared).drain().collect();
         queues.push(self.name(DEAD_LETTER_QUEUE));
-        queues.extend(self.shared.inbox.get().map(|inbox| inbox.name.clone()));
+        queues.extend(
+            self.shared
+                .inbox
+                .lock()
+                .await
+                .as_ref()
+                .map(|inbox| inbox.name.clone()),
+        );
         for queue in queues {
             channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
@@ -888,6 +902,7 @@ impl Broker for AmqpBroker {
                 partition,
                 registration,
                 rx,
+                released: false,
             }),
         })
     }
@@ -906,13 +921,21 @@ impl Broker for AmqpBroker {
         unbind(&self.shared, route, partition).await
     }
 
-    fn retire_route(&self, route: &str) {
+    fn retire_route(&self, route: &str, partitions: u32) {
         let broker = self.clone();
         let route = route.to_string();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         runtime.spawn(async move {
+            // No partition may route to it any more (a binding its owner's store record
+            // missed, an unbind that failed): nothing new arrives once these are gone.
+            for partition in 0..partitions {
+                if let Err(e) = unbind(&broker.shared, &route, partition).await {
+                    tracing::info!(inbox = %route, error = %e, "cannot unbind an inbox to retire; kept");
+                    return;
+                }
+            }
             // What the inbox still holds moves to the partition queues within its TTL.
             let wait = broker.shared.config.inbox_message_ttl + Duration::from_secs(1);
             for _ in 0..RETIRE_ATTEMPTS {
@@ -1108,15 +1131,30 @@ struct InboxReceiver {
     partition: u32,
     registration: u64,
     rx: tokio::sync::mpsc::UnboundedReceiver<Delivery>,
+    /// Set by [`InboxReceiver::release`] (a closed consumer): nothing left for its drop.
+    released: bool,
+}
+
+impl InboxReceiver {
+    /// Unregisters the partition and hands back what was not taken: the deliveries' ackers
+    /// requeue them as they drop, and the inbox, which no longer routes this partition here,
+    /// forwards them to the partition queue.
+    fn release(&mut self) {
+        self.released = true;
+        self.inbox.unregister(self.partition, self.registration);
+        self.rx.close();
+        while self.rx.try_recv().is_ok() {}
+    }
 }
 
 impl Drop for InboxReceiver {
+    /// Without [`InputConsumer::close`] (a consumer dropped, an aborted task): the unbinding
+    /// runs in the background.
     fn drop(&mut self) {
-        self.inbox.unregister(self.partition, self.registration);
-        // Undelivered replies: their ackers requeue them as they drop, and the inbox, which no
-        // longer routes this partition here, forwards them to the partition queue.
-        self.rx.close();
-        while self.rx.try_recv().is_ok() {}
+        if self.released {
+            return;
+        }
+        self.release();
         let inbox = self.inbox.clone();
         let partition = self.partition;
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -1143,12 +1181,18 @@ struct Inbox {
     routes: Mutex<std::collections::HashMap<u32, (u64, InboxSender)>>,
     registrations: AtomicU64,
     shared: std::sync::Weak<Shared>,
+    /// Set when its consumer ended: a new inbox is made on next use.
+    ended: std::sync::atomic::AtomicBool,
     _channel: Channel,
 }
 
 type InboxSender = tokio::sync::mpsc::UnboundedSender<Delivery>;
 
 impl Inbox {
+    fn alive(&self) -> bool {
+        !self.ended.load(Ordering::SeqCst)
+    }
+
     fn register(&self, partition: u32, tx: InboxSender) -> u64 {
         let registration = self.registrations.fetch_add(1, Ordering::Relaxed);
         lock(&self.routes).insert(partition, (registration, tx));
@@ -1165,10 +1209,12 @@ impl Inbox {
         }
     }
 
-    /// Binds the inbox under the partition queue's name `queue`.
+    /// Binds the inbox under the partition queue's name `queue`, on a channel of its own:
+    /// lapin replays the bindings made on a channel when it recovers the connection, and this
+    /// one must not come back after it was unbound (the binding is durable on the server).
     async fn bind(&self, shared: &Shared, queue: &str) -> Result<(), BrokerError> {
-        let channel = shared.channel(&shared.publisher, true).await?;
-        channel
+        let channel = open_channel(&shared.connection).await?;
+        let bound = channel
             .queue_bind(
                 self.name.as_str().into(),
                 shared.name(REPLY_EXCHANGE).as_str().into(),
@@ -1177,10 +1223,14 @@ impl Inbox {
                 FieldTable::default(),
             )
             .await
-            .map_err(|e| unavailable(&format!("cannot bind inbox {}", self.name), e))
+            .map_err(|e| unavailable(&format!("cannot bind inbox {}", self.name), e));
+        let _ = channel.close(200, "OK".into()).await;
+        bound
     }
 
-    /// Unbinds this inbox from `partition` unless a consumer of it was registered again.
+    /// Unbinds this inbox from `partition` unless a consumer of it was registered again —
+    /// checked again after the unbind, which then binds it back (a re-registration's bind may
+    /// have landed before this unbind).
     async fn unbind_own(&self, partition: u32) {
         if lock(&self.routes).contains_key(&partition) {
             return;
@@ -1190,11 +1240,31 @@ impl Inbox {
         };
         if let Err(e) = unbind(&shared, &self.name, partition).await {
             tracing::warn!(inbox = %self.name, partition, error = %e, "cannot unbind the inbox");
+            return;
+        }
+        if lock(&self.routes).contains_key(&partition) {
+            let queue = shared.name(&partition_queue(partition));
+            if let Err(e) = self.bind(&shared, &queue).await {
+                tracing::warn!(inbox = %self.name, partition, error = %e, "cannot bind the inbox again");
+            }
         }
     }
 
+    /// Its consumer ended: partitions' consumers end too (their senders go), and the next
+    /// use makes a new inbox.
+    fn end(&self) {
+        self.ended.store(true, Ordering::SeqCst);
+        lock(&self.routes).clear();
+    }
+
     /// Hands each delivery to its partition's consumer, or forwards it to the partition queue.
-    async fn run(self: Arc<Self>, mut consumer: lapin::Consumer) {
+    async fn run(self: Arc<Self>, consumer: lapin::Consumer) {
+        self.consume(consumer).await;
+        tracing::warn!(inbox = %self.name, "inbox consumer ended");
+        self.end();
+    }
+
+    async fn consume(&self, mut consumer: lapin::Consumer) {
         while let Some(item) = consumer.next().await {
             let delivery = match item {
                 Ok(delivery) => delivery,
@@ -1204,7 +1274,7 @@ impl Inbox {
                     };
                     let status = shared.connection.status();
                     if status.closed() || status.errored() {
-                        tracing::warn!(inbox = %self.name, error = %e, "inbox consumer ended");
+                        tracing::warn!(inbox = %self.name, error = %e, "inbox consumer failed");
                         return;
                     }
                     tracing::warn!(inbox = %self.name, error = %e, "inbox consumer error; waiting for the connection to recover");
@@ -1216,14 +1286,9 @@ impl Inbox {
             };
             let queue = delivery.routing_key.to_string();
             let Some(partition) = shared.partition_of_queue(&queue) else {
-                // Not a partition's reply: nothing can route it.
-                let reject = shared.dead_letter(
-                    delivery.acker,
-                    delivery.data.len(),
-                    format!("routing key {queue:?} names no partition queue"),
-                    self.name.clone(),
-                );
-                tokio::spawn(reject);
+                // Not a partition's reply (published to the inbox by name): nothing can route
+                // it, and the inbox's own dead-letter exchange leads to partition queues only.
+                tokio::spawn(dead_letter_from_inbox(shared, self.name.clone(), delivery));
                 continue;
             };
             let route = lock(&self.routes).get(&partition).map(|(_, tx)| tx.clone());
@@ -1287,6 +1352,39 @@ async fn forward(shared: Arc<Shared>, queue: String, delivery: lapin::message::D
     }
 }
 
+/// Moves an inbox delivery that names no partition queue to the dead-letter exchange
+/// (published, confirmed, then acked), counted and logged like any malformed message.
+async fn dead_letter_from_inbox(
+    shared: Arc<Shared>,
+    inbox: String,
+    delivery: lapin::message::Delivery,
+) {
+    shared.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(
+        queue = %inbox,
+        routing_key = %delivery.routing_key,
+        size = delivery.data.len(),
+        "dead-lettering an inbox message that names no partition queue"
+    );
+    let dlx = shared.name(DEAD_LETTER_EXCHANGE);
+    match shared.publish(&dlx, None, &delivery.data).await {
+        Ok(()) => {
+            if let Err(e) = ack(delivery.acker, BasicAckOptions::default()).await {
+                tracing::debug!(error = %e, "acking a dead-lettered inbox message");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot dead-letter an inbox message; it stays in the inbox");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let requeue = BasicNackOptions {
+                multiple: false,
+                requeue: true,
+            };
+            let _ = delivery.acker.nack(requeue).await;
+        }
+    }
+}
+
 /// Unbinds the inbox `inbox` (full name) from `partition`'s routing key, on a channel of its
 /// own: an inbox that no longer exists closes the channel (and is no error).
 async fn unbind(shared: &Shared, inbox: &str, partition: u32) -> Result<(), BrokerError> {
@@ -1317,6 +1415,13 @@ struct ConsumerState {
 }
 
 impl InputConsumer for AmqpConsumer {
+    async fn close(mut self) {
+        if let Some(mut inbox) = self.inbox.take() {
+            inbox.release();
+            inbox.inbox.unbind_own(inbox.partition).await;
+        }
+    }
+
     /// Cancel-safe: the only awaits are the consumer stream and the inbox channel; a
     /// malformed message is rejected in a background task.
     async fn next(&mut self) -> Option<Delivery> {
@@ -1327,10 +1432,11 @@ impl InputConsumer for AmqpConsumer {
                     delivery = inbox.rx.recv() => match delivery {
                         Some(delivery) => return Some(delivery),
                         None => {
-                            // The inbox consumer ended (the connection is gone): what is left
-                            // is the queue, which ends too.
-                            self.inbox = None;
-                            continue;
+                            // The inbox's consumer ended (cancelled by the server, or the
+                            // connection is gone): so does this consumer, and whoever serves
+                            // the partition next routes its replies to a new inbox.
+                            tracing::warn!(queue = %self.queue, "the inbox consumer ended; ending the partition's consumer");
+                            return None;
                         }
                     },
                 },

@@ -575,9 +575,12 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
         };
         tracing::info!(partition = p, %previous, "unbinding the previous owner's inbox");
         if let Err(e) = self.broker.unroute(p, &previous).await {
+            // Its copies of the partition's replies reach the partition queue after the TTL
+            // (duplicates, dropped) until it is retired, or its partitions change hands.
             tracing::warn!(partition = p, %previous, error = %e, "cannot unbind the previous owner's inbox");
-        } else if !swap.previous_in_use {
-            self.broker.retire_route(&previous);
+        }
+        if !swap.previous_in_use {
+            self.broker.retire_route(&previous, self.config.partitions);
         }
     }
 
@@ -598,6 +601,21 @@ impl<S: Store, B: Broker, C: Clock> Coordinator<S, B, C> {
             }
         };
         self.take_reply_route(p).await;
+        self.serve_consumer(fence, cancel, publish_failed, &mut consumer)
+            .await;
+        // The partition's replies stop coming here before anyone else may serve it.
+        consumer.close().await;
+    }
+
+    /// [`Coordinator::serve_inputs`]'s loop over the partition's consumer.
+    async fn serve_consumer(
+        &self,
+        fence: Fence,
+        cancel: &CancellationToken,
+        publish_failed: &CancellationToken,
+        consumer: &mut B::Consumer,
+    ) {
+        let p = fence.partition;
         let poll_ms = self.config.timer_poll_ms as i64;
         // The partition's earliest timer: read at least every poll interval and after timers
         // fire; timers this coordinator commits in between arrive through `timer_hints`. Only
