@@ -433,15 +433,25 @@ impl Shared {
         let dead = self.name(DEAD_LETTER_QUEUE);
         let cancel = self.name(CANCEL_EXCHANGE);
         let declare_error = |what: &str, e| unavailable(&format!("cannot declare {what}"), e);
-        channel
-            .exchange_declare(
-                dlx.as_str().into(),
-                ExchangeKind::Fanout,
-                durable,
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| declare_error(&dlx, e))?;
+        let unrouted = self.name(UNROUTED_EXCHANGE);
+        let replies = self.name(REPLY_EXCHANGE);
+        let mut alternate = FieldTable::default();
+        alternate.insert(
+            "alternate-exchange".into(),
+            AMQPValue::LongString(unrouted.as_str().into()),
+        );
+        let exchanges = [
+            (&dlx, ExchangeKind::Fanout, FieldTable::default()),
+            (&cancel, ExchangeKind::Fanout, FieldTable::default()),
+            (&unrouted, ExchangeKind::Direct, FieldTable::default()),
+            (&replies, ExchangeKind::Direct, alternate),
+        ];
+        for (exchange, kind, arguments) in exchanges {
+            channel
+                .exchange_declare(exchange.as_str().into(), kind, durable, arguments)
+                .await
+                .map_err(|e| declare_error(exchange, e))?;
+        }
         channel
             .queue_declare(
                 dead.as_str().into(),
@@ -463,40 +473,6 @@ impl Shared {
             )
             .await
             .map_err(|e| declare_error(&dead, e))?;
-        channel
-            .exchange_declare(
-                cancel.as_str().into(),
-                ExchangeKind::Fanout,
-                durable,
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| declare_error(&cancel, e))?;
-        let unrouted = self.name(UNROUTED_EXCHANGE);
-        let replies = self.name(REPLY_EXCHANGE);
-        channel
-            .exchange_declare(
-                unrouted.as_str().into(),
-                ExchangeKind::Direct,
-                durable,
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| declare_error(&unrouted, e))?;
-        let mut arguments = FieldTable::default();
-        arguments.insert(
-            "alternate-exchange".into(),
-            AMQPValue::LongString(unrouted.as_str().into()),
-        );
-        channel
-            .exchange_declare(
-                replies.as_str().into(),
-                ExchangeKind::Direct,
-                durable,
-                arguments,
-            )
-            .await
-            .map_err(|e| declare_error(&replies, e))?;
         Ok(())
     }
 
