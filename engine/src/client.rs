@@ -7,6 +7,34 @@
 //! Errors print the AWS code and message (`ExecutionDoesNotExist: …`) and exit with 2 (usage or
 //! request error); a waited-for execution that does not succeed exits 1.
 
+/// Writes one line of a command's output to stdout. A reader that went away
+/// (`stepline start … --wait | head`) ends the process quietly with status 141, as SIGPIPE ends
+/// a Unix tool (128 + 13), where `println!` would panic on the broken pipe; any other write
+/// error ends it with status 2 and a message.
+pub fn print_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("stepline: cannot write the output: {e}");
+        std::process::exit(2);
+    }
+}
+
+/// `println!` through [`print_line`].
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::client::print_line(format_args!($($arg)*))
+    };
+}
+
 use crate::api::sigv4;
 use crate::history::json_text;
 use anyhow::{anyhow, bail, Context as _, Result};
@@ -310,7 +338,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
                 out.push_str(c);
             }
         }
-        println!("{}", out.trim_end());
+        crate::out!("{}", out.trim_end());
     };
     line(header.to_vec());
     for r in rows {
@@ -319,7 +347,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
 }
 
 fn print_json(v: &Value) {
-    println!(
+    crate::out!(
         "{}",
         serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
     );
@@ -398,7 +426,7 @@ impl Cli {
                 if self.json {
                     print_json(&out);
                 } else {
-                    println!("created {}", s(&out, "stateMachineArn"));
+                    crate::out!("created {}", s(&out, "stateMachineArn"));
                 }
             }
             Remote::Update {
@@ -419,7 +447,7 @@ impl Cli {
                 if self.json {
                     print_json(&out);
                 } else {
-                    println!("updated {arn} (revision {})", s(&out, "revisionId"));
+                    crate::out!("updated {arn} (revision {})", s(&out, "revisionId"));
                 }
             }
             Remote::List {
@@ -507,12 +535,12 @@ impl Cli {
                     if self.json {
                         print_json(&out);
                     } else {
-                        println!("started {exec}");
+                        crate::out!("started {exec}");
                     }
                     return Ok(ExitCode::SUCCESS);
                 }
                 if !self.json {
-                    println!("started {exec}");
+                    crate::out!("started {exec}");
                 }
                 return self.follow(&exec, true).await;
             }
@@ -582,7 +610,7 @@ impl Cli {
                 if self.json {
                     print_json(&out);
                 } else {
-                    println!("stopped {execution_arn} at {}", date(out.get("stopDate")));
+                    crate::out!("stopped {execution_arn} at {}", date(out.get("stopDate")));
                 }
             }
             Remote::Redrive {
@@ -596,14 +624,14 @@ impl Cli {
                     .await?;
                 if wait {
                     if !self.json {
-                        println!("redriven {execution_arn}");
+                        crate::out!("redriven {execution_arn}");
                     }
                     return self.follow(&execution_arn, false).await;
                 }
                 if self.json {
                     print_json(&out);
                 } else {
-                    println!(
+                    crate::out!(
                         "redriven {execution_arn} at {}",
                         date(out.get("redriveDate"))
                     );
@@ -638,7 +666,7 @@ impl Cli {
                     if self.json {
                         print_json(&out);
                     } else {
-                        println!("created {}", s(&out, "activityArn"));
+                        crate::out!("created {}", s(&out, "activityArn"));
                     }
                 }
                 ActivityAction::Delete { activity_arn } => {
@@ -649,7 +677,7 @@ impl Cli {
                     if self.json {
                         print_json(&out);
                     } else {
-                        println!("deleted {activity_arn}");
+                        crate::out!("deleted {activity_arn}");
                     }
                 }
             },
@@ -732,7 +760,7 @@ impl Cli {
         let mut names = StateNames::default();
         let mut start = None;
         if !self.json && !progress {
-            println!(
+            crate::out!(
                 "{}",
                 follow_line(&["ID", "TYPE", "STATE", "ELAPSED", "DETAILS"])
             );
@@ -744,14 +772,14 @@ impl Cli {
                 let t0 = *start
                     .get_or_insert_with(|| seconds_to_ms(e.get("timestamp")).unwrap_or_default());
                 if self.json {
-                    println!("{e}");
+                    crate::out!("{e}");
                 } else if progress {
                     if let Some(line) = names.progress(e, t0) {
-                        println!("{line}");
+                        crate::out!("{line}");
                     }
                 } else {
                     let row = names.row(e, t0);
-                    println!("{}", follow_line(&row));
+                    crate::out!("{}", follow_line(&row));
                 }
             }
             let desc = self
@@ -764,13 +792,13 @@ impl Cli {
                 let tail = self.history_after(arn, last).await?;
                 for e in &tail {
                     if self.json {
-                        println!("{e}");
+                        crate::out!("{e}");
                     } else if progress {
                         if let Some(line) = names.progress(e, start.unwrap_or_default()) {
-                            println!("{line}");
+                            crate::out!("{line}");
                         }
                     } else {
-                        println!("{}", follow_line(&names.row(e, start.unwrap_or_default())));
+                        crate::out!("{}", follow_line(&names.row(e, start.unwrap_or_default())));
                     }
                 }
                 if !self.json && progress {
@@ -787,11 +815,11 @@ impl Cli {
     }
 
     async fn print_state_machine(&self, sm: &Value, definition: bool) -> Result<()> {
-        println!("name:      {}", s(sm, "name"));
-        println!("arn:       {}", s(sm, "stateMachineArn"));
-        println!("type:      {}", s(sm, "type"));
-        println!("created:   {}", date(sm.get("creationDate")));
-        println!("revision:  {}", s(sm, "revisionId"));
+        crate::out!("name:      {}", s(sm, "name"));
+        crate::out!("arn:       {}", s(sm, "stateMachineArn"));
+        crate::out!("type:      {}", s(sm, "type"));
+        crate::out!("created:   {}", date(sm.get("creationDate")));
+        crate::out!("revision:  {}", s(sm, "revisionId"));
         let mut counts = Vec::new();
         for status in ["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"] {
             let n = self
@@ -805,7 +833,7 @@ impl Cli {
                 .len();
             counts.push(format!("{status} {n}"));
         }
-        println!("executions: {}", counts.join(", "));
+        crate::out!("executions: {}", counts.join(", "));
         if definition {
             let def: Value = serde_json::from_str(s(sm, "definition")).unwrap_or(Value::Null);
             print_json(&def);
@@ -829,26 +857,26 @@ fn follow_line<S: AsRef<str>>(cells: &[S]) -> String {
 }
 
 fn print_execution(e: &Value) {
-    println!("execution: {}", s(e, "executionArn"));
-    println!("status:    {}", s(e, "status"));
-    println!("started:   {}", date(e.get("startDate")));
+    crate::out!("execution: {}", s(e, "executionArn"));
+    crate::out!("status:    {}", s(e, "status"));
+    crate::out!("started:   {}", date(e.get("startDate")));
     if e.get("stopDate").is_some() {
-        println!("stopped:   {}", date(e.get("stopDate")));
+        crate::out!("stopped:   {}", date(e.get("stopDate")));
     }
     if let Some(n) = e
         .get("redriveCount")
         .and_then(Value::as_u64)
         .filter(|n| *n > 0)
     {
-        println!("redrives:  {n}");
+        crate::out!("redrives:  {n}");
     }
-    println!("input:     {}", s(e, "input"));
+    crate::out!("input:     {}", s(e, "input"));
     if e.get("output").is_some() {
-        println!("output:    {}", s(e, "output"));
+        crate::out!("output:    {}", s(e, "output"));
     }
     if e.get("error").is_some() || e.get("cause").is_some() {
-        println!("error:     {}", s(e, "error"));
-        println!("cause:     {}", s(e, "cause"));
+        crate::out!("error:     {}", s(e, "error"));
+        crate::out!("cause:     {}", s(e, "cause"));
     }
 }
 
@@ -970,5 +998,44 @@ impl StateNames {
             "ExecutionRedriven" => format!("{at}  ↻ redriven"),
             _ => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A reader that goes away ends the writer with status 141 and no panic. The test runs
+    /// itself again as the writer (`STEPLINE_PRINT_LINE_CHILD`), reads its stdout until the
+    /// writer's lines begin, then closes the pipe.
+    #[test]
+    fn output_to_a_closed_pipe_ends_quietly_with_141() {
+        if std::env::var_os("STEPLINE_PRINT_LINE_CHILD").is_some() {
+            for n in 0..100_000 {
+                super::print_line(format_args!("line {n}"));
+            }
+            return;
+        }
+        let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "client::tests::output_to_a_closed_pipe_ends_quietly_with_141",
+                "--nocapture",
+            ])
+            .env("STEPLINE_PRINT_LINE_CHILD", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn the writer");
+        // Past the test harness's own first lines, once the writer is writing: hang up.
+        let stdout = child.stdout.take().expect("the writer's stdout");
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        assert!(
+            lines.any(|line| line.is_ok_and(|line| line.starts_with("line "))),
+            "the writer wrote nothing"
+        );
+        drop(lines);
+        let out = child.wait_with_output().expect("wait for the writer");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }

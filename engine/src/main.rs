@@ -343,15 +343,15 @@ fn real_main() -> Result<ExitCode> {
             let errors = diags.iter().filter(|d| d.severity == "ERROR").count();
             if json {
                 let result = if errors > 0 { "FAIL" } else { "OK" };
-                println!(
+                stepline_engine::out!(
                     "{}",
                     serde_json::json!({"result": result, "diagnostics": diags})
                 );
             } else if diags.is_empty() {
-                println!("{}: valid", definition_file.display());
+                stepline_engine::out!("{}: valid", definition_file.display());
             } else {
                 for d in &diags {
-                    println!(
+                    stepline_engine::out!(
                         "{} {} at {}: {}",
                         d.severity,
                         d.code,
@@ -359,7 +359,7 @@ fn real_main() -> Result<ExitCode> {
                         d.message
                     );
                 }
-                println!("{errors} error(s)");
+                stepline_engine::out!("{errors} error(s)");
             }
             Ok(if errors > 0 {
                 ExitCode::from(1)
@@ -419,7 +419,7 @@ fn real_main() -> Result<ExitCode> {
                 execution_arn: None,
             };
             let outcome = run_once(Arc::new(def), &identity, input, mock, start_ms)?;
-            println!("{}", outcome.to_json(history));
+            stepline_engine::out!("{}", outcome.to_json(history));
             Ok(match outcome.status {
                 ExecutionStatus::Succeeded => ExitCode::SUCCESS,
                 _ => ExitCode::from(1),
@@ -471,7 +471,7 @@ fn real_main() -> Result<ExitCode> {
                 ..stepline_engine::bench::BenchConfig::new(servers.amqp_url, servers.redis_url)
             };
             let report = runtime()?.block_on(stepline_engine::bench::run(&config))?;
-            print!("{}", report.table());
+            stepline_engine::out!("{}", report.table().trim_end_matches('\n'));
             if let Some(path) = json {
                 let text = serde_json::to_string_pretty(&report)?;
                 std::fs::write(&path, text)
@@ -487,7 +487,7 @@ fn real_main() -> Result<ExitCode> {
         Command::Health { url } => {
             // The server's own report (status, and any warnings an operator must act on).
             let (ok, body) = http_get(&url)?;
-            println!("{}", body.trim_end());
+            stepline_engine::out!("{}", body.trim_end());
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {
@@ -508,14 +508,14 @@ fn real_main() -> Result<ExitCode> {
                     .iter()
                     .filter(|c| c.history_exact == Some(false))
                 {
-                    println!(
+                    stepline_engine::out!(
                         "HISTORY {}\n  {}",
                         c.file,
                         c.history_note.replace('\n', "\n  ")
                     );
                 }
                 for c in report.cases.iter().filter(|c| !c.passed) {
-                    println!(
+                    stepline_engine::out!(
                         "FAIL {} [{}]\n  {}",
                         c.file,
                         c.category,
@@ -523,7 +523,7 @@ fn real_main() -> Result<ExitCode> {
                     );
                 }
             }
-            print!("{}", report.table());
+            stepline_engine::out!("{}", report.table().trim_end_matches('\n'));
             if let Some(path) = json {
                 let text = serde_json::to_string_pretty(&report)?;
                 std::fs::write(&path, text)
