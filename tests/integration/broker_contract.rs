@@ -1049,3 +1049,51 @@ async fn rabbitmq_a_lost_inbox_ends_its_consumers_and_is_made_again() {
     })
     .await
 }
+
+/// A partition that does not take its replies holds at most a consumer prefetch's worth of
+/// the inbox; the rest goes to its partition queue, so another partition's replies are not
+/// held up behind them (before, they waited for the inbox's TTL), and none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_a_slow_partition_does_not_hold_up_the_inbox() {
+    on_rabbitmq(
+        rabbitmq_with(|config| config.with_prefetch(2)).await,
+        async |broker| {
+            let reply = |n: u32| InputMessage::Worker {
+                reply: Reply::Heartbeat {
+                    version: PROTOCOL_VERSION,
+                    task_token: format!("token-{n}"),
+                },
+            };
+            let send = async |partition: u32, n: u32| {
+                let bytes = serde_json::to_vec(&reply(n)).expect("encode");
+                broker
+                    .publish_raw_reply(partition, &bytes)
+                    .await
+                    .expect("publish a reply");
+            };
+            let mut slow = broker.consume_inputs(1).await.expect("consume_inputs");
+            broker.route_replies(1).await.expect("route_replies");
+            let mut other = broker.consume_inputs(2).await.expect("consume_inputs");
+            broker.route_replies(2).await.expect("route_replies");
+            // Partition 1 takes nothing yet: twelve replies, more than the inbox's prefetch (8).
+            for n in 0..12 {
+                send(1, n).await;
+            }
+            send(2, 100).await;
+            let got = tokio::time::timeout(Duration::from_secs(3), ack_next(&mut other)).await;
+            assert_eq!(
+                got.expect("partition 2's reply is not held up by partition 1's"),
+                reply(100)
+            );
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..12 {
+                let InputMessage::Worker { reply } = ack_next(&mut slow).await else {
+                    panic!("not a worker reply");
+                };
+                seen.insert(reply.task_token().to_string());
+            }
+            assert_eq!(seen.len(), 12, "every reply of partition 1, once: {seen:?}");
+        },
+    )
+    .await
+}

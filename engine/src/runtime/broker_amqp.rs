@@ -57,7 +57,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use stepline_worker::protocol::{CancelMessage, TaskMessage, PROTOCOL_VERSION};
@@ -866,7 +866,8 @@ impl Broker for AmqpBroker {
             .map_err(|e| unavailable(&format!("cannot consume {queue}"), e))?;
         let inbox = self.shared.inbox().await?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let registration = inbox.register(partition, tx);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let registration = inbox.register(partition, tx, queued.clone());
         Ok(AmqpConsumer {
             _channel: channel,
             consumer,
@@ -878,6 +879,7 @@ impl Broker for AmqpBroker {
                 partition,
                 registration,
                 rx,
+                queued,
                 released: false,
             }),
         })
@@ -1107,6 +1109,8 @@ struct InboxReceiver {
     partition: u32,
     registration: u64,
     rx: tokio::sync::mpsc::UnboundedReceiver<Delivery>,
+    /// How many deliveries wait in `rx` (the inbox's count, see [`Route`]).
+    queued: Arc<AtomicUsize>,
     /// Set by [`InboxReceiver::release`] (a closed consumer): nothing left for its drop.
     released: bool,
 }
@@ -1154,7 +1158,7 @@ struct Inbox {
     /// Full name.
     name: String,
     /// Partition → the local consumer's sender and its registration number.
-    routes: Mutex<std::collections::HashMap<u32, (u64, InboxSender)>>,
+    routes: Mutex<std::collections::HashMap<u32, Route>>,
     registrations: AtomicU64,
     shared: std::sync::Weak<Shared>,
     /// Set when its consumer ended: a new inbox is made on next use.
@@ -1164,14 +1168,27 @@ struct Inbox {
 
 type InboxSender = tokio::sync::mpsc::UnboundedSender<Delivery>;
 
+/// A registered partition consumer: its registration number, its sender, and how many
+/// deliveries wait in its channel (handed on, not yet taken).
+struct Route {
+    registration: u64,
+    tx: InboxSender,
+    queued: Arc<AtomicUsize>,
+}
+
 impl Inbox {
     fn alive(&self) -> bool {
         !self.ended.load(Ordering::SeqCst)
     }
 
-    fn register(&self, partition: u32, tx: InboxSender) -> u64 {
+    fn register(&self, partition: u32, tx: InboxSender, queued: Arc<AtomicUsize>) -> u64 {
         let registration = self.registrations.fetch_add(1, Ordering::Relaxed);
-        lock(&self.routes).insert(partition, (registration, tx));
+        let route = Route {
+            registration,
+            tx,
+            queued,
+        };
+        lock(&self.routes).insert(partition, route);
         registration
     }
 
@@ -1179,7 +1196,7 @@ impl Inbox {
         let mut routes = lock(&self.routes);
         if routes
             .get(&partition)
-            .is_some_and(|(r, _)| *r == registration)
+            .is_some_and(|route| route.registration == registration)
         {
             routes.remove(&partition);
         }
@@ -1267,10 +1284,18 @@ impl Inbox {
                 tokio::spawn(dead_letter_from_inbox(shared, self.name.clone(), delivery));
                 continue;
             };
-            let route = lock(&self.routes).get(&partition).map(|(_, tx)| tx.clone());
+            // A partition that does not keep up (a slow store, a stuck step) gets no more than
+            // a consumer prefetch's worth waiting here; the rest goes to its partition queue,
+            // so it cannot hold the inbox's prefetch, which every partition shares.
+            let limit = usize::from(shared.config.prefetch.max(1));
+            let route = lock(&self.routes)
+                .get(&partition)
+                .filter(|route| route.queued.load(Ordering::SeqCst) < limit)
+                .map(|route| (route.tx.clone(), route.queued.clone()));
             let decoded = route.as_ref().map(|_| decode_input(&delivery.data));
             match (route, decoded) {
-                (Some(tx), Some(Ok(message))) => {
+                (Some((tx, queued)), Some(Ok(message))) => {
+                    queued.fetch_add(1, Ordering::SeqCst);
                     let handed = tx.send(Delivery {
                         message,
                         // Acked on its own: the inbox's channel carries every partition's
@@ -1283,8 +1308,8 @@ impl Inbox {
                     // drops, and it comes back here to be forwarded.
                     drop(handed);
                 }
-                // Not served here, or malformed (the partition queue's consumer dead-letters
-                // it, as it would have without the inbox): forward it.
+                // Not served here, behind, or malformed (the partition queue's consumer
+                // dead-letters it, as it would have without the inbox): forward it.
                 _ => {
                     tokio::spawn(forward(shared, queue, delivery));
                 }
@@ -1406,7 +1431,10 @@ impl InputConsumer for AmqpConsumer {
                 Some(inbox) => tokio::select! {
                     item = self.consumer.next() => item,
                     delivery = inbox.rx.recv() => match delivery {
-                        Some(delivery) => return Some(delivery),
+                        Some(delivery) => {
+                            inbox.queued.fetch_sub(1, Ordering::SeqCst);
+                            return Some(delivery);
+                        }
                         None => {
                             // The inbox's consumer ended (cancelled by the server, or the
                             // connection is gone): so does this consumer, and whoever serves
