@@ -895,6 +895,25 @@ async fn rabbitmq_routes_callbacks_to_their_execution_partition() {
     .await
 }
 
+/// A worker's heartbeat for the task token `token-<n>`, as a partition receives it.
+fn heartbeat(n: u32) -> InputMessage {
+    InputMessage::Worker {
+        reply: Reply::Heartbeat {
+            version: PROTOCOL_VERSION,
+            task_token: format!("token-{n}"),
+        },
+    }
+}
+
+/// Publishes [`heartbeat`]`(n)` for `partition` as a worker does: to the reply exchange.
+async fn send_heartbeat(broker: &AmqpBroker, partition: u32, n: u32) {
+    let bytes = serde_json::to_vec(&heartbeat(n)).expect("encode");
+    broker
+        .publish_raw_reply(partition, &bytes)
+        .await
+        .expect("publish a reply");
+}
+
 /// Worker replies published to the reply exchange reach the partition's consumer through the
 /// coordinator's inbox once it routes them there, and the partition queue when no inbox is
 /// routed. When that coordinator dies, the replies left in (or still routed to) its inbox move
@@ -907,19 +926,7 @@ async fn rabbitmq_replies_go_through_the_owners_inbox_and_survive_its_death() {
     on_rabbitmq(
         rabbitmq_with(|config| config.with_inbox_message_ttl(ttl)).await,
         async |broker| {
-            let reply = |n: u32| InputMessage::Worker {
-                reply: Reply::Heartbeat {
-                    version: PROTOCOL_VERSION,
-                    task_token: format!("token-{n}"),
-                },
-            };
-            let send = async |n: u32| {
-                let bytes = serde_json::to_vec(&reply(n)).expect("encode");
-                broker
-                    .publish_raw_reply(1, &bytes)
-                    .await
-                    .expect("publish a reply");
-            };
+            let send = async |n: u32| send_heartbeat(broker, 1, n).await;
             // The old owner: a broker of its own (its own connection and inbox).
             let old = AmqpBroker::connect(broker.config().clone())
                 .await
@@ -927,11 +934,11 @@ async fn rabbitmq_replies_go_through_the_owners_inbox_and_survive_its_death() {
             let mut old_consumer = old.consume_inputs(1).await.expect("consume_inputs");
             // Not routed yet: through the alternate exchange to the partition queue.
             send(1).await;
-            assert_eq!(ack_next(&mut old_consumer).await, reply(1));
+            assert_eq!(ack_next(&mut old_consumer).await, heartbeat(1));
             let dead_inbox = old.reply_inbox().await.expect("inbox").expect("an inbox");
             old.route_replies(1).await.expect("route_replies");
             send(2).await;
-            assert_eq!(ack_next(&mut old_consumer).await, reply(2));
+            assert_eq!(ack_next(&mut old_consumer).await, heartbeat(2));
 
             // It dies: its connection goes without unbinding, its inbox stays bound.
             old.close().await.expect("close");
@@ -948,7 +955,7 @@ async fn rabbitmq_replies_go_through_the_owners_inbox_and_survive_its_death() {
             broker.route_replies(1).await.expect("route_replies");
             assert_eq!(
                 ack_next(&mut consumer).await,
-                reply(3),
+                heartbeat(3),
                 "the reply left in the dead inbox reaches the new owner"
             );
             assert!(
@@ -958,7 +965,7 @@ async fn rabbitmq_replies_go_through_the_owners_inbox_and_survive_its_death() {
 
             broker.unroute(1, &dead_inbox).await.expect("unroute");
             send(4).await;
-            assert_eq!(ack_next(&mut consumer).await, reply(4));
+            assert_eq!(ack_next(&mut consumer).await, heartbeat(4));
             let more = tokio::time::timeout(ttl * 3, consumer.next()).await;
             assert!(
                 more.is_err(),
@@ -1035,17 +1042,8 @@ async fn rabbitmq_a_lost_inbox_ends_its_consumers_and_is_made_again() {
             .expect("inbox")
             .expect("an inbox");
         assert_ne!(first, second, "a new inbox");
-        let reply = InputMessage::Worker {
-            reply: Reply::Heartbeat {
-                version: PROTOCOL_VERSION,
-                task_token: "token".into(),
-            },
-        };
-        broker
-            .publish_raw_reply(1, &serde_json::to_vec(&reply).expect("encode"))
-            .await
-            .expect("publish a reply");
-        assert_eq!(ack_next(&mut consumer).await, reply);
+        send_heartbeat(broker, 1, 0).await;
+        assert_eq!(ack_next(&mut consumer).await, heartbeat(0));
     })
     .await
 }
@@ -1058,19 +1056,7 @@ async fn rabbitmq_a_slow_partition_does_not_hold_up_the_inbox() {
     on_rabbitmq(
         rabbitmq_with(|config| config.with_prefetch(2)).await,
         async |broker| {
-            let reply = |n: u32| InputMessage::Worker {
-                reply: Reply::Heartbeat {
-                    version: PROTOCOL_VERSION,
-                    task_token: format!("token-{n}"),
-                },
-            };
-            let send = async |partition: u32, n: u32| {
-                let bytes = serde_json::to_vec(&reply(n)).expect("encode");
-                broker
-                    .publish_raw_reply(partition, &bytes)
-                    .await
-                    .expect("publish a reply");
-            };
+            let send = async |partition: u32, n: u32| send_heartbeat(broker, partition, n).await;
             let mut slow = broker.consume_inputs(1).await.expect("consume_inputs");
             broker.route_replies(1).await.expect("route_replies");
             let mut other = broker.consume_inputs(2).await.expect("consume_inputs");
@@ -1083,7 +1069,7 @@ async fn rabbitmq_a_slow_partition_does_not_hold_up_the_inbox() {
             let got = tokio::time::timeout(Duration::from_secs(3), ack_next(&mut other)).await;
             assert_eq!(
                 got.expect("partition 2's reply is not held up by partition 1's"),
-                reply(100)
+                heartbeat(100)
             );
             let mut seen = std::collections::BTreeSet::new();
             for _ in 0..12 {

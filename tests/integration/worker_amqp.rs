@@ -296,6 +296,15 @@ impl Fixture {
             .message_count()
     }
 
+    /// Waits (at most [`WAIT`]) until the count of ready tasks satisfies `done`.
+    async fn wait_ready(&self, what: &str, done: impl Fn(u32) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !done(self.ready().await) {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Stops the worker, checks every task was acked, deletes the task queue.
     async fn finish(
         self,
@@ -477,14 +486,12 @@ where
     };
     assert!(matches!(first, Reply::Started { .. }), "{first:?}");
     let other = if a_first { &*b } else { &*a };
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while other.ready().await != 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the other activity's task was never delivered to the worker"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    other
+        .wait_ready(
+            "the other activity's task was never delivered to the worker",
+            |n| n == 0,
+        )
+        .await;
     (a_first, shutdown, running)
 }
 
@@ -534,14 +541,9 @@ async fn a_received_unstarted_task_goes_back_to_its_queue_on_shutdown() {
     let (first, second) = if a_first { (&mut a, &b) } else { (&mut b, &a) };
 
     shutdown.cancel();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while second.ready().await != 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the unstarted task was not handed back"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    second
+        .wait_ready("the unstarted task was not handed back", |n| n == 1)
+        .await;
     gate.open();
     let done = next_reply(&mut first.replies).await;
     assert!(matches!(done, Reply::Succeeded { .. }), "{done:?}");
@@ -629,13 +631,9 @@ async fn a_stopping_worker_hands_back_the_paced_tasks_it_holds() {
         next_reply(&mut paced.replies).await,
         Reply::Finished { .. }
     ));
-    tokio::time::timeout(WAIT, async {
-        while paced.ready().await > 3 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the worker takes the next tasks to hold");
+    paced
+        .wait_ready("the worker takes the next tasks to hold", |n| n <= 3)
+        .await;
     assert_eq!(
         paced.ready().await,
         3,
@@ -649,13 +647,9 @@ async fn a_stopping_worker_hands_back_the_paced_tasks_it_holds() {
         .expect("worker task")
         .expect("worker ran");
     assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), 1);
-    tokio::time::timeout(WAIT, async {
-        while paced.ready().await < 5 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the held task goes back to the queue");
+    paced
+        .wait_ready("the held task goes back to the queue", |n| n >= 5)
+        .await;
 
     // Another worker, unpaced, runs the five that are left.
     let (shutdown, running) = spawn_worker(

@@ -651,31 +651,10 @@ impl AmqpBroker {
     /// Publishes raw bytes as a worker publishes a reply for `partition`: to the reply
     /// exchange, under the partition queue's name, confirmed (tests, tooling).
     pub async fn publish_raw_reply(&self, partition: u32, bytes: &[u8]) -> Result<(), BrokerError> {
-        let exchange = self.name(REPLY_EXCHANGE);
         let key = self.name(&partition_queue(partition));
-        self.shared.declare_queue(&key).await?;
-        let channel = self.shared.channel(&self.shared.publisher, true).await?;
-        let confirmation = channel
-            .basic_publish(
-                exchange.as_str().into(),
-                key.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    immediate: false,
-                },
-                bytes,
-                BasicProperties::default().with_delivery_mode(PERSISTENT),
-            )
+        self.shared
+            .publish(&self.name(REPLY_EXCHANGE), Some(&key), bytes)
             .await
-            .map_err(|e| unavailable("cannot publish a reply", e))?
-            .await
-            .map_err(|e| unavailable("cannot publish a reply", e))?;
-        match confirmation {
-            Confirmation::Ack(None) => Ok(()),
-            other => Err(BrokerError::NotConfirmed(format!(
-                "reply to {key}: {other:?}"
-            ))),
-        }
     }
 
     /// Publishes raw bytes onto a partition's input queue, bypassing encoding (tests, tooling).
@@ -891,12 +870,11 @@ impl Broker for AmqpBroker {
 
     async fn route_replies(&self, partition: u32) -> Result<(), BrokerError> {
         let inbox = self.shared.inbox().await?;
-        let queue = self.name(&partition_queue(partition));
-        inbox.bind(&self.shared, &queue).await
+        set_binding(&self.shared, &inbox.name, partition, true).await
     }
 
     async fn unroute(&self, partition: u32, route: &str) -> Result<(), BrokerError> {
-        unbind(&self.shared, route, partition).await
+        set_binding(&self.shared, route, partition, false).await
     }
 
     fn retire_route(&self, route: &str, partitions: u32) {
@@ -909,7 +887,7 @@ impl Broker for AmqpBroker {
             // No partition may route to it any more (a binding its owner's store record
             // missed, an unbind that failed): nothing new arrives once these are gone.
             for partition in 0..partitions {
-                if let Err(e) = unbind(&broker.shared, &route, partition).await {
+                if let Err(e) = set_binding(&broker.shared, &route, partition, false).await {
                     tracing::info!(inbox = %route, error = %e, "cannot unbind an inbox to retire; kept");
                     return;
                 }
@@ -967,7 +945,7 @@ impl Broker for AmqpBroker {
                 Ok(task) => {
                     return Ok(Some(TaskDelivery {
                         message: task,
-                        acker: Box::new(AmqpTaskAcker {
+                        acker: Box::new(RequeueOnDropAcker {
                             acker: Some(delivery.acker),
                         }),
                     }))
@@ -1202,25 +1180,6 @@ impl Inbox {
         }
     }
 
-    /// Binds the inbox under the partition queue's name `queue`, on a channel of its own:
-    /// lapin replays the bindings made on a channel when it recovers the connection, and this
-    /// one must not come back after it was unbound (the binding is durable on the server).
-    async fn bind(&self, shared: &Shared, queue: &str) -> Result<(), BrokerError> {
-        let channel = open_channel(&shared.connection).await?;
-        let bound = channel
-            .queue_bind(
-                self.name.as_str().into(),
-                shared.name(REPLY_EXCHANGE).as_str().into(),
-                queue.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| unavailable(&format!("cannot bind inbox {}", self.name), e));
-        let _ = channel.close(200, "OK".into()).await;
-        bound
-    }
-
     /// Unbinds this inbox from `partition` unless a consumer of it was registered again —
     /// checked again after the unbind, which then binds it back (a re-registration's bind may
     /// have landed before this unbind).
@@ -1231,13 +1190,12 @@ impl Inbox {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
-        if let Err(e) = unbind(&shared, &self.name, partition).await {
+        if let Err(e) = set_binding(&shared, &self.name, partition, false).await {
             tracing::warn!(inbox = %self.name, partition, error = %e, "cannot unbind the inbox");
             return;
         }
         if lock(&self.routes).contains_key(&partition) {
-            let queue = shared.name(&partition_queue(partition));
-            if let Err(e) = self.bind(&shared, &queue).await {
+            if let Err(e) = set_binding(&shared, &self.name, partition, true).await {
                 tracing::warn!(inbox = %self.name, partition, error = %e, "cannot bind the inbox again");
             }
         }
@@ -1277,11 +1235,17 @@ impl Inbox {
             let Some(shared) = self.shared.upgrade() else {
                 return;
             };
-            let queue = delivery.routing_key.to_string();
-            let Some(partition) = shared.partition_of_queue(&queue) else {
+            let Some(partition) = shared.partition_of_queue(delivery.routing_key.as_str()) else {
                 // Not a partition's reply (published to the inbox by name): nothing can route
                 // it, and the inbox's own dead-letter exchange leads to partition queues only.
-                tokio::spawn(dead_letter_from_inbox(shared, self.name.clone(), delivery));
+                shared.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    queue = %self.name,
+                    routing_key = %delivery.routing_key,
+                    "dead-lettering an inbox message that names no partition queue"
+                );
+                let dlx = shared.name(DEAD_LETTER_EXCHANGE);
+                tokio::spawn(move_delivery(shared, dlx, None, delivery));
                 continue;
             };
             // A partition that does not keep up (a slow store, a stuck step) gets no more than
@@ -1300,7 +1264,7 @@ impl Inbox {
                         message,
                         // Acked on its own: the inbox's channel carries every partition's
                         // deliveries, so a `multiple` ack could settle another partition's.
-                        acker: Box::new(AmqpTaskAcker {
+                        acker: Box::new(RequeueOnDropAcker {
                             acker: Some(delivery.acker),
                         }),
                     });
@@ -1311,7 +1275,8 @@ impl Inbox {
                 // Not served here, behind, or malformed (the partition queue's consumer
                 // dead-letters it, as it would have without the inbox): forward it.
                 _ => {
-                    tokio::spawn(forward(shared, queue, delivery));
+                    let queue = delivery.routing_key.to_string();
+                    tokio::spawn(move_delivery(shared, String::new(), Some(queue), delivery));
                 }
             }
         }
@@ -1330,79 +1295,78 @@ fn unique_u64() -> u64 {
     hasher.finish()
 }
 
-/// Publishes an inbox delivery to its partition queue `queue` (confirmed), then acks it; on
-/// failure, requeues it into the inbox after a pause.
-async fn forward(shared: Arc<Shared>, queue: String, delivery: lapin::message::Delivery) {
-    match shared.publish("", Some(&queue), &delivery.data).await {
+/// Moves an inbox delivery on: publishes it to `exchange` (with `queue`: to that queue,
+/// routable), confirmed, then acks it; on failure, requeues it into the inbox after a pause.
+async fn move_delivery(
+    shared: Arc<Shared>,
+    exchange: String,
+    queue: Option<String>,
+    delivery: lapin::message::Delivery,
+) {
+    match shared
+        .publish(&exchange, queue.as_deref(), &delivery.data)
+        .await
+    {
         Ok(()) => {
             if let Err(e) = ack(delivery.acker, BasicAckOptions::default()).await {
-                tracing::debug!(%queue, error = %e, "acking a forwarded reply");
+                tracing::debug!(?queue, error = %e, "acking a delivery moved from the inbox");
             }
         }
         Err(e) => {
-            tracing::warn!(%queue, error = %e, "cannot forward a reply from the inbox; retrying");
+            tracing::warn!(%exchange, ?queue, error = %e, "cannot move a delivery from the inbox; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
             let requeue = BasicNackOptions {
                 multiple: false,
                 requeue: true,
             };
             if let Err(e) = delivery.acker.nack(requeue).await {
-                tracing::debug!(%queue, error = %e, "requeueing a reply to forward");
+                tracing::debug!(?queue, error = %e, "requeueing a delivery to move");
             }
         }
     }
 }
 
-/// Moves an inbox delivery that names no partition queue to the dead-letter exchange
-/// (published, confirmed, then acked), counted and logged like any malformed message.
-async fn dead_letter_from_inbox(
-    shared: Arc<Shared>,
-    inbox: String,
-    delivery: lapin::message::Delivery,
-) {
-    shared.dead_lettered.fetch_add(1, Ordering::Relaxed);
-    tracing::warn!(
-        queue = %inbox,
-        routing_key = %delivery.routing_key,
-        size = delivery.data.len(),
-        "dead-lettering an inbox message that names no partition queue"
-    );
-    let dlx = shared.name(DEAD_LETTER_EXCHANGE);
-    match shared.publish(&dlx, None, &delivery.data).await {
-        Ok(()) => {
-            if let Err(e) = ack(delivery.acker, BasicAckOptions::default()).await {
-                tracing::debug!(error = %e, "acking a dead-lettered inbox message");
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot dead-letter an inbox message; it stays in the inbox");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let requeue = BasicNackOptions {
-                multiple: false,
-                requeue: true,
-            };
-            let _ = delivery.acker.nack(requeue).await;
-        }
-    }
-}
-
-/// Unbinds the inbox `inbox` (full name) from `partition`'s routing key, on a channel of its
-/// own: an inbox that no longer exists closes the channel (and is no error).
-async fn unbind(shared: &Shared, inbox: &str, partition: u32) -> Result<(), BrokerError> {
+/// Binds (`bound`) or unbinds the inbox `inbox` (full name) under `partition`'s routing key,
+/// on a short-lived channel of its own: lapin replays the bindings made on a channel when it
+/// recovers the connection, and a binding removed since must not come back; an inbox that no
+/// longer exists closes the channel (and is no error for an unbind).
+async fn set_binding(
+    shared: &Shared,
+    inbox: &str,
+    partition: u32,
+    bound: bool,
+) -> Result<(), BrokerError> {
     let channel = open_channel(&shared.connection).await?;
-    let result = channel
-        .queue_unbind(
-            inbox.into(),
-            shared.name(REPLY_EXCHANGE).as_str().into(),
-            shared.name(&partition_queue(partition)).as_str().into(),
-            FieldTable::default(),
-        )
-        .await;
+    let (exchange, key) = (
+        shared.name(REPLY_EXCHANGE),
+        shared.name(&partition_queue(partition)),
+    );
+    let result = if bound {
+        let options = QueueBindOptions::default();
+        channel
+            .queue_bind(
+                inbox.into(),
+                exchange.as_str().into(),
+                key.as_str().into(),
+                options,
+                FieldTable::default(),
+            )
+            .await
+    } else {
+        channel
+            .queue_unbind(
+                inbox.into(),
+                exchange.as_str().into(),
+                key.as_str().into(),
+                FieldTable::default(),
+            )
+            .await
+    };
     let _ = channel.close(200, "OK".into()).await;
     match result {
         Ok(()) => Ok(()),
-        Err(e) if amqp_error_is(&e, Soft(AMQPSoftError::NOTFOUND)) => Ok(()),
-        Err(e) => Err(unavailable(&format!("cannot unbind inbox {inbox}"), e)),
+        Err(e) if !bound && amqp_error_is(&e, Soft(AMQPSoftError::NOTFOUND)) => Ok(()),
+        Err(e) => Err(unavailable(&format!("cannot (un)bind inbox {inbox}"), e)),
     }
 }
 
@@ -1541,11 +1505,11 @@ impl Acker for AmqpAcker {
 /// queue at once. For a task taken with basic.get (the `get_task` channel lives as long as the
 /// broker, so waiting for it to close would strand the task) and an inbox delivery (the inbox
 /// then forwards it if its partition is no longer served here).
-struct AmqpTaskAcker {
+struct RequeueOnDropAcker {
     acker: Option<lapin::Acker>,
 }
 
-impl Acker for AmqpTaskAcker {
+impl Acker for RequeueOnDropAcker {
     fn ack(mut self: Box<Self>) -> Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>> {
         match self.acker.take() {
             Some(acker) => Box::pin(ack(acker, BasicAckOptions::default())),
@@ -1554,7 +1518,7 @@ impl Acker for AmqpTaskAcker {
     }
 }
 
-impl Drop for AmqpTaskAcker {
+impl Drop for RequeueOnDropAcker {
     fn drop(&mut self) {
         let Some(acker) = self.acker.take() else {
             return;

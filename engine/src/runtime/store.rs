@@ -411,7 +411,6 @@ pub struct SweepStep {
     pub pass_over: bool,
 }
 
-/// The partition of an execution: a stable hash of its ARN.
 /// What [`Store::swap_reply_route`] replaced.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RouteSwap {
@@ -421,6 +420,7 @@ pub struct RouteSwap {
     pub previous_in_use: bool,
 }
 
+/// The partition of an execution: a stable hash of its ARN.
 pub fn partition_of(execution_arn: &str, partitions: u32) -> u32 {
     (crate::runner::seed_from(execution_arn) % u64::from(partitions.max(1))) as u32
 }

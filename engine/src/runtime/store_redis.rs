@@ -2196,11 +2196,12 @@ impl Store for RedisStore {
 
     async fn swap_reply_route(&self, partition: u32, route: &str) -> Result<RouteSwap, StoreError> {
         // One hash (partition → route) in the catalog's slot, swapped and searched atomically.
+        // (Lua's `false` is a nil reply.)
         let script = redis::Script::new(
             r#"
             local previous = redis.call('HGET', KEYS[1], ARGV[1])
             redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-            if not previous then return {} end
+            if not previous then return {false, 0} end
             for _, r in ipairs(redis.call('HVALS', KEYS[1])) do
               if r == previous then return {previous, 1} end
             end
@@ -2208,19 +2209,12 @@ impl Store for RedisStore {
             "#,
         );
         let mut conn = self.conn.clone();
-        let (previous, in_use): (Option<String>, Option<u8>) = script
+        let (previous, in_use): (Option<String>, u8) = script
             .key(self.keys.catalog("reply_routes"))
             .arg(partition)
             .arg(route)
-            .invoke_retrying::<Vec<redis::Value>>(&mut conn)
+            .invoke_retrying(&mut conn)
             .await
-            .and_then(|values| {
-                let mut values = values.into_iter();
-                Ok((
-                    values.next().map(redis::from_redis_value).transpose()?,
-                    values.next().map(redis::from_redis_value).transpose()?,
-                ))
-            })
             .map_err(|e| {
                 backend(
                     format!("recording the reply route of partition {partition}"),
@@ -2229,7 +2223,7 @@ impl Store for RedisStore {
             })?;
         Ok(RouteSwap {
             previous,
-            previous_in_use: in_use == Some(1),
+            previous_in_use: in_use == 1,
         })
     }
 
