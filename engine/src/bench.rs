@@ -36,6 +36,10 @@
 //!    [`BenchConfig::pass_states`] Pass states, started all at once as the backlog run of 2;
 //!    transitions are states entered (`pass_states` per execution), timed as that run.
 //!
+//! Between 3 and 4, as many `PING`s as the latency run has executions, a millisecond apart,
+//! through the connection the commits use: with the CPU readings they give the note on what
+//! the servers alone leave to the two ratio targets ([`BenchReport::bounds`]).
+//!
 //! The closed loops — the ceiling's and the runtime's, sequential or in flight — run as tasks
 //! on the runtime's worker threads, as the server's request handlers do, never on the thread
 //! that blocks on the whole benchmark; the backlog and Pass runs start their executions from
@@ -220,6 +224,9 @@ pub struct BenchDetails {
     /// run (see [`Waited`]).
     pub tasks_waited: Waited,
     pub latency_waited: Waited,
+    /// p50 of sequential `PING`s through the connection the commits use (see
+    /// [`redis_round_trip_p50`]), in milliseconds.
+    pub redis_ping_p50_ms: f64,
     pub partitions: u32,
     pub worker_concurrency: usize,
     /// `classic` or `quorum`: the type of every queue measured.
@@ -290,6 +297,20 @@ impl Waited {
     }
 }
 
+/// What the servers of this machine alone leave to the two ratio targets, from parts measured
+/// in the same run (see [`BenchReport::bounds`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bounds {
+    /// The latency run's commits, each at least a bare Redis round trip plus its script's time
+    /// in Redis, added to the raw round trip's p50: milliseconds before any work of the
+    /// coordinator or the worker. `None` when Redis's script time was unreadable.
+    pub latency_floor_ms: Option<f64>,
+    /// The highest tasks/s ÷ ceiling the CPU allows when it is what both are bound by: a task
+    /// costs at least the raw round trip's CPU (this process and RabbitMQ) plus Redis's CPU
+    /// per task; a raw round trip only the former. `None` when a CPU reading is missing.
+    pub tasks_ratio_bound: Option<f64>,
+}
+
 /// One line of the results table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -357,6 +378,30 @@ impl BenchReport {
                 met: None,
             },
         ]
+    }
+
+    /// The floors the measured parts put under the ratios (see [`Bounds`]): estimates, since
+    /// they mix a p50 and means; printed as a note, never used to judge a target.
+    pub fn bounds(&self) -> Bounds {
+        let d = &self.details;
+        let w = &d.latency_waited;
+        let latency_floor_ms = w.redis_script_ms.map(|script| {
+            self.ceiling_latency_p50_ms + w.commits_per_execution * (d.redis_ping_p50_ms + script)
+        });
+        let tasks_ratio_bound = match (
+            d.ceiling_cpu_ms,
+            d.ceiling_broker_cpu_ms,
+            d.task_redis_cpu_ms,
+        ) {
+            (Some(client), Some(broker), Some(redis)) if client + broker > 0.0 => {
+                Some((client + broker) / (client + broker + redis))
+            }
+            _ => None,
+        };
+        Bounds {
+            latency_floor_ms,
+            tasks_ratio_bound,
+        }
     }
 
     /// True when every target is met.
@@ -469,6 +514,34 @@ impl BenchReport {
             "       Pass: {} executions x {} states entered in {:.0} ms",
             d.executions, d.pass_states, d.pass_elapsed_ms
         );
+        let bounds = self.bounds();
+        let w = &d.latency_waited;
+        let _ =
+            writeln!(
+            out,
+            "       floors from these parts: the latency run's {:.2} commits per execution each \
+             wait at least a Redis round trip (PING p50 {:.3} ms, sequential) plus the script \
+             ({} ms): raw p50 + those = {} before any work of the coordinator or worker; a raw \
+             round trip costs {} ms CPU (this process + RabbitMQ), a task also Redis's {} ms: \
+             tasks/s <= {} x the ceiling even if the coordinator and worker cost no more CPU \
+             than the raw client",
+            w.commits_per_execution,
+            d.redis_ping_p50_ms,
+            w.redis_script_ms
+                .map_or("n/a".to_string(), |ms| format!("{ms:.3}")),
+            bounds.latency_floor_ms.map_or("n/a".to_string(), |ms| format!(
+                "{ms:.2} ms ({:.2} x raw p50)",
+                ms / self.ceiling_latency_p50_ms
+            )),
+            match (d.ceiling_cpu_ms, d.ceiling_broker_cpu_ms) {
+                (Some(a), Some(b)) => format!("{:.3}", a + b),
+                _ => "n/a".to_string(),
+            },
+            cpu(d.task_redis_cpu_ms),
+            bounds
+                .tasks_ratio_bound
+                .map_or("n/a".to_string(), |r| format!("{r:.2}"))
+        );
         out
     }
 }
@@ -548,6 +621,7 @@ pub async fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
             latency_legs: runtime.latency_legs,
             tasks_waited: runtime.tasks_waited,
             latency_waited: runtime.latency_waited,
+            redis_ping_p50_ms: runtime.redis_ping_p50_ms,
             partitions: config.partitions,
             queue_type: config.queue_type.as_str(),
             worker_concurrency: config.worker_concurrency,
@@ -1111,6 +1185,7 @@ struct RuntimeNumbers {
     latency_legs: Legs,
     tasks_waited: Waited,
     latency_waited: Waited,
+    redis_ping_p50_ms: f64,
 }
 
 type BenchService = Service<RedisStore, AmqpBroker, SystemClock>;
@@ -1302,6 +1377,14 @@ async fn measure_runtime(
     );
     let latency_legs = legs(service, &latency_arns).await?;
 
+    tracing::info!("measuring the Redis round trip");
+    let redis_ping_p50_ms = within(
+        "the Redis round trips",
+        config.phase_timeout,
+        redis_round_trip_p50(store, config.latency_executions.max(1)),
+    )
+    .await?;
+
     tracing::info!(executions = n, states, "measuring Pass transitions/s");
     let memory_before = redis_used_bytes(store).await;
     let (pass_elapsed_ms, _) = within(
@@ -1332,7 +1415,26 @@ async fn measure_runtime(
         latency_legs,
         tasks_waited,
         latency_waited,
+        redis_ping_p50_ms,
     })
+}
+
+/// p50 milliseconds of `count` `PING`s through the connection the commits use, one after
+/// another, a millisecond apart (about the pace of the latency run's commits, so Redis and
+/// this process are as warm, or as cold, as they are there), from a task on the runtime's
+/// worker threads as the latency run's loop.
+async fn redis_round_trip_p50(store: &Arc<RedisStore>, count: usize) -> Result<f64, BenchError> {
+    let store = store.clone();
+    tokio::spawn(async move {
+        let mut samples = Vec::with_capacity(count);
+        for _ in 0..count {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            samples.push(ms(store.ping().await?));
+        }
+        Ok(percentile(&mut samples, 0.5))
+    })
+    .await
+    .map_err(|e| BenchError::Failed(format!("the Redis round trips failed: {e}")))?
 }
 
 /// Most executions of a run whose histories [`legs`] reads.
@@ -1590,6 +1692,49 @@ mod tests {
         );
         let reset = Waited::between((before, Some((100, 1_000))), (after, Some((50, 10))), 2);
         assert_eq!(reset.redis_script_ms, None, "statistics reset in between");
+    }
+
+    #[test]
+    fn bounds_come_from_the_measured_parts() {
+        let mut report = BenchReport {
+            ceiling_roundtrips_per_sec: 8000.0,
+            ceiling_latency_p50_ms: 0.8,
+            tasks_per_sec: 3500.0,
+            latency_p50_ms: 1.4,
+            latency_p99_ms: 3.0,
+            pass_transitions_per_sec: 100_000.0,
+            details: BenchDetails {
+                ceiling_cpu_ms: Some(0.08),
+                ceiling_broker_cpu_ms: Some(0.14),
+                task_redis_cpu_ms: Some(0.11),
+                redis_ping_p50_ms: 0.1,
+                latency_waited: Waited {
+                    commits_per_execution: 2.0,
+                    redis_script_ms: Some(0.12),
+                    ..Waited::default()
+                },
+                ..BenchDetails::default()
+            },
+        };
+        let b = report.bounds();
+        // 0.8 + 2 × (0.1 + 0.12)
+        assert!((b.latency_floor_ms.unwrap() - 1.24).abs() < 1e-9, "{b:?}");
+        // 0.22 / (0.22 + 0.11)
+        assert!(
+            (b.tasks_ratio_bound.unwrap() - 2.0 / 3.0).abs() < 1e-9,
+            "{b:?}"
+        );
+        assert!(report.table().contains("1.24 ms (1.55 x raw p50)"));
+        report.details.latency_waited.redis_script_ms = None;
+        report.details.ceiling_broker_cpu_ms = None;
+        assert_eq!(
+            report.bounds(),
+            Bounds {
+                latency_floor_ms: None,
+                tasks_ratio_bound: None
+            }
+        );
+        assert!(report.table().contains("raw p50 + those = n/a"));
     }
 
     #[test]

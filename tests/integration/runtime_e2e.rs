@@ -963,6 +963,7 @@ async fn bench_measures_every_phase_on_the_real_servers() {
         ("latency p50", report.latency_p50_ms),
         ("latency p99", report.latency_p99_ms),
         ("pass", report.pass_transitions_per_sec),
+        ("Redis PING p50", report.details.redis_ping_p50_ms),
     ] {
         assert!(value.is_finite() && value > 0.0, "{name} = {value}");
     }
@@ -989,6 +990,11 @@ async fn bench_measures_every_phase_on_the_real_servers() {
         table.contains("tasks/s (120 one-Task executions, 16 in flight)"),
         "{table}"
     );
+    // The floors note: the latency run's script time is read from Redis, so the latency
+    // floor is there and above the raw round trip.
+    let floor = report.bounds().latency_floor_ms.expect("Redis's script time is readable");
+    assert!(floor > report.ceiling_latency_p50_ms, "{floor} {table}");
+    assert!(table.contains("floors from these parts"), "{table}");
     // RabbitMQ on this machine (CI's, the default URL): its CPU is measured on both sides
     // (at this scale a few 10 ms ticks, so possibly 0).
     if amqp_url().contains("@127.0.0.1:") || amqp_url().contains("@localhost:") {

@@ -403,6 +403,7 @@ impl Shared {
                 registrations: AtomicU64::new(0),
                 shared: Arc::downgrade(self),
                 ended: std::sync::atomic::AtomicBool::new(false),
+                deleting: std::sync::atomic::AtomicBool::new(false),
                 _channel: channel,
             });
             tokio::spawn(inbox.clone().run(consumer));
@@ -737,14 +738,10 @@ impl AmqpBroker {
         let channel = open_channel(&self.shared.connection).await?;
         let mut queues: Vec<String> = lock(&self.shared.declared).drain().collect();
         queues.push(self.name(DEAD_LETTER_QUEUE));
-        queues.extend(
-            self.shared
-                .inbox
-                .lock()
-                .await
-                .as_ref()
-                .map(|inbox| inbox.name.clone()),
-        );
+        queues.extend(self.shared.inbox.lock().await.as_ref().map(|inbox| {
+            inbox.deleting.store(true, Ordering::SeqCst);
+            inbox.name.clone()
+        }));
         for queue in queues {
             channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
@@ -1141,6 +1138,9 @@ struct Inbox {
     shared: std::sync::Weak<Shared>,
     /// Set when its consumer ended: a new inbox is made on next use.
     ended: std::sync::atomic::AtomicBool,
+    /// Set just before this broker deletes it ([`AmqpBroker::delete_namespace`]): the end of
+    /// its consumer is then expected, not a fault.
+    deleting: std::sync::atomic::AtomicBool,
     _channel: Channel,
 }
 
@@ -1211,7 +1211,18 @@ impl Inbox {
     /// Hands each delivery to its partition's consumer, or forwards it to the partition queue.
     async fn run(self: Arc<Self>, consumer: lapin::Consumer) {
         self.consume(consumer).await;
-        tracing::warn!(inbox = %self.name, "inbox consumer ended");
+        // Deleted or closed by this broker: expected. Otherwise (RabbitMQ cancelled it, the
+        // connection failed) an operator wants to know.
+        let expected = self.deleting.load(Ordering::SeqCst)
+            || self.shared.upgrade().is_none_or(|shared| {
+                let status = shared.connection.status();
+                status.closing() || status.closed()
+            });
+        if expected {
+            tracing::debug!(inbox = %self.name, "inbox consumer ended");
+        } else {
+            tracing::warn!(inbox = %self.name, "inbox consumer ended");
+        }
         self.end();
     }
 

@@ -1113,6 +1113,18 @@ impl RedisStore {
         .await
     }
 
+    /// Sends a `PING` through the connection commits use and returns how long the reply took
+    /// (the benchmark's measure of one bare Redis round trip from this process).
+    pub async fn ping(&self) -> Result<Duration, StoreError> {
+        let mut conn = self.conn.clone();
+        let sent = std::time::Instant::now();
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| backend("PING".to_string(), e))?;
+        Ok(sent.elapsed())
+    }
+
     /// The number of partitions executions are hashed into: it must be the coordinators'
     /// `partitions`, because reads by ARN look for an execution in the partition its ARN
     /// hashes to (commits for any other partition are refused). Without it, the
