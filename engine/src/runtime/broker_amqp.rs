@@ -738,15 +738,22 @@ impl AmqpBroker {
         let channel = open_channel(&self.shared.connection).await?;
         let mut queues: Vec<String> = lock(&self.shared.declared).drain().collect();
         queues.push(self.name(DEAD_LETTER_QUEUE));
-        queues.extend(self.shared.inbox.lock().await.as_ref().map(|inbox| {
+        let inbox = self.shared.inbox.lock().await.clone();
+        if let Some(inbox) = &inbox {
             inbox.deleting.store(true, Ordering::SeqCst);
-            inbox.name.clone()
-        }));
+            queues.push(inbox.name.clone());
+        }
         for queue in queues {
-            channel
+            if let Err(e) = channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                 .await
-                .map_err(|e| unavailable(&format!("cannot delete queue {queue}"), e))?;
+            {
+                // The inbox may live on: its consumer's end is news again.
+                if let Some(inbox) = &inbox {
+                    inbox.deleting.store(false, Ordering::SeqCst);
+                }
+                return Err(unavailable(&format!("cannot delete queue {queue}"), e));
+            }
         }
         for exchange in [
             self.name(DEAD_LETTER_EXCHANGE),
