@@ -307,19 +307,26 @@ pub struct Bounds {
     /// and means, and the raw p50 is measured before and after the latency run, not during it.
     /// `None` when the `PING`s or Redis's script time were not measured.
     pub latency_floor_ms: Option<f64>,
+    /// `None` when a CPU reading is missing or there is no ceiling to divide by.
+    pub cpu: Option<CpuEstimate>,
+}
+
+/// The tasks/s run's CPU against the raw round trip's (see [`Bounds::cpu`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuEstimate {
     /// The cores the tasks/s run kept busy: its tasks/s × the CPU per task of this process,
     /// RabbitMQ and Redis.
-    pub tasks_cores: Option<f64>,
-    /// At [`Self::tasks_cores`], the tasks/s ÷ ceiling if a task cost only what a raw round
-    /// trip costs (this process and RabbitMQ) plus Redis's CPU per task.
-    pub tasks_ratio_bound: Option<f64>,
-    /// At [`Self::tasks_cores`], the CPU milliseconds per task the coordinator and the worker
-    /// may spend beyond a raw round trip's for tasks/s to reach [`TASKS_TARGET`] × the
-    /// ceiling (negative: not even with nothing spent)…
-    pub engine_budget_ms: Option<f64>,
+    pub cores: f64,
+    /// At those cores, the tasks/s ÷ ceiling if a task cost only what a raw round trip costs
+    /// (this process and RabbitMQ) plus Redis's CPU per task.
+    pub ratio: f64,
+    /// At those cores, the CPU milliseconds per task the coordinator and the worker may spend
+    /// beyond a raw round trip's for tasks/s to reach [`TASKS_TARGET`] × the ceiling
+    /// (negative: not even with nothing spent)…
+    pub budget_ms: f64,
     /// …and what they spent in the tasks/s run: this process and RabbitMQ per task above their
     /// CPU per raw round trip.
-    pub engine_spent_ms: Option<f64>,
+    pub spent_ms: f64,
 }
 
 /// The tasks/s target, as a fraction of the ceiling's round trips/s.
@@ -413,18 +420,16 @@ impl BenchReport {
             let raw = d.ceiling_cpu_ms? + d.ceiling_broker_cpu_ms?;
             let cores = self.tasks_per_sec * (process + broker + redis) / 1000.0;
             let ceiling = self.ceiling_roundtrips_per_sec;
-            (raw + redis > 0.0 && ceiling > 0.0).then(|| {
-                let bound = cores * 1000.0 / (raw + redis) / ceiling;
-                let budget = cores * 1000.0 / (TASKS_TARGET * ceiling) - raw - redis;
-                (cores, bound, budget, process + broker - raw)
+            (raw + redis > 0.0 && ceiling > 0.0).then(|| CpuEstimate {
+                cores,
+                ratio: cores * 1000.0 / (raw + redis) / ceiling,
+                budget_ms: cores * 1000.0 / (TASKS_TARGET * ceiling) - raw - redis,
+                spent_ms: process + broker - raw,
             })
         })();
         Bounds {
             latency_floor_ms,
-            tasks_cores: cpu.map(|c| c.0),
-            tasks_ratio_bound: cpu.map(|c| c.1),
-            engine_budget_ms: cpu.map(|c| c.2),
-            engine_spent_ms: cpu.map(|c| c.3),
+            cpu,
         }
     }
 
@@ -562,10 +567,10 @@ impl BenchReport {
              ceiling; {TASKS_TARGET} x leaves the coordinator and worker {} ms of CPU per task \
              beyond a raw round trip's, against {} ms spent (this process and RabbitMQ above \
              their CPU per raw round trip)",
-            na(bounds.tasks_cores, &|c| format!("{c:.2}")),
-            na(bounds.tasks_ratio_bound, &|r| format!("{r:.2}")),
-            na(bounds.engine_budget_ms, &|ms| format!("{ms:.3}")),
-            na(bounds.engine_spent_ms, &|ms| format!("{ms:.3}")),
+            na(bounds.cpu.map(|c| c.cores), &|c| format!("{c:.2}")),
+            na(bounds.cpu.map(|c| c.ratio), &|r| format!("{r:.2}")),
+            na(bounds.cpu.map(|c| c.budget_ms), &|ms| format!("{ms:.3}")),
+            na(bounds.cpu.map(|c| c.spent_ms), &|ms| format!("{ms:.3}")),
         );
         out
     }
@@ -1757,11 +1762,14 @@ mod tests {
         // 0.8 + 2 × (0.1 + 0.12)
         assert!(close(b.latency_floor_ms, 1.24), "{b:?}");
         // 4000/s × (0.2 + 0.15 + 0.15) ms = 2 cores; 2000 ms/s ÷ (0.25 + 0.15) ms ÷ 8000/s
-        assert!(close(b.tasks_cores, 2.0), "{b:?}");
-        assert!(close(b.tasks_ratio_bound, 0.625), "{b:?}");
+        assert!(close(b.cpu.map(|c| c.cores), 2.0), "{b:?}");
+        assert!(close(b.cpu.map(|c| c.ratio), 0.625), "{b:?}");
         // 2000 ÷ (0.6 × 8000) − 0.4 ms left; (0.2 + 0.15) − 0.25 ms spent
-        assert!(close(b.engine_budget_ms, 2000.0 / 4800.0 - 0.4), "{b:?}");
-        assert!(close(b.engine_spent_ms, 0.1), "{b:?}");
+        assert!(
+            close(b.cpu.map(|c| c.budget_ms), 2000.0 / 4800.0 - 0.4),
+            "{b:?}"
+        );
+        assert!(close(b.cpu.map(|c| c.spent_ms), 0.1), "{b:?}");
         let table = report.table();
         assert!(table.contains("= 1.24 ms (1.55 x raw p50)"), "{table}");
         assert!(table.contains("make 0.62 x the ceiling"), "{table}");
@@ -1771,7 +1779,7 @@ mod tests {
         report.details.latency_waited.redis_script_ms = None;
         let b = report.bounds();
         assert_eq!(b.latency_floor_ms, None);
-        assert!(close(b.tasks_ratio_bound, 0.625), "{b:?}");
+        assert!(close(b.cpu.map(|c| c.ratio), 0.625), "{b:?}");
         assert!(report.table().contains("raw p50 + those = n/a"));
         report.details.latency_waited.redis_script_ms = Some(0.12);
         report.details.redis_ping_p50_ms = None;
@@ -1789,20 +1797,11 @@ mod tests {
             ][missing] = None;
             let b = r.bounds();
             assert!(close(b.latency_floor_ms, 1.24), "{b:?}");
-            assert_eq!(
-                (
-                    b.tasks_cores,
-                    b.tasks_ratio_bound,
-                    b.engine_budget_ms,
-                    b.engine_spent_ms
-                ),
-                (None, None, None, None),
-                "reading {missing} missing"
-            );
+            assert_eq!(b.cpu, None, "reading {missing} missing");
         }
         // No ceiling (or no CPU at all): nothing to divide by.
         report.ceiling_roundtrips_per_sec = 0.0;
-        assert_eq!(report.bounds().tasks_ratio_bound, None);
+        assert_eq!(report.bounds().cpu, None);
         assert!(report.table().contains("make n/a x the ceiling"));
     }
 

@@ -905,6 +905,19 @@ fn heartbeat(n: u32) -> InputMessage {
     }
 }
 
+/// Routes `partition`'s replies to `broker`'s inbox and returns the inbox's name.
+async fn routed_inbox(broker: &AmqpBroker, partition: u32) -> String {
+    broker
+        .route_replies(partition)
+        .await
+        .expect("route_replies");
+    broker
+        .reply_inbox()
+        .await
+        .expect("inbox")
+        .expect("an inbox")
+}
+
 /// Publishes [`heartbeat`]`(n)` for `partition` as a worker does: to the reply exchange.
 async fn send_heartbeat(broker: &AmqpBroker, partition: u32, n: u32) {
     let bytes = serde_json::to_vec(&heartbeat(n)).expect("encode");
@@ -935,8 +948,7 @@ async fn rabbitmq_replies_go_through_the_owners_inbox_and_survive_its_death() {
             // Not routed yet: through the alternate exchange to the partition queue.
             send(1).await;
             assert_eq!(ack_next(&mut old_consumer).await, heartbeat(1));
-            let dead_inbox = old.reply_inbox().await.expect("inbox").expect("an inbox");
-            old.route_replies(1).await.expect("route_replies");
+            let dead_inbox = routed_inbox(&old, 1).await;
             send(2).await;
             assert_eq!(ack_next(&mut old_consumer).await, heartbeat(2));
 
@@ -946,13 +958,8 @@ async fn rabbitmq_replies_go_through_the_owners_inbox_and_survive_its_death() {
             send(3).await;
             let started = std::time::Instant::now();
             let mut consumer = broker.consume_inputs(1).await.expect("consume_inputs");
-            let own_inbox = broker
-                .reply_inbox()
-                .await
-                .expect("inbox")
-                .expect("an inbox");
+            let own_inbox = routed_inbox(broker, 1).await;
             assert_ne!(own_inbox, dead_inbox);
-            broker.route_replies(1).await.expect("route_replies");
             assert_eq!(
                 ack_next(&mut consumer).await,
                 heartbeat(3),
@@ -1006,12 +1013,7 @@ async fn rabbitmq_replies_go_through_the_owners_inbox_and_survive_its_death() {
 async fn rabbitmq_a_lost_inbox_ends_its_consumers_and_is_made_again() {
     on_rabbitmq(rabbitmq().await, async |broker| {
         let mut consumer = broker.consume_inputs(1).await.expect("consume_inputs");
-        broker.route_replies(1).await.expect("route_replies");
-        let first = broker
-            .reply_inbox()
-            .await
-            .expect("inbox")
-            .expect("an inbox");
+        let first = routed_inbox(broker, 1).await;
         let inspector = another_connection(broker).await;
         let channel = inspector.create_channel().await.expect("channel");
         channel
@@ -1035,12 +1037,7 @@ async fn rabbitmq_a_lost_inbox_ends_its_consumers_and_is_made_again() {
         drop(consumer);
 
         let mut consumer = broker.consume_inputs(1).await.expect("consume_inputs");
-        broker.route_replies(1).await.expect("route_replies");
-        let second = broker
-            .reply_inbox()
-            .await
-            .expect("inbox")
-            .expect("an inbox");
+        let second = routed_inbox(broker, 1).await;
         assert_ne!(first, second, "a new inbox");
         send_heartbeat(broker, 1, 0).await;
         assert_eq!(ack_next(&mut consumer).await, heartbeat(0));
